@@ -1,0 +1,158 @@
+"""The command line: flags become settings, then one library call; data to stdout, people to stderr.
+
+Heavy modules (numpy, numba) are imported inside the commands that need them, so `--help` and
+`inspect` stay quick. Every error is one line on stderr and a non-zero exit.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import List, Optional
+
+import typer
+
+from rnncli.config import ModelConfig, SampleConfig, TrainConfig
+from rnncli.errors import RnncliError
+
+DEFAULT_MODEL = TrainConfig.out
+MODEL_ENV = "RNNCLI_MODEL"
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Train, sample, score and inspect recurrent language models (RNN, GRU, LSTM).",
+)
+
+
+def _warn(message: str) -> None:
+    print(f"rnncli: warning: {message}", file=sys.stderr)
+
+
+def _given(**options) -> dict:
+    return {k: v for k, v in options.items() if v is not None}
+
+
+def _model_option():
+    return typer.Option(DEFAULT_MODEL, "--model", "-m", envvar=MODEL_ENV, help="checkpoint to use")
+
+
+M, T = ModelConfig, TrainConfig
+
+
+@app.command()
+def train(
+    corpus: List[str] = typer.Argument(..., help="text files to learn from; - reads standard input"),
+    cell: Optional[str] = typer.Option(None, help="rnn, gru or lstm", show_default=f"{M.cell}"),
+    layers: Optional[int] = typer.Option(None, help="recurrent layers", show_default=f"{M.layers}"),
+    hidden: Optional[int] = typer.Option(None, help="hidden units per layer", show_default=f"{M.hidden}"),
+    embed: Optional[int] = typer.Option(None, help="embedding size", show_default=f"{M.embed}"),
+    dropout: Optional[float] = typer.Option(None, help="dropout between layers", show_default=f"{M.dropout}"),
+    batch: Optional[int] = typer.Option(None, help="parallel streams", show_default=f"{T.batch}"),
+    seq: Optional[int] = typer.Option(None, help="steps of backpropagation through time", show_default=f"{T.seq}"),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate", show_default=f"{T.lr}"),
+    lr_schedule: Optional[str] = typer.Option(None, help="constant, cosine or linear decay", show_default=f"{T.lr_schedule}"),
+    warmup: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up", show_default=f"{T.warmup}"),
+    clip: Optional[float] = typer.Option(None, help="global gradient-norm clip, 0 for none", show_default=f"{T.clip}"),
+    steps: Optional[int] = typer.Option(None, help="stop after this many steps", show_default="2000 if no stop given"),
+    epochs: Optional[float] = typer.Option(None, help="stop after this many passes over the corpus"),
+    time: Optional[float] = typer.Option(None, "--time", help="stop after this many seconds"),
+    val_frac: Optional[float] = typer.Option(None, help="share of the text held out", show_default=f"{T.val_frac}"),
+    eval_every: Optional[int] = typer.Option(None, help="steps between validations", show_default=f"{T.eval_every}"),
+    tokenizer: Optional[str] = typer.Option(None, help="char, byte or word", show_default=f"{T.tokenizer}"),
+    max_vocab: Optional[int] = typer.Option(None, help="word tokenizer's vocabulary", show_default=f"{T.max_vocab}"),
+    rng_seed: Optional[int] = typer.Option(None, help="seed that makes the run repeatable", show_default=f"{T.rng_seed}"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads", show_default="all cores"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint to write", show_default=f"{T.out}"),
+    resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
+):
+    """Train a model on text and write a checkpoint."""
+    model = _given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
+    settings = _given(
+        batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, warmup=warmup, clip=clip, steps=steps,
+        epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, tokenizer=tokenizer,
+        max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out,
+    )
+    from rnncli.ui import run_training
+
+    run_training(corpus, model, settings, resume, json_out)
+
+
+@app.command()
+def generate(
+    model: str = _model_option(),
+    seed: str = typer.Option("", "--seed", "-s", help="text to continue"),
+    length: int = typer.Option(SampleConfig.length, "--length", "-n", help="tokens to generate"),
+    temperature: float = typer.Option(SampleConfig.temperature, "--temperature", "-t", help="0 is greedy"),
+    top_k: int = typer.Option(SampleConfig.top_k, help="sample among the k likeliest tokens (0: all)"),
+    top_p: float = typer.Option(SampleConfig.top_p, help="sample among the likeliest tokens holding this mass"),
+    greedy: bool = typer.Option(False, "--greedy", help="always take the likeliest token"),
+    rng_seed: Optional[int] = typer.Option(None, help="seed that makes the output repeatable"),
+    echo: bool = typer.Option(True, "--echo/--no-echo", help="print the seed before the continuation"),
+    threads: int = typer.Option(1, help="CPU threads"),
+):
+    """Stream text continuing a seed to stdout."""
+    cfg = SampleConfig(length, temperature, top_k, top_p, greedy, rng_seed)
+    from rnncli.sample import generate as run
+
+    try:
+        for piece in run(model, seed, cfg, threads=threads, echo=echo, on_warning=_warn):
+            sys.stdout.write(piece)
+            sys.stdout.flush()
+        if sys.stdout.isatty():
+            sys.stdout.write("\n")
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+@app.command("eval")
+def evaluate(
+    text: List[str] = typer.Argument(None, help="text files to score; - or nothing reads standard input"),
+    model: str = _model_option(),
+    threads: Optional[int] = typer.Option(None, help="CPU threads", show_default="all cores"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
+):
+    """Score text: nats per token, bits per character, perplexity."""
+    from rnncli.evaluate import score_text
+
+    score = score_text(text or ["-"], model, threads=threads, on_warning=_warn)
+    if json_out:
+        print(json.dumps(score.to_json()))
+    else:
+        print(f"nats/token {score.nats_per_token:.4f}  bits/char {score.bits_per_char:.4f}  "
+              f"perplexity {score.perplexity:.3f}  tokens {score.tokens}")
+
+
+@app.command()
+def inspect(
+    path: Optional[str] = typer.Argument(None, help="checkpoint", show_default=f"${MODEL_ENV} or {DEFAULT_MODEL}"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
+):
+    """Show what a checkpoint holds: architecture, tokenizer, training, loss history."""
+    from rnncli.report import describe, render
+
+    info = describe(path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL)
+    if json_out:
+        print(json.dumps(info))
+    else:
+        render(info)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the app, turning every failure into one line on stderr."""
+    from typer._click import exceptions as click_exceptions
+
+    try:
+        code = app(args=argv, prog_name="rnncli", standalone_mode=False)
+    except RnncliError as e:
+        print(f"rnncli: error: {e}", file=sys.stderr)
+        code = 1
+    except click_exceptions.NoArgsIsHelpError as e:
+        print(e.format_message(), file=sys.stderr)
+        code = 2
+    except click_exceptions.UsageError as e:
+        print(f"rnncli: error: {e.format_message()}", file=sys.stderr)
+        code = 2
+    sys.exit(code if isinstance(code, int) else 0)

@@ -1,0 +1,164 @@
+"""Tokenizers (char, byte, word), corpus reading and char-rnn's stream batching.
+
+Token ids live in compact numpy arrays (uint8/uint16/int32), never in Python lists of the text.
+"""
+from __future__ import annotations
+
+import codecs
+import re
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from rnncli.errors import RnncliError
+
+WORD_RE = re.compile(r"\w+|[^\w\s]|\s")
+UNK = "<unk>"
+
+
+def read_bytes(sources: list[str]) -> bytes:
+    """The concatenated bytes of files, `-` meaning standard input."""
+    chunks = []
+    for src in sources:
+        if src == "-":
+            chunks.append(sys.stdin.buffer.read())
+            continue
+        path = Path(src)
+        if path.is_dir():
+            raise RnncliError(f"{src} is a directory, not a text file")
+        try:
+            chunks.append(path.read_bytes())
+        except FileNotFoundError:
+            raise RnncliError(f"no such file: {src}") from None
+        except OSError as e:
+            raise RnncliError(f"cannot read {src}: {e.strerror}") from None
+    return b"".join(chunks)
+
+
+def decode_utf8(data: bytes, what: str = "the input") -> str:
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RnncliError(
+            f"{what} is not UTF-8 text (bad byte at offset {e.start}); use --tokenizer byte for arbitrary bytes"
+        ) from None
+
+
+def _id_dtype(vocab_size: int):
+    return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32
+
+
+class Tokenizer:
+    """Maps text to ids and back. kind: char (Unicode code points), byte (0..255) or word
+    (runs of word characters, single punctuation marks and single whitespace characters)."""
+
+    def __init__(self, kind: str, vocab: list[str] | None = None):
+        self.kind = kind
+        self.vocab = [chr(b) for b in range(256)] if kind == "byte" else list(vocab or [])
+        self._index = {tok: i for i, tok in enumerate(self.vocab)} if kind == "word" else None
+        if kind == "char":
+            self._codes = np.array([ord(ch) for ch in self.vocab], np.uint32)
+
+    @classmethod
+    def build(cls, kind: str, data: bytes, max_vocab: int = 20000) -> "Tokenizer":
+        """A tokenizer whose vocabulary covers `data` (for word: the max_vocab - 1 commonest words)."""
+        if kind == "byte":
+            return cls("byte")
+        text = decode_utf8(data, "the corpus")
+        if kind == "char":
+            codes = np.unique(np.frombuffer(text.encode("utf-32-le"), np.uint32))
+            return cls("char", [chr(c) for c in codes])
+        counts = Counter(m.group() for m in WORD_RE.finditer(text))
+        common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_vocab - 1]
+        return cls("word", [UNK] + sorted(tok for tok, _ in common))
+
+    def to_json(self) -> dict:
+        return {"kind": self.kind} if self.kind == "byte" else {"kind": self.kind, "vocab": self.vocab}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Tokenizer":
+        return cls(data["kind"], data.get("vocab"))
+
+    def __len__(self) -> int:
+        return len(self.vocab)
+
+    def encode(self, data: bytes | str) -> tuple[np.ndarray, list[str]]:
+        """Ids of the tokens of `data`, and the distinct characters (char) or words (word) that are
+        not in the vocabulary: char drops them, word maps them to <unk>."""
+        dtype = _id_dtype(len(self))
+        if self.kind == "byte":
+            raw = data.encode("utf-8") if isinstance(data, str) else data
+            return np.frombuffer(raw, np.uint8).copy(), []
+        text = data if isinstance(data, str) else decode_utf8(data)
+        if self.kind == "char":
+            codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
+            pos = np.minimum(np.searchsorted(self._codes, codes), len(self._codes) - 1)
+            known = self._codes[pos] == codes if len(codes) else np.zeros(0, bool)
+            missing = sorted({chr(c) for c in np.unique(codes[~known])})
+            return pos[known].astype(dtype), missing
+        missing: set[str] = set()
+
+        def ids():
+            for m in WORD_RE.finditer(text):
+                i = self._index.get(m.group())
+                if i is None:
+                    missing.add(m.group())
+                    i = 0
+                yield i
+
+        arr = np.fromiter(ids(), dtype=dtype)
+        return arr, sorted(missing)
+
+    def decoder(self):
+        """A function from an iterable of ids to text, keeping state across calls (for bytes split
+        inside a UTF-8 character while streaming)."""
+        if self.kind == "byte":
+            dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            return lambda ids: dec.decode(bytes(int(i) for i in ids))
+        vocab = self.vocab
+        return lambda ids: "".join(vocab[int(i)] for i in ids)
+
+
+def count_chars(data: bytes | str) -> int:
+    """Characters in a text: code points, or for bytes the bytes that begin a UTF-8 character."""
+    if isinstance(data, str):
+        return len(data)
+    arr = np.frombuffer(data, np.uint8)
+    return int(np.count_nonzero((arr & 0xC0) != 0x80))
+
+
+def split_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]:
+    """The last val_frac of the tokens is held out for validation."""
+    n_val = int(round(len(ids) * val_frac))
+    return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+class Streams:
+    """char-rnn's layout: the tokens cut into B contiguous streams, read T at a time. Window w is
+    (ids, targets), each (T, B), with targets the next token of each id."""
+
+    def __init__(self, ids: np.ndarray, batch: int, seq: int):
+        self.B, self.T = batch, seq
+        self.length = (len(ids) - 1) // batch  # tokens per stream
+        n = self.length * batch
+        self.x = ids[:n].reshape(batch, self.length)
+        self.y = ids[1 : n + 1].reshape(batch, self.length)
+        self.n_windows = self.length // seq
+
+    def window(self, w: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        a = w * self.T
+        b = a + (width or self.T)
+        return (
+            np.ascontiguousarray(self.x[:, a:b].T, dtype=np.int64),
+            np.ascontiguousarray(self.y[:, a:b].T, dtype=np.int64),
+        )
+
+    def all_windows(self):
+        """Every window in order, then a shorter last one with the remaining tokens, if any."""
+        for w in range(self.n_windows):
+            yield self.window(w)
+        rest = self.length - self.n_windows * self.T
+        if rest:
+            yield self.window(self.n_windows, rest)

@@ -1,0 +1,62 @@
+"""Scoring text with a model: nats per token, bits per character, perplexity."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.data import Streams, count_chars
+from rnncli.errors import RnncliError
+
+
+def score_streams(model, streams: Streams) -> tuple[float, int]:
+    """Summed nats and the number of tokens scored over every window, state carried between them."""
+    h, c = model.zero_state(streams.B)
+    total, count = 0.0, 0
+    for ids, targets in streams.all_windows():
+        total += model.loss(ids, targets, h, c)
+        h, c = model.final_state(*ids.shape)
+        count += ids.size
+    return total, count
+
+
+@dataclass(frozen=True)
+class Score:
+    nats_per_token: float
+    bits_per_char: float
+    perplexity: float
+    tokens: int
+    chars: int
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__)
+
+
+def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
+    """Streams for scoring n tokens: as many as training used, but each at least 16 windows long,
+    so that little of the text is read without context."""
+    return max(1, min(max_batch, (n_tokens - 1) // (16 * seq)))
+
+
+def score_text(sources: list[str], checkpoint: str, threads: int | None = None, on_warning=None) -> Score:
+    """Score files (or `-` for stdin) with a checkpoint, state carried across the text."""
+    from rnncli.data import read_bytes
+    from rnncli.model import load_model, use_threads
+
+    model, tokenizer, meta = load_model(checkpoint)
+    train_cfg = meta["train"]
+    use_threads(threads)
+    data = read_bytes(sources)
+    ids, missing = tokenizer.encode(data)
+    if missing and on_warning:
+        what = "characters" if tokenizer.kind == "char" else "words (scored as <unk>)"
+        on_warning(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
+    if len(ids) < 2:
+        raise RnncliError("the text has fewer than two tokens the model knows: nothing to score")
+    seq = train_cfg.seq
+    B = eval_streams_batch(len(ids), seq, train_cfg.batch)
+    total, count = score_streams(model, Streams(ids, B, seq))
+    chars = max(1, round(count_chars(data) * count / len(ids)))
+    nats = total / count
+    return Score(nats, total / math.log(2) / chars, math.exp(min(nats, 700.0)), count, chars)

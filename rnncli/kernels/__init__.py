@@ -1,0 +1,1 @@
+"""Compute kernels: `reference` (float64 NumPy oracle) and `cpu` (Numba); import them explicitly."""

@@ -1,0 +1,161 @@
+"""The model's forward and backward order, written once against the CPU backend's kernels.
+
+Per layer: one matrix product projects the inputs of all T steps, a compiled driver runs the
+recurrence, and after the backward time loop each weight gradient is one more product. Buffers
+are kept between calls of the same (T, B) so the training loop allocates nothing large.
+"""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from rnncli.kernels import cpu as K
+from rnncli.params import Params
+
+
+class Model:
+    """A network (its Params) plus the scratch memory to run it on (T, B) windows."""
+
+    def __init__(self, params: Params):
+        self.params = params
+        self.cfg = params.cfg
+        self._work: dict[tuple[int, int], SimpleNamespace] = {}
+
+    def zero_state(self, batch: int) -> tuple[np.ndarray, np.ndarray]:
+        shape = (self.cfg.layers, batch, self.cfg.hidden)
+        return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
+
+    def _buffers(self, T: int, B: int) -> SimpleNamespace:
+        w = self._work.get((T, B))
+        if w is None:
+            if len(self._work) > 2:
+                self._work.clear()
+            c = self.cfg
+            L, H, G = c.layers, c.hidden, c.gates * c.hidden
+            A = 0 if c.cell == "rnn" else 4 * H
+            C = H if c.cell == "lstm" else 0
+            w = SimpleNamespace(
+                hs=np.zeros((L, T + 1, B, H), np.float32),  # row 0: h_0; rows 1..T: outputs
+                cs=np.zeros((L, T + 1, B, C), np.float32),
+                act=np.zeros((L, T, B, A), np.float32),
+                gx=np.empty((T, B, G), np.float32),
+                dgh=np.empty((T, B, G), np.float32) if c.cell == "gru" else None,
+                gh=np.empty((B, G), np.float32),
+                tmp=np.empty((B, H), np.float32),
+                inputs=[None] * L,  # what each layer read, (T, B, I)
+                logits=np.empty((T * B, c.vocab_size), np.float32),
+                dlogits=np.empty((T * B, c.vocab_size), np.float32),
+            )
+            self._work[(T, B)] = w
+        return w
+
+    def forward(self, ids, h0, c0, masks=None):
+        """Top-layer outputs (T, B, H) for token ids (T, B); h0, c0 (L, B, H) are not modified.
+        masks: None or L-1 inverted-dropout masks (T, B, H) for the outputs of all layers but the last."""
+        p, c = self.params, self.cfg
+        T, B = ids.shape
+        w = self._buffers(T, B)
+        G = c.gates * c.hidden
+        x = p["embedding.weight"][ids]  # (T, B, E)
+        for k in range(c.layers):
+            W_ih, W_hh, b_ih, b_hh = p.layer(k)
+            w.inputs[k] = x
+            np.matmul(x.reshape(T * B, -1), W_ih.T, out=w.gx.reshape(T * B, G))
+            w.gx += b_ih
+            w.hs[k, 0] = h0[k]
+            if c.cell == "lstm":
+                w.cs[k, 0] = c0[k]
+            K.sequence_forward(c.cell_code, w.gx, W_hh.T, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh)
+            x = w.hs[k, 1:]
+            if masks is not None and k < c.layers - 1:
+                x = x * masks[k]
+        return x
+
+    def final_state(self, T: int, B: int) -> tuple[np.ndarray, np.ndarray]:
+        """h_T, c_T of the last forward on a (T, B) window, as fresh arrays."""
+        w = self._buffers(T, B)
+        h = w.hs[:, T].copy()
+        c = w.cs[:, T].copy() if self.cfg.cell == "lstm" else np.zeros_like(h)
+        return h, c
+
+    def logits(self, ids, h0, c0) -> np.ndarray:
+        """Logits (T, B, V) of the next token after each position (a view into scratch memory)."""
+        T, B = ids.shape
+        top = self.forward(ids, h0, c0).reshape(T * B, -1)
+        out = self._buffers(T, B).logits
+        np.matmul(top, self.params["head.weight"].T, out=out)
+        out += self.params["head.bias"]
+        return out.reshape(T, B, -1)
+
+    def loss(self, ids, targets, h0, c0) -> float:
+        """Summed cross-entropy (nats, float) of targets (T, B) given ids (T, B)."""
+        T, B = ids.shape
+        logits = self.logits(ids, h0, c0).reshape(T * B, -1)
+        return K.softmax_xent(logits, targets.reshape(-1), self._buffers(T, B).dlogits)
+
+    def loss_and_grads(self, ids, targets, h0, c0, grads: Params, masks=None) -> float:
+        """Mean cross-entropy of the window; writes the gradient of every parameter into `grads`."""
+        p, c = self.params, self.cfg
+        T, B = ids.shape
+        N, G, L = T * B, c.gates * c.hidden, c.layers
+        w = self._buffers(T, B)
+        top = self.forward(ids, h0, c0, masks).reshape(N, -1)
+        np.matmul(top, p["head.weight"].T, out=w.logits)
+        w.logits += p["head.bias"]
+        loss = K.softmax_xent(w.logits, targets.reshape(-1), w.dlogits) / N
+        d = w.dlogits
+        d *= np.float32(1.0 / N)
+        np.matmul(d.T, top, out=grads["head.weight"])
+        d.sum(axis=0, out=grads["head.bias"])
+        d_out = (d @ p["head.weight"]).reshape(T, B, -1)
+        for k in reversed(range(L)):
+            W_ih, W_hh, _, _ = p.layer(k)
+            gW_ih, gW_hh, gb_ih, gb_hh = grads.layer(k)
+            if masks is not None and k < L - 1:
+                d_out *= masks[k]
+            dh_next = np.zeros((B, c.hidden), np.float32)
+            dc_next = np.zeros_like(dh_next)
+            dgx = w.gx  # the forward projections are no longer needed: reuse their memory
+            dgh = w.dgh if w.dgh is not None else dgx
+            K.sequence_backward(c.cell_code, W_hh, w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp)
+            dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
+            np.matmul(dgx2.T, w.inputs[k].reshape(N, -1), out=gW_ih)
+            np.matmul(dgh2.T, w.hs[k, :T].reshape(N, -1), out=gW_hh)
+            dgx2.sum(axis=0, out=gb_ih)
+            dgh2.sum(axis=0, out=gb_hh)
+            d_out = (dgx2 @ W_ih).reshape(T, B, -1)
+        g_emb = grads["embedding.weight"]
+        g_emb[...] = 0.0
+        K.embedding_backward(ids.reshape(-1), d_out.reshape(N, -1), g_emb)
+        return float(loss)
+
+
+def use_threads(n: int | None) -> None:
+    """Run kernels and BLAS on n threads (None: all cores)."""
+    import os
+
+    import numba
+    from threadpoolctl import threadpool_limits
+
+    n = n or os.cpu_count() or 1
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    threadpool_limits(n)
+
+
+def load_model(path: str):
+    """(Model with the checkpoint's best weights, Tokenizer, metadata with configs decoded)."""
+    from rnncli import checkpoint
+    from rnncli.config import ModelConfig, TrainConfig, from_dict
+    from rnncli.data import Tokenizer
+    from rnncli.errors import RnncliError
+
+    tensors, meta = checkpoint.load(path)
+    try:
+        meta["model"] = from_dict(ModelConfig, meta["model"])
+        meta["train"] = from_dict(TrainConfig, meta["train"])
+        tokenizer = Tokenizer.from_json(meta["tokenizer"])
+        params = Params(meta["model"]).load(tensors)
+    except (KeyError, TypeError, ValueError) as e:
+        raise RnncliError(f"{path} is an incomplete or damaged checkpoint ({e})") from None
+    return Model(params), tokenizer, meta

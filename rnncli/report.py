@@ -1,0 +1,77 @@
+"""`rnncli inspect`: what a checkpoint holds, read from its header alone (no numpy, no numba)."""
+from __future__ import annotations
+
+import math
+
+from rnncli.checkpoint import TRAINING_PREFIXES, read_header
+
+
+def describe(path: str) -> dict:
+    """Everything inspect shows, as plain JSON-ready data."""
+    table, meta = read_header(path)
+    model_tensors = {k: v for k, v in table.items() if not k.startswith(TRAINING_PREFIXES)}
+    params = sum(math.prod(v["shape"]) for v in model_tensors.values())
+    tok = meta.get("tokenizer", {})
+    vocab = tok.get("vocab")
+    return {
+        "path": str(path),
+        "format_version": meta.get("format_version"),
+        "rnncli_version": meta.get("rnncli_version"),
+        "model": meta.get("model"),
+        "parameters": params,
+        "tensors": {k: v["shape"] for k, v in model_tensors.items()},
+        "tokenizer": tok.get("kind"),
+        "vocab_size": len(vocab) if vocab is not None else 256,
+        "vocab_preview": "".join(vocab[:100]) if tok.get("kind") == "char" else None,
+        "train": meta.get("train"),
+        "progress": meta.get("progress"),
+        "resumable": any(k.startswith("optimizer.") for k in table),
+        "history": meta.get("history", []),
+    }
+
+
+def chart(history: list, width: int = 60, height: int = 10) -> list[str]:
+    """Train (·) and validation (o) loss against step, as lines of text."""
+    points = [(s, tr, "·") for s, tr, _ in history] + [(s, v, "o") for s, _, v in history if v is not None]
+    if not points:
+        return []
+    s0, s1 = min(p[0] for p in points), max(p[0] for p in points)
+    lo, hi = min(p[1] for p in points), max(p[1] for p in points)
+    grid = [[" "] * width for _ in range(height)]
+    for s, y, mark in points:
+        col = 0 if s1 == s0 else round((s - s0) / (s1 - s0) * (width - 1))
+        row = 0 if hi == lo else round((hi - y) / (hi - lo) * (height - 1))
+        if grid[row][col] != "o":
+            grid[row][col] = mark
+    lines = []
+    for r, cells in enumerate(grid):
+        label = f"{hi:7.3f} " if r == 0 else f"{lo:7.3f} " if r == height - 1 else " " * 8
+        lines.append(label + "|" + "".join(cells))
+    lines.append(" " * 8 + "+" + "-" * width)
+    lines.append(" " * 9 + f"step {s0}".ljust(width - 10) + f"step {s1}".rjust(10))
+    return lines
+
+
+def render(info: dict) -> None:
+    from rich.console import Console
+
+    out = Console(highlight=False)
+    m, t, p = info["model"] or {}, info["train"] or {}, info["progress"] or {}
+    out.print(f"[bold]{info['path']}[/bold]  (rnncli checkpoint v{info['format_version']})")
+    out.print(f"model      {m.get('cell')} x{m.get('layers')} layers, hidden {m.get('hidden')}, "
+              f"embedding {m.get('embed')}, dropout {m.get('dropout')}; {info['parameters']:,} parameters")
+    out.print(f"tokenizer  {info['tokenizer']}, vocabulary {info['vocab_size']}"
+              + (f": {info['vocab_preview']!r}" if info["vocab_preview"] else ""))
+    if t:
+        out.print(f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {t.get('lr')} "
+                  f"({t.get('lr_schedule')}), clip {t.get('clip')}, val {t.get('val_frac')}, seed {t.get('rng_seed')}")
+    if p:
+        best = p.get("best_val_loss")
+        out.print(f"progress   step {p.get('step')}, epoch {p.get('epoch')}, {p.get('tokens_seen', 0):,} tokens, "
+                  f"{p.get('elapsed_s', 0):.0f} s" + ("" if info["resumable"] else " (weights only)"))
+        out.print("best val   " + (f"{best:.4f} nats/token at step {p.get('best_step')}" if best is not None else "-"))
+    lines = chart(info["history"])
+    if lines:
+        out.print("\nloss (· train, o validation)")
+        for line in lines:
+            out.print(line, markup=False)

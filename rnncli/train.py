@@ -1,0 +1,213 @@
+"""The training loop: truncated BPTT over char-rnn's stream layout, Adam, validation, checkpoints.
+
+It never prints: `Trainer.run()` yields events (dicts) and the caller decides what people see.
+A checkpoint is written at every validation and at the end; `save()` may be called at any moment
+(say, on Ctrl-C) and the run resumes exactly from it.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections import deque
+
+import numpy as np
+
+from rnncli import __version__, checkpoint
+from rnncli.config import ModelConfig, TrainConfig, from_dict, to_dict
+from rnncli.data import Streams, Tokenizer, read_bytes, split_val
+from rnncli.errors import RnncliError
+from rnncli.evaluate import score_streams
+from rnncli.model import Model, use_threads
+from rnncli.optim import Adam, learning_rate
+from rnncli.params import Params, count_params, init_params
+
+RESUMABLE = {"steps", "epochs", "time", "eval_every", "out", "threads"}
+
+
+class Trainer:
+    """A training run over a corpus: a new one (configs given) or one resumed from a checkpoint."""
+
+    def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None):
+        """model, train: the settings given explicitly (others take config defaults, or the
+        checkpoint's when resuming, where only RESUMABLE settings may change)."""
+        data = read_bytes(sources)
+        saved = checkpoint.load(resume, training=True) if resume else None
+        if saved:
+            tensors, meta = saved
+            fixed = sorted(set(train) - RESUMABLE) + sorted(model)
+            if fixed:
+                raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
+            self.cfg = dataclasses.replace(from_dict(TrainConfig, meta["train"]), **train)
+            self.tokenizer = Tokenizer.from_json(meta["tokenizer"])
+            mcfg = from_dict(ModelConfig, meta["model"])
+        else:
+            self.cfg = TrainConfig(**train)
+            if not data:
+                raise RnncliError("the corpus is empty")
+            self.tokenizer = Tokenizer.build(self.cfg.tokenizer, data, self.cfg.max_vocab)
+            mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
+        cfg = self.cfg
+        ids, missing = self.tokenizer.encode(data)
+        if missing and self.tokenizer.kind == "char":
+            raise RnncliError(f"the corpus has characters the resumed model does not know: {''.join(missing)[:40]!r}")
+        train_ids, val_ids = split_val(ids, cfg.val_frac)
+        self.streams = Streams(train_ids, cfg.batch, cfg.seq)
+        if self.streams.n_windows < 1:
+            raise RnncliError(
+                f"the corpus is too short: {len(train_ids)} training tokens cannot fill one window of "
+                f"--batch {cfg.batch} x --seq {cfg.seq}; lower them or give more text"
+            )
+        self.val = None
+        if len(val_ids):
+            if len(val_ids) <= cfg.seq:
+                raise RnncliError(
+                    f"the validation split ({len(val_ids)} tokens) is shorter than one --seq {cfg.seq} window; "
+                    "raise --val-frac or use --val-frac 0"
+                )
+            self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
+
+        use_threads(cfg.threads)
+        self.rng = np.random.default_rng(cfg.rng_seed)
+        self.model = Model(init_params(mcfg, self.rng))
+        self.grads = self.model.params.zeros_like()
+        self.adam = Adam(count_params(mcfg), cfg)
+        self.best, self.best_step = None, None
+        self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
+        self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
+        self.h, self.c = self.model.zero_state(cfg.batch)
+        if saved:
+            self._restore(*saved)
+
+    # --- checkpoints -------------------------------------------------------------------------
+    def _restore(self, tensors: dict, meta: dict) -> None:
+        p = self.model.params
+        p.load(tensors, "resume." if "resume.embedding.weight" in tensors else "")
+        self.best = Params(p.cfg).load(tensors) if meta["progress"]["best_step"] is not None else None
+        self.adam.m[...] = Params(p.cfg).load(tensors, "optimizer.exp_avg.").data
+        self.adam.v[...] = Params(p.cfg).load(tensors, "optimizer.exp_avg_sq.").data
+        prog = meta["progress"]
+        self.adam.step_count = prog["adam_step"]
+        self.step, self.epoch, self.window = prog["step"], prog["epoch"], prog["window"]
+        self.tokens_seen, self.elapsed_before = prog["tokens_seen"], prog["elapsed_s"]
+        self.best_val = prog["best_val_loss"] if prog["best_val_loss"] is not None else math.inf
+        self.best_step = prog["best_step"]
+        self.history = meta["history"]
+        self.rng.bit_generator.state = meta["rng"]
+        if tensors["state.h"].shape == self.h.shape:
+            self.h[...], self.c[...] = tensors["state.h"], tensors["state.c"]
+        if self.window >= self.streams.n_windows:
+            self.epoch, self.window = self.epoch + 1, 0
+
+    def save(self, path: str | None = None) -> str:
+        """Write the checkpoint: the best weights (or the latest, with no validation) under the model
+        names, plus all that resuming needs."""
+        p = self.model.params
+        best = self.best if self.best is not None else p
+        tensors = dict(best.views)
+        if self.best is not None:
+            tensors.update({"resume." + k: v for k, v in p.views.items()})
+        m, v = Params(p.cfg, self.adam.m), Params(p.cfg, self.adam.v)
+        tensors.update({"optimizer.exp_avg." + k: a for k, a in m.views.items()})
+        tensors.update({"optimizer.exp_avg_sq." + k: a for k, a in v.views.items()})
+        tensors["state.h"], tensors["state.c"] = self.h, self.c
+        best_val = self.best_val if math.isfinite(self.best_val) else None
+        meta = {
+            "model": to_dict(p.cfg),
+            "train": to_dict(self.cfg),
+            "tokenizer": self.tokenizer.to_json(),
+            "progress": {
+                "step": self.step, "epoch": self.epoch, "window": self.window, "adam_step": self.adam.step_count,
+                "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_before + self._elapsed(),
+                "best_val_loss": best_val, "best_step": self.best_step,
+            },
+            "history": self.history,
+            "rng": self.rng.bit_generator.state,
+            "rnncli_version": __version__,
+        }
+        path = path or self.cfg.out
+        checkpoint.save(path, tensors, meta)
+        return path
+
+    # --- the loop ----------------------------------------------------------------------------
+    def _elapsed(self) -> float:
+        return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
+
+    def progress(self) -> float:
+        """Fraction of the run done, by whichever stop criterion is nearest."""
+        cfg, done = self.cfg, [0.0]
+        if cfg.stop_steps:
+            done.append(self.step / cfg.stop_steps)
+        if cfg.epochs:
+            done.append((self.epoch + self.window / self.streams.n_windows) / cfg.epochs)
+        if cfg.time:
+            done.append(self._elapsed() / cfg.time)
+        return max(done)
+
+    def validate(self) -> float | None:
+        if self.val is None:
+            return None
+        total, count = score_streams(self.model, self.val)
+        return total / count
+
+    def _masks(self, T: int, B: int):
+        p, mcfg = self.cfg, self.model.cfg
+        if mcfg.dropout <= 0 or mcfg.layers < 2:
+            return None
+        keep = 1.0 - mcfg.dropout
+        shape = (mcfg.layers - 1, T, B, mcfg.hidden)
+        return (self.rng.random(shape, np.float32) < keep).astype(np.float32) * np.float32(1.0 / keep)
+
+    def run(self):
+        """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""
+        cfg, model = self.cfg, self.model
+        self._t0 = time.perf_counter()
+        recent = deque(maxlen=50)
+        since_eval = []
+        finished = self.progress() >= 1.0
+        while not finished:
+            t_start = time.perf_counter()
+            if self.window >= self.streams.n_windows:
+                self.epoch, self.window = self.epoch + 1, 0
+                self.h[...], self.c[...] = 0.0, 0.0
+            ids, targets = self.streams.window(self.window)
+            lr = learning_rate(cfg, self.progress(), self.step)
+            loss = model.loss_and_grads(ids, targets, self.h, self.c, self.grads, self._masks(*ids.shape))
+            if not math.isfinite(loss):
+                raise RnncliError(f"training diverged (loss {loss}) at step {self.step + 1}; lower --lr or --clip")
+            self.h, self.c = model.final_state(*ids.shape)
+            norm = self.adam.step(model.params.data, self.grads.data, lr)
+            self.step += 1
+            self.window += 1
+            self.tokens_seen += ids.size
+            since_eval.append(loss)
+            if self.step > 1 or self.elapsed_before:  # the first step may include compiling
+                recent.append((ids.size, time.perf_counter() - t_start))
+            event = {
+                "event": "step", "step": self.step, "epoch": self.epoch, "train_loss": loss, "lr": lr,
+                "grad_norm": norm, "tokens_per_s": _rate(recent), "elapsed_s": self._elapsed(),
+                "progress": min(1.0, self.progress()),
+            }
+            finished = self.progress() >= 1.0
+            if self.step % cfg.eval_every == 0 or finished:
+                val = self.validate()
+                self.history.append([self.step, float(np.mean(since_eval)), val])
+                since_eval = []
+                if val is not None:
+                    event["val_loss"] = val
+                    if val < self.best_val:
+                        self.best_val, self.best_step = val, self.step
+                        self.best = model.params.copy()
+                    event["best_val_loss"] = self.best_val
+                self.save()
+            yield event
+        yield {
+            "event": "done", "step": self.step, "checkpoint": str(self.cfg.out), "elapsed_s": self._elapsed(),
+            "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
+            "tokens_per_s": _rate(recent), "tokens_seen": self.tokens_seen,
+        }
+
+
+def _rate(recent) -> float | None:
+    seconds = sum(s for _, s in recent)
+    return sum(n for n, _ in recent) / seconds if seconds > 0 else None
