@@ -75,6 +75,7 @@ class Trainer:
         self.best, self.best_step = None, None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
+        self.since_eval: list[float] = []  # train losses since the last validation
         self.h, self.c = self.model.zero_state(cfg.batch)
         if saved:
             self._restore(*saved)
@@ -93,6 +94,7 @@ class Trainer:
         self.best_val = prog["best_val_loss"] if prog["best_val_loss"] is not None else math.inf
         self.best_step = prog["best_step"]
         self.history = meta["history"]
+        self.since_eval = prog.get("since_eval", [])
         self.rng.bit_generator.state = meta["rng"]
         if tensors["state.h"].shape == self.h.shape:
             self.h[...], self.c[...] = tensors["state.h"], tensors["state.c"]
@@ -119,7 +121,7 @@ class Trainer:
             "progress": {
                 "step": self.step, "epoch": self.epoch, "window": self.window, "adam_step": self.adam.step_count,
                 "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_before + self._elapsed(),
-                "best_val_loss": best_val, "best_step": self.best_step,
+                "best_val_loss": best_val, "best_step": self.best_step, "since_eval": self.since_eval,
             },
             "history": self.history,
             "rng": self.rng.bit_generator.state,
@@ -163,7 +165,6 @@ class Trainer:
         cfg, model = self.cfg, self.model
         self._t0 = time.perf_counter()
         recent = deque(maxlen=50)
-        since_eval = []
         finished = self.progress() >= 1.0
         while not finished:
             t_start = time.perf_counter()
@@ -180,7 +181,7 @@ class Trainer:
             self.step += 1
             self.window += 1
             self.tokens_seen += ids.size
-            since_eval.append(loss)
+            self.since_eval.append(loss)
             if self.step > 1 or self.elapsed_before:  # the first step may include compiling
                 recent.append((ids.size, time.perf_counter() - t_start))
             event = {
@@ -191,8 +192,8 @@ class Trainer:
             finished = self.progress() >= 1.0
             if self.step % cfg.eval_every == 0 or finished:
                 val = self.validate()
-                self.history.append([self.step, float(np.mean(since_eval)), val])
-                since_eval = []
+                self.history.append([self.step, float(np.mean(self.since_eval)), val])
+                self.since_eval = []
                 if val is not None:
                     event["val_loss"] = val
                     if val < self.best_val:

@@ -1,0 +1,140 @@
+"""The command line end to end: data on stdout, one-line errors on stderr, numba kept out of --help."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rnncli import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
+TINY = ["--hidden", "24", "--embed", "8", "--batch", "8", "--seq", "16"]
+
+
+def rnncli(*args, stdin=None, cwd=None):
+    return subprocess.run([sys.executable, "-m", "rnncli", *args], input=stdin, capture_output=True,
+                          cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "m.safetensors"
+    r = rnncli("train", CORPUS, *TINY, "--steps", "30", "--eval-every", "10", "--out", str(path), "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    return path, [json.loads(line) for line in r.stdout.decode().splitlines()]
+
+
+def test_train_json_events(trained):
+    _, events = trained
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 30 and events[-1]["event"] == "done"
+    assert {"step", "train_loss", "tokens_per_s"} <= steps[0].keys()
+    assert [e["step"] for e in steps if "val_loss" in e] == [10, 20, 30]
+
+
+def test_generate_is_repeatable_and_streams_the_seed(trained):
+    path, _ = trained
+    args = ["generate", "--model", str(path), "--seed", "Monday", "-n", "80", "--rng-seed", "7"]
+    a, b = rnncli(*args), rnncli(*args)
+    assert a.returncode == 0 and a.stdout == b.stdout
+    text = a.stdout.decode()
+    assert text.startswith("Monday") and len(text) == len("Monday") + 80
+    assert a.stderr == b""
+    greedy = rnncli("generate", "--model", str(path), "-n", "20", "--greedy", "--no-echo")
+    assert len(greedy.stdout.decode()) == 20
+
+
+def test_generate_names_unknown_seed_characters(trained):
+    path, _ = trained
+    r = rnncli("generate", "--model", str(path), "--seed", "Mon§day€", "-n", "5")
+    assert r.returncode == 0
+    assert "§" in r.stderr.decode() and "€" in r.stderr.decode()
+
+
+def test_generate_uses_the_default_checkpoint_and_the_environment(trained, tmp_path):
+    path, _ = trained
+    (tmp_path / "rnncli.safetensors").write_bytes(path.read_bytes())
+    assert rnncli("generate", "-n", "3", cwd=tmp_path).returncode == 0
+    env_run = subprocess.run([sys.executable, "-m", "rnncli", "generate", "-n", "3"], capture_output=True,
+                             env={**__import__("os").environ, "RNNCLI_MODEL": str(path)}, cwd=ROOT)
+    assert env_run.returncode == 0
+
+
+def test_eval_reads_stdin_and_prints_json(trained):
+    path, _ = trained
+    text = Path(CORPUS).read_bytes()[:5000]
+    r = rnncli("eval", "--model", str(path), "-", "--json", stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    score = json.loads(r.stdout)
+    assert {"nats_per_token", "bits_per_char", "perplexity", "tokens"} <= score.keys()
+    assert score["bits_per_char"] == pytest.approx(score["nats_per_token"] / 0.6931471805599453, rel=1e-3)
+
+
+def test_inspect_json(trained):
+    path, _ = trained
+    info = json.loads(rnncli("inspect", str(path), "--json").stdout)
+    assert info["model"]["hidden"] == 24 and info["progress"]["step"] == 30
+    assert info["parameters"] > 0 and len(info["history"]) == 3
+    human = rnncli("inspect", str(path))
+    assert "loss" in human.stdout.decode() and human.returncode == 0
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["inspect", "CKPT"], ["inspect", "CKPT", "--json"]])
+def test_help_and_inspect_leave_numba_out(trained, argv):
+    path, _ = trained
+    argv = [str(path) if a == "CKPT" else a for a in argv]
+    code = (
+        "import sys; from rnncli.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "print('numba' in sys.modules, file=sys.stderr)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True)
+    assert r.stderr.decode().strip().splitlines()[-1] == "False"
+
+
+def test_a_closed_pipe_ends_quietly(trained):
+    path, _ = trained
+    p = subprocess.run(f"{sys.executable} -m rnncli generate --model {path} -n 200000 | head -c 10",
+                       shell=True, capture_output=True)
+    assert len(p.stdout) == 10 and p.stderr == b""
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["train", "no-such-file.txt"], "no such file"),
+        (["train", "EMPTY"], "empty"),
+        (["train", "SHORT"], "too short"),
+        (["train", "BINARY"], "--tokenizer byte"),
+        (["train", "SHORT", "--batch", "many"], "--batch"),
+        (["train", "SHORT", "--dropout", "1.5"], "dropout"),
+        (["train", "SHORT", "--cell", "transformer"], "cell"),
+        (["generate", "--model", "SHORT"], "not a safetensors"),
+        (["eval", "SHORT", "--model", "no-such.safetensors"], "no such checkpoint"),
+        (["inspect", "SHORT"], "not a safetensors"),
+        (["generate", "--model", "CKPT", "--top-p", "0"], "top-p"),
+    ],
+)
+def test_bad_input_is_one_line_on_stderr(tmp_path, trained, args, message):
+    files = {"EMPTY": b"", "SHORT": b"just a few words\n", "BINARY": b"text \xff\xfe\x00 bytes"}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    args = [str(trained[0]) if a == "CKPT" else str(tmp_path / a) if a in files else a for a in args]
+    r = rnncli(*args)
+    err = r.stderr.decode()
+    assert r.returncode != 0 and r.stdout == b""
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert message in err
+
+
+def test_flags_become_settings(monkeypatch):
+    seen = {}
+    monkeypatch.setattr("rnncli.ui.run_training", lambda *a: seen.update(args=a))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json"])
+    assert exit_.value.code == 0
+    corpus, model, settings, resume, json_out = seen["args"]
+    assert corpus == ["a.txt", "b.txt"] and model == {"cell": "gru"}
+    assert settings == {"lr": 0.01, "steps": 5} and resume is None and json_out is True

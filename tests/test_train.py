@@ -1,0 +1,109 @@
+"""Training runs, checkpoints and exact resumption, on small text made here."""
+import json
+import math
+
+import numpy as np
+import pytest
+
+from rnncli import checkpoint
+from rnncli.errors import RnncliError
+from rnncli.model import load_model
+from rnncli.train import Trainer
+
+TINY = {"hidden": 16, "embed": 8}
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    rng = np.random.default_rng(0)
+    words = ["alpha", "beta", "gamma", "delta", "the", "and", "river", "stone"]
+    text = " ".join(rng.choice(words, 3000)) + "\n"
+    path = tmp_path / "corpus.txt"
+    path.write_text(text)
+    return str(path)
+
+
+def run(trainer):
+    return [ev for ev in trainer.run()]
+
+
+def test_training_lowers_the_loss_and_keeps_the_best_weights(corpus, tmp_path):
+    out = str(tmp_path / "m.safetensors")
+    t = Trainer([corpus], dict(TINY, cell="gru"), dict(batch=8, seq=16, steps=60, eval_every=20, lr=0.01, out=out))
+    events = run(t)
+    steps = [e for e in events if e["event"] == "step"]
+    assert len(steps) == 60 and events[-1]["event"] == "done"
+    vals = [e["val_loss"] for e in steps if "val_loss" in e]
+    assert len(vals) == 3 and vals[-1] < vals[0] < math.log(t.model.cfg.vocab_size) + 0.2
+    assert {"step", "train_loss", "tokens_per_s"} <= steps[-1].keys()
+    model, tok, meta = load_model(out)
+    assert meta["progress"]["best_val_loss"] == pytest.approx(min(vals))
+    np.testing.assert_array_equal(model.params.data, t.best.data)
+    assert [h[0] for h in meta["history"]] == [20, 40, 60]
+    assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+
+
+@pytest.mark.parametrize("cell", ["lstm", "rnn"])
+def test_resume_continues_exactly(corpus, tmp_path, cell):
+    """Six steps in one go equal three, an interruption that saves, and the rest resumed (dropout,
+    carried state, schedule and optimizer included)."""
+    model = dict(TINY, cell=cell, layers=2, dropout=0.2)
+    settings = dict(batch=4, seq=8, eval_every=3, rng_seed=5, lr_schedule="cosine", steps=6)
+    a = Trainer([corpus], model, dict(settings, out=str(tmp_path / "a.safetensors")))
+    run(a)
+    b = Trainer([corpus], model, dict(settings, out=str(tmp_path / "b.safetensors")))
+    for ev in b.run():
+        if ev["step"] == 4:
+            break  # as on Ctrl-C, past the last checkpoint
+    b.save()
+    c = Trainer([corpus], {}, {}, resume=str(tmp_path / "b.safetensors"))
+    run(c)
+    np.testing.assert_array_equal(a.model.params.data, c.model.params.data)
+    np.testing.assert_array_equal(a.adam.v, c.adam.v)
+    assert a.history == c.history
+
+
+def test_resume_refuses_changed_architecture(corpus, tmp_path):
+    out = str(tmp_path / "m.safetensors")
+    run(Trainer([corpus], TINY, dict(batch=4, seq=8, steps=2, out=out)))
+    with pytest.raises(RnncliError, match="hidden"):
+        Trainer([corpus], {"hidden": 32}, {}, resume=out)
+
+
+@pytest.mark.parametrize(
+    "text,settings,message",
+    [
+        ("", {}, "empty"),
+        ("abc" * 10, {"batch": 4, "seq": 50}, "too short"),
+        ("abcdefgh" * 200, {"batch": 2, "seq": 50, "val_frac": 0.01}, "validation split"),
+    ],
+)
+def test_bad_corpora_are_explained(tmp_path, text, settings, message):
+    path = tmp_path / "c.txt"
+    path.write_text(text)
+    with pytest.raises(RnncliError, match=message):
+        Trainer([str(path)], TINY, settings)
+
+
+def test_checkpoint_files_are_checked(tmp_path):
+    bad = tmp_path / "x.safetensors"
+    bad.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    with pytest.raises(RnncliError, match="not a safetensors"):
+        checkpoint.read_header(bad)
+    with pytest.raises(RnncliError, match="no such checkpoint"):
+        checkpoint.read_header(tmp_path / "none.safetensors")
+    from safetensors.numpy import save_file
+
+    save_file({"w": np.zeros(2, np.float32)}, str(bad))
+    with pytest.raises(RnncliError, match="not an rnncli checkpoint"):
+        checkpoint.read_header(bad)
+
+
+def test_checkpoint_metadata_is_json_strings(tmp_path):
+    path = tmp_path / "c.safetensors"
+    checkpoint.save(path, {"w": np.ones(3, np.float32)}, {"model": {"a": 1}, "history": [[1, 2.0, None]]})
+    raw = json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])["__metadata__"]
+    assert all(isinstance(v, str) for v in raw.values())
+    assert json.loads(raw["model"]) == {"a": 1}
+    _, meta = checkpoint.read_header(path)
+    assert meta["history"] == [[1, 2.0, None]] and meta["format_version"] == 1
