@@ -44,6 +44,7 @@ class Model:
                 gh=np.empty((B, G), np.float32),
                 tmp=np.empty((B, H), np.float32),
                 inputs=[None] * L,  # what each layer read, (T, B, I)
+                parts={},  # per-thread partial sums of weight gradients, by gradient shape
                 logits=np.empty((T * B, c.vocab_size), np.float32),
                 dlogits=np.empty((T * B, c.vocab_size), np.float32),
             )
@@ -61,12 +62,12 @@ class Model:
         for k in range(c.layers):
             W_ih, W_hh, b_ih, b_hh = p.layer(k)
             w.inputs[k] = x
-            np.matmul(x.reshape(T * B, -1), W_ih.T, out=w.gx.reshape(T * B, G))
+            K.matmul(x.reshape(T * B, -1), W_ih.T, w.gx.reshape(T * B, G), numba_threads())
             w.gx += b_ih
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
-            K.sequence_forward(c.cell_code, w.gx, W_hh.T, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh)
+            K.sequence_forward(c.cell_code, w.gx, W_hh.T, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
                 x = x * masks[k]
@@ -84,7 +85,7 @@ class Model:
         T, B = ids.shape
         top = self.forward(ids, h0, c0).reshape(T * B, -1)
         out = self._buffers(T, B).logits
-        np.matmul(top, self.params["head.weight"].T, out=out)
+        K.matmul(top, self.params["head.weight"].T, out, numba_threads())
         out += self.params["head.bias"]
         return out.reshape(T, B, -1)
 
@@ -92,7 +93,23 @@ class Model:
         """Summed cross-entropy (nats, float) of targets (T, B) given ids (T, B)."""
         T, B = ids.shape
         logits = self.logits(ids, h0, c0).reshape(T * B, -1)
-        return K.softmax_xent(logits, targets.reshape(-1), self._buffers(T, B).dlogits)
+        return K.softmax_xent(logits, targets.reshape(-1), self._buffers(T, B).dlogits, numba_threads())
+
+    @staticmethod
+    def _product(a, b):
+        out = np.empty((a.shape[0], b.shape[1]), np.float32)
+        K.matmul(a, b, out, numba_threads())
+        return out
+
+    @staticmethod
+    def _weight_grad(w, d, x, g_weight, g_bias):
+        """g_weight = d.T @ x and g_bias = column sums of d, over the N rows of d (N, G), x (N, I)."""
+        scratch = w.parts.get(g_weight.shape)
+        if scratch is None:
+            n = numba_threads()
+            scratch = w.parts[g_weight.shape] = (np.empty((n,) + g_weight.shape, np.float32),
+                                                 np.empty((n, g_weight.shape[0]), np.float32))
+        K.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *scratch)
 
     def loss_and_grads(self, ids, targets, h0, c0, grads: Params, masks=None) -> float:
         """Mean cross-entropy of the window; writes the gradient of every parameter into `grads`."""
@@ -101,14 +118,13 @@ class Model:
         N, G, L = T * B, c.gates * c.hidden, c.layers
         w = self._buffers(T, B)
         top = self.forward(ids, h0, c0, masks).reshape(N, -1)
-        np.matmul(top, p["head.weight"].T, out=w.logits)
+        K.matmul(top, p["head.weight"].T, w.logits, numba_threads())
         w.logits += p["head.bias"]
-        loss = K.softmax_xent(w.logits, targets.reshape(-1), w.dlogits) / N
+        loss = K.softmax_xent(w.logits, targets.reshape(-1), w.dlogits, numba_threads()) / N
         d = w.dlogits
         d *= np.float32(1.0 / N)
-        np.matmul(d.T, top, out=grads["head.weight"])
-        d.sum(axis=0, out=grads["head.bias"])
-        d_out = (d @ p["head.weight"]).reshape(T, B, -1)
+        self._weight_grad(w, d, top, grads["head.weight"], grads["head.bias"])
+        d_out = self._product(d, p["head.weight"]).reshape(T, B, -1)
         for k in reversed(range(L)):
             W_ih, W_hh, _, _ = p.layer(k)
             gW_ih, gW_hh, gb_ih, gb_hh = grads.layer(k)
@@ -118,29 +134,37 @@ class Model:
             dc_next = np.zeros_like(dh_next)
             dgx = w.gx  # the forward projections are no longer needed: reuse their memory
             dgh = w.dgh if w.dgh is not None else dgx
-            K.sequence_backward(c.cell_code, W_hh, w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp)
+            K.sequence_backward(
+                c.cell_code, W_hh, w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
+            )
             dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
-            np.matmul(dgx2.T, w.inputs[k].reshape(N, -1), out=gW_ih)
-            np.matmul(dgh2.T, w.hs[k, :T].reshape(N, -1), out=gW_hh)
-            dgx2.sum(axis=0, out=gb_ih)
-            dgh2.sum(axis=0, out=gb_hh)
-            d_out = (dgx2 @ W_ih).reshape(T, B, -1)
+            self._weight_grad(w, dgx2, w.inputs[k].reshape(N, -1), gW_ih, gb_ih)
+            self._weight_grad(w, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)
+            d_out = self._product(dgx2, W_ih).reshape(T, B, -1)
         g_emb = grads["embedding.weight"]
         g_emb[...] = 0.0
         K.embedding_backward(ids.reshape(-1), d_out.reshape(N, -1), g_emb)
         return float(loss)
 
 
+def numba_threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
 def use_threads(n: int | None) -> None:
-    """Run kernels and BLAS on n threads (None: all cores)."""
+    """Run kernels on n threads (None: all cores). BLAS itself runs single-threaded: each kernel
+    thread calls it on its own share of the work (see kernels/cpu.py)."""
     import os
 
     import numba
+    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS Numba calls, so that it is limited too)
     from threadpoolctl import threadpool_limits
 
     n = n or os.cpu_count() or 1
     numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    threadpool_limits(n)
+    threadpool_limits(1, user_api="blas")
 
 
 def load_model(path: str):

@@ -42,8 +42,10 @@ def sigmoid32(x):
 
 @kernel(inline=True)
 def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
-    """One time step for all rows. gx = W_ih x + b_ih (B, G); gh = W_hh h_prev (B, G) without bias.
-    Writes h (B, H) and, for the lstm, c; fills act."""
+    """One time step for all rows. gx = W_ih x + b_ih (B, G); gh = W_hh h_prev (B, G) without bias,
+    overwritten. Writes h (B, H) and, for the lstm, c; fills act. h may be h_prev and c may be
+    c_prev (generation updates in place). Each loop touches few arrays so that LLVM can prove or
+    check them apart and vectorize it."""
     B, H = h.shape
     one = np.float32(1.0)
     for b in range(B):
@@ -51,23 +53,29 @@ def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
             for j in range(H):
                 h[b, j] = tanh32(gx[b, j] + gh[b, j] + b_hh[j])
         elif cell == 1:
+            for j in range(3 * H):
+                gh[b, j] += b_hh[j]
+            for j in range(2 * H):  # r, z
+                act[b, j] = sigmoid32(gx[b, j] + gh[b, j])
+            for j in range(H):  # n, and hn = W_hn h + b_hn kept for backward
+                act[b, 2 * H + j] = tanh32(gx[b, 2 * H + j] + act[b, j] * gh[b, 2 * H + j])
+                act[b, 3 * H + j] = gh[b, 2 * H + j]
             for j in range(H):
-                r = sigmoid32(gx[b, j] + gh[b, j] + b_hh[j])
-                z = sigmoid32(gx[b, H + j] + gh[b, H + j] + b_hh[H + j])
-                hn = gh[b, 2 * H + j] + b_hh[2 * H + j]
-                n = tanh32(gx[b, 2 * H + j] + r * hn)
-                h[b, j] = (one - z) * n + z * h_prev[b, j]
-                act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j] = r, z, n, hn
+                z = act[b, H + j]
+                h[b, j] = (one - z) * act[b, 2 * H + j] + z * h_prev[b, j]
         else:
+            for j in range(4 * H):
+                gh[b, j] += gx[b, j] + b_hh[j]
+            for j in range(2 * H):  # i, f
+                act[b, j] = sigmoid32(gh[b, j])
+            for j in range(2 * H, 3 * H):  # g
+                act[b, j] = tanh32(gh[b, j])
+            for j in range(3 * H, 4 * H):  # o
+                act[b, j] = sigmoid32(gh[b, j])
             for j in range(H):
-                i = sigmoid32(gx[b, j] + gh[b, j] + b_hh[j])
-                f = sigmoid32(gx[b, H + j] + gh[b, H + j] + b_hh[H + j])
-                g = tanh32(gx[b, 2 * H + j] + gh[b, 2 * H + j] + b_hh[2 * H + j])
-                o = sigmoid32(gx[b, 3 * H + j] + gh[b, 3 * H + j] + b_hh[3 * H + j])
-                cn = f * c_prev[b, j] + i * g
+                cn = act[b, H + j] * c_prev[b, j] + act[b, j] * act[b, 2 * H + j]
                 c[b, j] = cn
-                h[b, j] = o * tanh32(cn)
-                act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j] = i, f, g, o
+                h[b, j] = act[b, 3 * H + j] * tanh32(cn)
 
 
 @kernel(inline=True)
@@ -79,31 +87,38 @@ def backward_step(cell, dh_out, dh_next, dc_next, h_prev, h, c_prev, c, act, dgx
     B, H = h.shape
     one = np.float32(1.0)
     for b in range(B):
+        for j in range(H):
+            dh_next[b, j] += dh_out[b, j]  # now the whole gradient of h
         if cell == 0:
             for j in range(H):
-                dh = dh_out[b, j] + dh_next[b, j]
                 hj = h[b, j]
-                dgx[b, j] = dh * (one - hj * hj)
+                dgx[b, j] = dh_next[b, j] * (one - hj * hj)
+            for j in range(H):
                 dh_next[b, j] = 0.0
         elif cell == 1:
             for j in range(H):
-                dh = dh_out[b, j] + dh_next[b, j]
-                r, z, n, hn = act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j]
-                dan = dh * (one - z) * (one - n * n)
-                dar = dan * hn * r * (one - r)
-                daz = dh * (h_prev[b, j] - n) * z * (one - z)
-                dgx[b, j], dgx[b, H + j], dgx[b, 2 * H + j] = dar, daz, dan
-                dgh[b, j], dgh[b, H + j], dgh[b, 2 * H + j] = dar, daz, dan * r
-                dh_next[b, j] = dh * z
+                z, n = act[b, H + j], act[b, 2 * H + j]
+                dh = dh_next[b, j]
+                dgx[b, 2 * H + j] = dh * (one - z) * (one - n * n)  # dan
+                dgx[b, H + j] = dh * (h_prev[b, j] - n) * z * (one - z)  # daz
+            for j in range(H):
+                r, hn, dan = act[b, j], act[b, 3 * H + j], dgx[b, 2 * H + j]
+                dgx[b, j] = dan * hn * r * (one - r)  # dar
+                dgh[b, j], dgh[b, H + j] = dgx[b, j], dgx[b, H + j]
+                dgh[b, 2 * H + j] = dan * r
+            for j in range(H):
+                dh_next[b, j] *= act[b, H + j]
         else:
             for j in range(H):
-                dh = dh_out[b, j] + dh_next[b, j]
-                i, f, g, o = act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j]
-                tc = tanh32(c[b, j])
-                dc = dc_next[b, j] + dh * o * (one - tc * tc)
+                o, tc = act[b, 3 * H + j], tanh32(c[b, j])
+                dh = dh_next[b, j]
+                dgx[b, 3 * H + j] = dh * tc * o * (one - o)
+                dc_next[b, j] += dh * o * (one - tc * tc)  # now the whole gradient of c
+            for j in range(H):
+                i, f, g, dc = act[b, j], act[b, H + j], act[b, 2 * H + j], dc_next[b, j]
                 dgx[b, j] = dc * g * i * (one - i)
                 dgx[b, H + j] = dc * c_prev[b, j] * f * (one - f)
                 dgx[b, 2 * H + j] = dc * i * (one - g * g)
-                dgx[b, 3 * H + j] = dh * tc * o * (one - o)
-                dc_next[b, j] = dc * f
+            for j in range(H):
+                dc_next[b, j] *= act[b, H + j]
                 dh_next[b, j] = 0.0

@@ -1,30 +1,46 @@
-"""The CPU backend: compiled sequence drivers shared by all cells, and the small kernels around them.
+"""The CPU backend: compiled sequence drivers shared by all cells, and the products around them.
 
-One driver per direction: the time loop runs inside compiled code, each step one recurrent matrix
-product (BLAS through np.dot, no allocation) and the cell's pointwise math from cells.py. Arrays
-are float32 and C-contiguous; weights arrive transposed where a product needs them so (F-order).
+`parts` is the number of threads to share work among (Numba's get_num_threads would keep a
+kernel out of the disk cache). All parallelism comes from one pool, Numba's threads, each calling single-threaded BLAS (through
+np.dot) on its own share of the rows: two BLAS pools and Numba's busy-waiting against each other on
+few cores cost more than they give. One driver per direction runs the time loop in compiled code,
+each thread on its own slice of the batch (the streams are independent), one recurrent product and
+the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32; weights
+arrive transposed where a product needs them so (F-order).
 """
 import numpy as np
+from numba import prange
 
 from rnncli.kernels.cells import backward_step, forward_step
 from rnncli.kernels.jit import kernel
 
 
-@kernel
-def sequence_forward(cell, gx, W_hhT, b_hh, hs, cs, act, gh):
+@kernel(inline=True)
+def _share(n, parts, k):
+    """Bounds of part k when n rows are cut into `parts` near-equal slices."""
+    return k * n // parts, (k + 1) * n // parts
+
+
+@kernel(parallel=True)
+def sequence_forward(cell, gx, W_hhT, b_hh, hs, cs, act, gh, parts):
     """Run one layer over T steps.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
     W_hhT (H, G); b_hh (G,). hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
-    for t in range(gx.shape[0]):
-        np.dot(hs[t], W_hhT, gh)
-        forward_step(cell, gx[t], gh, b_hh, hs[t], cs[t], hs[t + 1], cs[t + 1], act[t])
+    B = gx.shape[1]
+    parts = min(parts, B)
+    for k in prange(parts):
+        b0, b1 = _share(B, parts, k)
+        for t in range(gx.shape[0]):
+            np.dot(hs[t, b0:b1], W_hhT, gh[b0:b1])
+            forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
+                         hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
 
 
-@kernel
-def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp):
+@kernel(parallel=True)
+def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
     """Backpropagate one layer through its T steps, last to first.
 
     dhs (T, B, H): gradient reaching each output from above. dh_next, dc_next (B, H): on entry the
@@ -32,10 +48,48 @@ def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, 
     gradients from which the caller forms every weight gradient with one product each. For rnn and
     lstm pass the same array as dgx and dgh. tmp (B, H) is scratch.
     """
-    for t in range(dhs.shape[0] - 1, -1, -1):
-        backward_step(cell, dhs[t], dh_next, dc_next, hs[t], hs[t + 1], cs[t], cs[t + 1], act[t], dgx[t], dgh[t])
-        np.dot(dgh[t], W_hh, tmp)
-        dh_next += tmp
+    B = dhs.shape[1]
+    parts = min(parts, B)
+    for k in prange(parts):
+        b0, b1 = _share(B, parts, k)
+        for t in range(dhs.shape[0] - 1, -1, -1):
+            backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
+                          cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
+            np.dot(dgh[t, b0:b1], W_hh, tmp[b0:b1])
+            dh_next[b0:b1] += tmp[b0:b1]
+
+
+@kernel(parallel=True)
+def matmul(A, Bm, out, parts):
+    """out = A @ Bm for A (N, K) and out (N, M) C-contiguous, the rows shared among threads."""
+    N = A.shape[0]
+    parts = min(parts, N)
+    for k in prange(parts):
+        n0, n1 = _share(N, parts, k)
+        np.dot(A[n0:n1], Bm, out[n0:n1])
+
+
+@kernel(parallel=True)
+def matmul_tn(A, Bm, out, colsum, scratch, colscratch):
+    """out = A.T @ Bm and colsum = the column sums of A, for A (N, G), Bm (N, I): each thread sums its
+    rows into its own scratch (P, G, I) and colscratch (P, G); the parts are added after."""
+    N = A.shape[0]
+    parts = scratch.shape[0]
+    for k in prange(parts):
+        n0, n1 = _share(N, parts, k)
+        np.dot(A[n0:n1].T, Bm[n0:n1], scratch[k])
+        colscratch[k, :] = 0.0
+        for n in range(n0, n1):
+            colscratch[k] += A[n]
+    G = out.shape[0]
+    for k in prange(parts):
+        g0, g1 = _share(G, parts, k)
+        out[g0:g1] = scratch[0, g0:g1]
+        for q in range(1, parts):
+            out[g0:g1] += scratch[q, g0:g1]
+    colsum[:] = colscratch[0]
+    for q in range(1, parts):
+        colsum += colscratch[q]
 
 
 @kernel
@@ -47,30 +101,35 @@ def embedding_backward(ids, d_x, d_table):
             d_table[row, e] += d_x[n, e]
 
 
-@kernel(parallel=False)
-def softmax_xent(logits, targets, dlogits):
+@kernel(parallel=True)
+def softmax_xent(logits, targets, dlogits, parts):
     """Summed cross-entropy of rows of logits (N, V) against targets (N,), in float64; writes
     dlogits = softmax - onehot (not yet divided by N)."""
     N, V = logits.shape
-    total = 0.0
-    for n in range(N):
-        m = logits[n, 0]
-        for v in range(1, V):
-            m = max(m, logits[n, v])
-        s = 0.0
-        for v in range(V):
-            e = np.exp(logits[n, v] - m)
-            dlogits[n, v] = e
-            s += e
-        inv = np.float32(1.0 / s)
-        for v in range(V):
-            dlogits[n, v] *= inv
-        dlogits[n, targets[n]] -= np.float32(1.0)
-        total += np.log(s) + m - logits[n, targets[n]]
-    return total
+    parts = min(parts, N)
+    totals = np.zeros(parts)
+    for k in prange(parts):
+        n0, n1 = _share(N, parts, k)
+        acc = 0.0
+        for n in range(n0, n1):
+            m = logits[n, 0]
+            for v in range(1, V):
+                m = max(m, logits[n, v])
+            s = 0.0
+            for v in range(V):
+                e = np.exp(logits[n, v] - m)
+                dlogits[n, v] = e
+                s += e
+            inv = np.float32(1.0 / s)
+            for v in range(V):
+                dlogits[n, v] *= inv
+            dlogits[n, targets[n]] -= np.float32(1.0)
+            acc += np.log(s) + m - logits[n, targets[n]]
+        totals[k] = acc
+    return totals.sum()
 
 
-@kernel
+@kernel(parallel=True)
 def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     """torch.optim.Adam on flat buffers, the gradient multiplied by `scale` (clipping) first."""
     c1 = 1.0 - beta1**step
@@ -79,7 +138,7 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
     inv_c2 = np.float32(1.0 / np.sqrt(c2))
     b1, b2 = np.float32(beta1), np.float32(beta2)
     one, e, s = np.float32(1.0), np.float32(eps), np.float32(scale)
-    for k in range(p.shape[0]):
+    for k in prange(p.shape[0]):
         gk = g[k] * s
         m[k] = b1 * m[k] + (one - b1) * gk
         v[k] = b2 * v[k] + (one - b2) * gk * gk

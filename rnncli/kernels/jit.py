@@ -1,15 +1,37 @@
-"""The one place where rnncli's compiled functions get their Numba options.
+"""The one place where rnncli's compiled functions get their Numba options and their disk cache.
 
-Every kernel is cached on disk (Numba falls back to a per-user cache directory when the package
-directory is read-only). error_model="numpy" drops Python's zero-division checks, which otherwise
-stop LLVM from vectorizing loops; fastmath only allows fused multiply-add, nothing that changes
-IEEE semantics of inf, nan or signed zeros.
+Every kernel is cached on disk, in a per-user folder (so a read-only install works) whose name
+carries a hash of the kernel sources and the Numba version: Numba alone only notices edits to the
+file of the function it caches, not to the inlined helpers it calls from other files.
+error_model="numpy" drops Python's zero-division checks, which otherwise stop LLVM from
+vectorizing loops; fastmath only allows fused multiply-add, nothing that changes IEEE semantics.
 """
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+
+import numba
 from numba import njit
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
+
+
+def cache_dir() -> Path:
+    """Where compiled kernels live: $RNNCLI_CACHE_DIR, else the user cache folder, one subfolder
+    per version of the kernel sources."""
+    root = os.environ.get("RNNCLI_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "rnncli"
+    )
+    digest = hashlib.sha256(numba.__version__.encode())
+    for src in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(src.read_bytes())
+    return Path(root) / f"kernels-{digest.hexdigest()[:16]}"
+
+
+if not os.environ.get("NUMBA_CACHE_DIR"):
+    numba.config.CACHE_DIR = str(cache_dir())
 
 
 def kernel(fn=None, *, parallel: bool = False, inline: bool = False):
@@ -22,10 +44,5 @@ def kernel(fn=None, *, parallel: bool = False, inline: bool = False):
 
 
 def compiled_on_disk() -> bool:
-    """Whether the training kernels are in Numba's on-disk cache (if not, the first call compiles)."""
-    from rnncli.kernels import cpu
-
-    try:
-        return all(cpu.sequence_forward._cache._cache_file._load_index() for _ in [0])
-    except Exception:
-        return True
+    """Whether the training kernels are already in the disk cache (if not, the first step compiles)."""
+    return any(Path(numba.config.CACHE_DIR).glob("**/*sequence_backward*.nbi"))
