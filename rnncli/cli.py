@@ -53,6 +53,7 @@ def train(
     seq: Optional[int] = typer.Option(None, help="steps of backpropagation through time", show_default=f"{T.seq}"),
     lr: Optional[float] = typer.Option(None, help="Adam learning rate", show_default=f"{T.lr}"),
     lr_schedule: Optional[str] = typer.Option(None, help="constant, cosine or linear decay", show_default=f"{T.lr_schedule}"),
+    lr_min_frac: Optional[float] = typer.Option(None, help="where decaying schedules end, as a share of --lr", show_default=f"{T.lr_min_frac}"),
     warmup: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up", show_default=f"{T.warmup}"),
     clip: Optional[float] = typer.Option(None, help="global gradient-norm clip, 0 for none", show_default=f"{T.clip}"),
     steps: Optional[int] = typer.Option(None, help="stop after this many steps", show_default="2000 if no stop given"),
@@ -71,7 +72,7 @@ def train(
     """Train a model on text and write a checkpoint."""
     model = _given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
     settings = _given(
-        batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, warmup=warmup, clip=clip, steps=steps,
+        batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
         epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, tokenizer=tokenizer,
         max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out,
     )

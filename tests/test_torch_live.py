@@ -1,0 +1,44 @@
+"""With torch installed: a checkpoint rnncli trained loads into PyTorch's modules and gives the same
+logits. Skipped without torch (rnncli never needs it); the committed fixtures cover the math then."""
+import numpy as np
+import pytest
+
+from rnncli.model import load_model
+from rnncli.train import Trainer
+
+torch = pytest.importorskip("torch")
+safetensors_torch = pytest.importorskip("safetensors.torch")
+
+
+class Net(torch.nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.embedding = torch.nn.Embedding(cfg.vocab_size, cfg.embed)
+        module = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.cell]
+        self.rnn = module(cfg.embed, cfg.hidden, num_layers=cfg.layers)
+        self.head = torch.nn.Linear(cfg.hidden, cfg.vocab_size)
+
+    def forward(self, ids):
+        out, _ = self.rnn(self.embedding(ids))
+        return self.head(out)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_pytorch_reproduces_rnncli_logits(tmp_path, cell):
+    text = "".join(np.random.default_rng(0).choice(list("abcdefgh \n"), 4000))
+    (tmp_path / "c.txt").write_text(text)
+    out = str(tmp_path / "m.safetensors")
+    for _ in Trainer([str(tmp_path / "c.txt")], {"cell": cell, "hidden": 19, "embed": 7, "layers": 2},
+                     {"batch": 4, "seq": 16, "steps": 20, "lr": 0.01, "out": out}).run():
+        pass
+    model, tok, _ = load_model(out)
+    ids, _ = tok.encode(text[:300])
+    window = ids.astype(np.int64).reshape(-1, 1)  # (T, B=1)
+    ours = model.logits(window, *model.zero_state(1))
+    net = Net(model.cfg)
+    state = {k: v for k, v in safetensors_torch.load_file(out).items()
+             if not k.startswith(("optimizer.", "resume.", "state."))}
+    net.load_state_dict(state, strict=True)
+    with torch.no_grad():
+        theirs = net(torch.from_numpy(window)).numpy()
+    assert np.abs(ours - theirs).max() < 1e-4
