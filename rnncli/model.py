@@ -67,7 +67,7 @@ class Model:
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
-            K.sequence_forward(c.cell_code, w.gx, W_hh.T, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
+            K.sequence_forward(c.cell_code, w.gx, np.ascontiguousarray(W_hh.T), b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
                 x = x * masks[k]

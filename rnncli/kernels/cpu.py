@@ -26,7 +26,7 @@ def sequence_forward(cell, gx, W_hhT, b_hh, hs, cs, act, gh, parts):
     """Run one layer over T steps.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hhT (H, G); b_hh (G,). hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
+    W_hhT (H, G), C-contiguous (BLAS is much slower on a transposed operand with few rows); b_hh (G,). hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
     B = gx.shape[1]
@@ -80,7 +80,8 @@ def matmul_tn(A, Bm, out, colsum, scratch, colscratch):
         np.dot(A[n0:n1].T, Bm[n0:n1], scratch[k])
         colscratch[k, :] = 0.0
         for n in range(n0, n1):
-            colscratch[k] += A[n]
+            for g in range(A.shape[1]):
+                colscratch[k, g] += A[n, g]
     G = out.shape[0]
     for k in prange(parts):
         g0, g1 = _share(G, parts, k)

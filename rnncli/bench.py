@@ -1,0 +1,154 @@
+"""`rnncli bench`: training, scoring and generation speed on named configurations, optionally side by
+side with PyTorch (bench_torch.py) in the same process, interleaved and repeated.
+
+Every measurement does a warm-up first (compiling, caches, allocator), reported apart from the timed
+runs. Work is the same on both sides: the same model, batch layout (B streams of T tokens, state
+carried), loss, global-norm clipping and Adam; generation samples one token at a time at batch 1.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from rnncli.config import ModelConfig, SampleConfig, TrainConfig
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    name: str
+    model: ModelConfig
+    batch: int
+    seq: int
+    gen_chars: int
+
+    def flops_per_token(self) -> float:
+        """Multiply-adds x 2 of one token's forward pass through the matrix products."""
+        m = self.model
+        G = m.gates * m.hidden
+        rec = sum(G * ((m.embed if k == 0 else m.hidden) + m.hidden) for k in range(m.layers))
+        return 2.0 * (rec + m.hidden * m.vocab_size)
+
+    def weight_bytes(self) -> int:
+        """Bytes of weights read per generated token (all but the embedding table)."""
+        from rnncli.params import count_params
+
+        return 4 * (count_params(self.model) - self.model.vocab_size * self.model.embed)
+
+
+def _configs() -> dict[str, BenchConfig]:
+    out = {}
+    for size, hidden, batch, seq, gen in [("small", 128, 50, 50, 20000), ("medium", 512, 64, 100, 3000)]:
+        for cell in ("rnn", "gru", "lstm"):
+            m = ModelConfig(vocab_size=65, cell=cell, layers=2, hidden=hidden, embed=64)
+            out[f"{size}-{cell}"] = BenchConfig(f"{size}-{cell}", m, batch, seq, gen)
+    return out
+
+
+CONFIGS = _configs()
+
+
+def _timed(fn, n: int) -> float:
+    t = time.perf_counter()
+    for _ in range(n):
+        fn()
+    return time.perf_counter() - t
+
+
+class Ours:
+    """rnncli's side: the library's own model, optimizer and decoder on random tokens."""
+
+    name = "rnncli"
+
+    def __init__(self, cfg: BenchConfig, threads: int | None):
+        from rnncli.model import Model, use_threads
+        from rnncli.optim import Adam
+        from rnncli.params import init_params
+
+        use_threads(threads)
+        rng = np.random.default_rng(0)
+        self.cfg = cfg
+        self.model = Model(init_params(cfg.model, rng))
+        self.grads = self.model.params.zeros_like()
+        self.adam = Adam(self.model.params.data.size, TrainConfig())
+        V = cfg.model.vocab_size
+        self.ids = rng.integers(0, V, (cfg.seq, cfg.batch))
+        self.targets = rng.integers(0, V, (cfg.seq, cfg.batch))
+        self.h, self.c = self.model.zero_state(cfg.batch)
+
+    def train_step(self):
+        m = self.model
+        m.loss_and_grads(self.ids, self.targets, self.h, self.c, self.grads)
+        self.h, self.c = m.final_state(*self.ids.shape)
+        self.adam.step(m.params.data, self.grads.data, 2e-3)
+
+    def eval_step(self):
+        self.model.loss(self.ids, self.targets, self.h, self.c)
+        self.h, self.c = self.model.final_state(*self.ids.shape)
+
+    def generate(self, n: int):
+        from rnncli.sample import Decoder
+
+        dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0))
+        for _ in dec.tokens(np.array([0]), n):
+            pass
+
+
+def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
+    """Warm up once, then time `repeats` runs of the measured work; rates per second."""
+    tokens = cfg.batch * cfg.seq
+    if what == "generate":
+        warm = _timed(lambda: impl.generate(50), 1)
+        runs = [cfg.gen_chars / _timed(lambda: impl.generate(cfg.gen_chars), 1) for _ in range(repeats)]
+    else:
+        step = impl.train_step if what == "train" else impl.eval_step
+        warm = _timed(step, 2)
+        n = max(3, int(0.5 / max(_timed(step, 1), 1e-4)))  # about half a second a run
+        runs = [n * tokens / _timed(step, n) for _ in range(repeats)]
+    return {"rate": statistics.median(runs), "runs": runs, "warmup_s": warm}
+
+
+def matmul_gflops(threads: int | None) -> float:
+    """The machine's float32 matrix-product rate through the kernels' own path (Numba threads
+    sharing rows, single-threaded BLAS), on 1024-square matrices."""
+    from rnncli.kernels import cpu as K
+    from rnncli.model import numba_threads, use_threads
+
+    use_threads(threads)
+    n = 1024
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    out = np.empty_like(a)
+    K.matmul(a, a, out, numba_threads())
+    reps = 10
+    return 2.0 * n**3 * reps / _timed(lambda: K.matmul(a, a, out, numba_threads()), reps) / 1e9
+
+
+def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool):
+    """Yield one result dict per (config, measurement, implementation), interleaving implementations
+    within each repeat so that both see the same machine state."""
+    impls = [Ours]
+    if against_torch:
+        from rnncli.bench_torch import Theirs
+
+        impls.append(Theirs)
+    for name in names:
+        cfg = CONFIGS[name]
+        sides = [cls(cfg, threads) for cls in impls]
+        for w in what:
+            results = {s.name: {"runs": [], "warmup_s": None} for s in sides}
+            for _ in range(repeats):
+                for s in sides:
+                    r = measure(s, cfg, w, repeats=1)
+                    results[s.name]["runs"] += r["runs"]
+                    if results[s.name]["warmup_s"] is None:
+                        results[s.name]["warmup_s"] = r["warmup_s"]
+            for impl_name, r in results.items():
+                rate = statistics.median(r["runs"])
+                flops = cfg.flops_per_token() * (3 if w == "train" else 1)
+                yield {
+                    "config": name, "measure": w, "impl": impl_name, "rate": rate, "runs": r["runs"],
+                    "warmup_s": r["warmup_s"], "gflops": rate * flops / 1e9,
+                    "weight_gb_per_s": rate * cfg.weight_bytes() / 1e9 if w == "generate" else None,
+                }
