@@ -14,18 +14,8 @@ import time
 import numpy as np
 import torch
 
-
-class Net(torch.nn.Module):
-    def __init__(self, cell, vocab, embed, hidden, layers):
-        super().__init__()
-        self.embedding = torch.nn.Embedding(vocab, embed)
-        module = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cell]
-        self.rnn = module(embed, hidden, num_layers=layers)
-        self.head = torch.nn.Linear(hidden, vocab)
-
-    def forward(self, ids, state):
-        out, state = self.rnn(self.embedding(ids), state)
-        return self.head(out), state
+from rnncli.bench_torch import TorchNet, detach
+from rnncli.config import ModelConfig
 
 
 def streams(ids, B, T):
@@ -33,10 +23,6 @@ def streams(ids, B, T):
     x = torch.from_numpy(ids[: L * B].reshape(B, L).astype(np.int64))
     y = torch.from_numpy(ids[1 : L * B + 1].reshape(B, L).astype(np.int64))
     return x, y, L // T
-
-
-def detach(state):
-    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
 def zero_state(cell, layers, B, H):
@@ -69,7 +55,7 @@ def main():
     n_val = round(len(ids) * 0.05)
     x, y, windows = streams(ids[: len(ids) - n_val], a.batch, a.seq)
     vx, vy, vwindows = streams(ids[len(ids) - n_val :], min(a.batch, (n_val - 1) // a.seq), a.seq)
-    net = Net(a.cell, len(vocab), a.embed, a.hidden, a.layers)
+    net = TorchNet(ModelConfig(vocab_size=len(vocab), cell=a.cell, layers=a.layers, hidden=a.hidden, embed=a.embed))
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     ce = torch.nn.functional.cross_entropy
 

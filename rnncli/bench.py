@@ -105,7 +105,7 @@ def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
     else:
         step = impl.train_step if what == "train" else impl.eval_step
         warm = _timed(step, 2)
-        n = max(3, int(0.5 / max(_timed(step, 1), 1e-4)))  # about half a second a run
+        n = max(3, int(1.0 / max(_timed(step, 1), 1e-4)))  # about a second a run
         runs = [n * tokens / _timed(step, n) for _ in range(repeats)]
     return {"rate": statistics.median(runs), "runs": runs, "warmup_s": warm}
 
@@ -125,30 +125,74 @@ def matmul_gflops(threads: int | None) -> float:
     return 2.0 * n**3 * reps / _timed(lambda: K.matmul(a, a, out, numba_threads()), reps) / 1e9
 
 
-def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool):
-    """Yield one result dict per (config, measurement, implementation), interleaving implementations
-    within each repeat so that both see the same machine state."""
-    impls = [Ours]
-    if against_torch:
-        from rnncli.bench_torch import Theirs
+def compiled_kernels() -> bool:
+    from rnncli.kernels.jit import compiled_on_disk
 
-        impls.append(Theirs)
+    return compiled_on_disk()
+
+
+def expand(names: list[str]) -> list[str]:
+    """Configuration names from arguments that may also say small, medium or all."""
+    out = []
+    for name in names or ["all"]:
+        picked = [c for c in CONFIGS if name in ("all", c, c.split("-")[0], c.split("-")[1])]
+        if not picked:
+            from rnncli.errors import RnncliError
+
+            raise RnncliError(f"unknown --config {name!r}: choose from all, small, medium, {', '.join(CONFIGS)}")
+        out += [c for c in picked if c not in out]
+    return out
+
+
+def _child(impl: str, name: str, measures: list[str], threads: int | None) -> list[dict]:
+    """One implementation on one configuration, in a fresh process: two libraries' OpenMP pools in
+    one process slow each other down (seen: PyTorch's small RNN 20x slower after a Numba kernel)."""
+    import json
+    import subprocess
+    import sys
+
+    cmd = [sys.executable, "-m", "rnncli.bench", impl, name, ",".join(measures), str(threads or 0)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        from rnncli.errors import RnncliError
+
+        lines = (done.stderr.strip() or "no output").splitlines()
+        raise RnncliError(f"the {impl} benchmark of {name} failed: {lines[-1]}")
+    return json.loads(done.stdout)
+
+
+def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool):
+    """Yield one result dict per (config, measurement, implementation). Each repeat runs every
+    implementation in turn, so that both see the same machine state; rates are medians."""
+    impls = ["rnncli"] + (["torch"] if against_torch else [])
     for name in names:
         cfg = CONFIGS[name]
-        sides = [cls(cfg, threads) for cls in impls]
+        found: dict[tuple[str, str], list[dict]] = {}
+        for _ in range(repeats):
+            for impl in impls:
+                for r in _child(impl, name, what, threads):
+                    found.setdefault((impl, r["measure"]), []).append(r)
         for w in what:
-            results = {s.name: {"runs": [], "warmup_s": None} for s in sides}
-            for _ in range(repeats):
-                for s in sides:
-                    r = measure(s, cfg, w, repeats=1)
-                    results[s.name]["runs"] += r["runs"]
-                    if results[s.name]["warmup_s"] is None:
-                        results[s.name]["warmup_s"] = r["warmup_s"]
-            for impl_name, r in results.items():
-                rate = statistics.median(r["runs"])
+            for impl in impls:
+                rs = found[(impl, w)]
+                rate = statistics.median(r["rate"] for r in rs)
                 flops = cfg.flops_per_token() * (3 if w == "train" else 1)
                 yield {
-                    "config": name, "measure": w, "impl": impl_name, "rate": rate, "runs": r["runs"],
-                    "warmup_s": r["warmup_s"], "gflops": rate * flops / 1e9,
+                    "config": name, "measure": w, "impl": impl, "rate": rate, "runs": [r["rate"] for r in rs],
+                    "warmup_s": rs[0]["warmup_s"], "gflops": rate * flops / 1e9,
                     "weight_gb_per_s": rate * cfg.weight_bytes() / 1e9 if w == "generate" else None,
                 }
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    impl_name, config_name, measures, n_threads = sys.argv[1:5]
+    if impl_name == "torch":
+        from rnncli.bench_torch import Theirs as Impl
+    else:
+        Impl = Ours
+    bench_cfg = CONFIGS[config_name]
+    side = Impl(bench_cfg, int(n_threads) or None)
+    print(json.dumps([dict(measure(side, bench_cfg, m), measure=m) for m in measures.split(",")]))

@@ -141,6 +141,25 @@ def inspect(
         render(info)
 
 
+@app.command()
+def bench(
+    config: List[str] = typer.Option(None, "--config", "-c", help="small-lstm, medium-gru, ..., small, medium or all", show_default="all"),
+    measure: List[str] = typer.Option(["train", "eval", "generate"], help="train, eval, generate"),
+    repeats: int = typer.Option(3, help="timed runs of each measurement; medians are shown"),
+    threads: Optional[int] = typer.Option(None, help="CPU threads", show_default="all cores"),
+    against_torch: bool = typer.Option(False, "--against-torch", help="run the same work in PyTorch, interleaved"),
+    json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
+):
+    """Measure training, scoring and generation speed (optionally beside PyTorch)."""
+    from rnncli.bench import expand
+    from rnncli.ui import run_bench
+
+    bad = [m for m in measure if m not in ("train", "eval", "generate")]
+    if bad or repeats < 1:
+        raise RnncliError(f"--measure takes train, eval, generate; --repeats at least 1 (got {bad or repeats})")
+    run_bench(expand(config), measure, repeats, threads, against_torch, json_out)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the app, turning every failure into one line on stderr."""
     from typer._click import exceptions as click_exceptions

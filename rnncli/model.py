@@ -58,12 +58,20 @@ class Model:
         T, B = ids.shape
         w = self._buffers(T, B)
         G = c.gates * c.hidden
-        x = p["embedding.weight"][ids]  # (T, B, E)
         for k in range(c.layers):
             W_ih, W_hh, b_ih, b_hh = p.layer(k)
-            w.inputs[k] = x
-            K.matmul(x.reshape(T * B, -1), W_ih.T, w.gx.reshape(T * B, G), numba_threads())
-            w.gx += b_ih
+            if k == 0 and self._by_table(T * B):
+                # Layer 0 reads embedding rows, so its projection is a row of E W_ih^T + b_ih:
+                # one small (V, G) product, then a gather, instead of a (T*B, G) product.
+                table = self._product(p["embedding.weight"], W_ih.T)
+                table += b_ih
+                K.gather_rows(table, ids.reshape(-1), w.gx.reshape(T * B, G), numba_threads())
+            else:
+                if k == 0:
+                    x = p["embedding.weight"][ids]  # (T, B, E)
+                w.inputs[k] = x
+                K.matmul(x.reshape(T * B, -1), W_ih.T, w.gx.reshape(T * B, G), numba_threads())
+                w.gx += b_ih
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
@@ -94,6 +102,10 @@ class Model:
         T, B = ids.shape
         logits = self.logits(ids, h0, c0).reshape(T * B, -1)
         return K.softmax_xent(logits, targets.reshape(-1), self._buffers(T, B).dlogits, numba_threads())
+
+    def _by_table(self, n_tokens: int) -> bool:
+        """Whether layer 0 works through per-token tables (when the vocabulary is the smaller)."""
+        return self.cfg.vocab_size <= n_tokens
 
     @staticmethod
     def _product(a, b):
@@ -138,8 +150,16 @@ class Model:
                 c.cell_code, W_hh, w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
             )
             dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
-            self._weight_grad(w, dgx2, w.inputs[k].reshape(N, -1), gW_ih, gb_ih)
             self._weight_grad(w, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)
+            if k == 0 and self._by_table(N):
+                # Sum dgx by token first (V, G); then every product is V rows, not N.
+                emb = p["embedding.weight"]
+                per_token = np.empty((c.vocab_size, G), np.float32)
+                K.scatter_rows(ids.reshape(-1), dgx2, per_token, numba_threads())
+                self._weight_grad(w, per_token, emb, gW_ih, gb_ih)
+                K.matmul(per_token, W_ih, grads["embedding.weight"], numba_threads())
+                return float(loss)
+            self._weight_grad(w, dgx2, w.inputs[k].reshape(N, -1), gW_ih, gb_ih)
             d_out = self._product(dgx2, W_ih).reshape(T, B, -1)
         g_emb = grads["embedding.weight"]
         g_emb[...] = 0.0

@@ -74,3 +74,45 @@ def _show(trainer, console: Console) -> None:
             if "val_loss" in ev or (not live and "best_val_loss" not in ev and ev["step"] % trainer.cfg.eval_every == 0):
                 (bar.console if live else console).print(_line(ev))
     sys.stderr.flush()
+
+
+def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool):
+    """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
+    import os
+    import platform
+
+    from rnncli import bench
+
+    err = Console(stderr=True)
+    if not bench.compiled_kernels():
+        err.print("rnncli: compiling kernels (first run only, about 30 s)...")
+    rate = bench.matmul_gflops(threads)
+    rows = []
+    for row in bench.run(configs, measures, repeats, threads, against_torch):
+        rows.append(row)
+        err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
+    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+               "threads": threads or os.cpu_count(), "matmul_gflops": rate, "repeats": repeats}
+    if json_out:
+        print(json.dumps({"machine": machine, "results": rows}))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"rnncli bench: {machine['threads']} threads, float32 matmul {rate:.0f} GFLOP/s, "
+                  f"medians of {repeats}")
+    for col in ["config", "measure", "rnncli /s", "GFLOP/s", "of matmul", "weights GB/s", "warm-up s"]:
+        table.add_column(col, justify="left" if col in ("config", "measure") else "right")
+    if against_torch:
+        table.add_column("torch /s", justify="right")
+        table.add_column("ratio", justify="right")
+    unit = {"train": "tok", "eval": "tok", "generate": "char"}
+    ours = [r for r in rows if r["impl"] == "rnncli"]
+    for r in ours:
+        cells = [r["config"], r["measure"], f"{r['rate']:,.0f} {unit[r['measure']]}", f"{r['gflops']:.1f}",
+                 f"{100 * r['gflops'] / rate:.0f}%",
+                 "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}", f"{r['warmup_s']:.2f}"]
+        if against_torch:
+            t = next(x for x in rows if x["impl"] == "torch" and x["config"] == r["config"] and x["measure"] == r["measure"])
+            cells += [f"{t['rate']:,.0f}", f"{r['rate'] / t['rate']:.2f}x"]
+        table.add_row(*cells)
+    Console(width=200).print(table)

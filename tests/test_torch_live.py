@@ -8,19 +8,7 @@ from rnncli.train import Trainer
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
-
-
-class Net(torch.nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.embedding = torch.nn.Embedding(cfg.vocab_size, cfg.embed)
-        module = {"rnn": torch.nn.RNN, "gru": torch.nn.GRU, "lstm": torch.nn.LSTM}[cfg.cell]
-        self.rnn = module(cfg.embed, cfg.hidden, num_layers=cfg.layers)
-        self.head = torch.nn.Linear(cfg.hidden, cfg.vocab_size)
-
-    def forward(self, ids):
-        out, _ = self.rnn(self.embedding(ids))
-        return self.head(out)
+from rnncli.bench_torch import TRAINING_PREFIXES, TorchNet  # noqa: E402
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -35,10 +23,10 @@ def test_pytorch_reproduces_rnncli_logits(tmp_path, cell):
     ids, _ = tok.encode(text[:300])
     window = ids.astype(np.int64).reshape(-1, 1)  # (T, B=1)
     ours = model.logits(window, *model.zero_state(1))
-    net = Net(model.cfg)
+    net = TorchNet(model.cfg)
     state = {k: v for k, v in safetensors_torch.load_file(out).items()
-             if not k.startswith(("optimizer.", "resume.", "state."))}
+             if not k.startswith(TRAINING_PREFIXES)}
     net.load_state_dict(state, strict=True)
     with torch.no_grad():
-        theirs = net(torch.from_numpy(window)).numpy()
+        theirs = net(torch.from_numpy(window))[0].numpy()
     assert np.abs(ours - theirs).max() < 1e-4

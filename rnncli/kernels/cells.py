@@ -44,8 +44,11 @@ def sigmoid32(x):
 def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
     """One time step for all rows. gx = W_ih x + b_ih (B, G); gh = W_hh h_prev (B, G) without bias,
     overwritten. Writes h (B, H) and, for the lstm, c; fills act. h may be h_prev and c may be
-    c_prev (generation updates in place). Each loop touches few arrays so that LLVM can prove or
-    check them apart and vectorize it."""
+    c_prev (generation updates in place).
+
+    For speed, every loop counts j from 0 (so LLVM knows indices are >= 0 and needs no wraparound)
+    and writes one block of one array without reading another block of that array (so it can
+    prove the accesses apart): LLVM then vectorizes each loop."""
     B, H = h.shape
     one = np.float32(1.0)
     for b in range(B):
@@ -57,21 +60,24 @@ def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
                 gh[b, j] += b_hh[j]
             for j in range(2 * H):  # r, z
                 act[b, j] = sigmoid32(gx[b, j] + gh[b, j])
-            for j in range(H):  # n, and hn = W_hn h + b_hn kept for backward
-                act[b, 2 * H + j] = tanh32(gx[b, 2 * H + j] + act[b, j] * gh[b, 2 * H + j])
+            for j in range(H):  # hn = W_hn h + b_hn, kept for backward
                 act[b, 3 * H + j] = gh[b, 2 * H + j]
+            for j in range(H):  # n, first into gh's n block
+                gh[b, 2 * H + j] = tanh32(gx[b, 2 * H + j] + act[b, j] * gh[b, 2 * H + j])
+            for j in range(H):
+                act[b, 2 * H + j] = gh[b, 2 * H + j]
             for j in range(H):
                 z = act[b, H + j]
-                h[b, j] = (one - z) * act[b, 2 * H + j] + z * h_prev[b, j]
+                h[b, j] = (one - z) * gh[b, 2 * H + j] + z * h_prev[b, j]
         else:
             for j in range(4 * H):
                 gh[b, j] += gx[b, j] + b_hh[j]
             for j in range(2 * H):  # i, f
                 act[b, j] = sigmoid32(gh[b, j])
-            for j in range(2 * H, 3 * H):  # g
-                act[b, j] = tanh32(gh[b, j])
-            for j in range(3 * H, 4 * H):  # o
-                act[b, j] = sigmoid32(gh[b, j])
+            for j in range(H):  # g
+                act[b, 2 * H + j] = tanh32(gh[b, 2 * H + j])
+            for j in range(H):  # o
+                act[b, 3 * H + j] = sigmoid32(gh[b, 3 * H + j])
             for j in range(H):
                 cn = act[b, H + j] * c_prev[b, j] + act[b, j] * act[b, 2 * H + j]
                 c[b, j] = cn
@@ -83,7 +89,8 @@ def backward_step(cell, dh_out, dh_next, dc_next, h_prev, h, c_prev, c, act, dgx
     """Chain rule through one step. dh = dh_out + dh_next is the gradient of h; dc_next that of c.
     Writes the pre-activation gradients: dgx (input side) and dgh (recurrent side; the same array
     for rnn and lstm, different only in the gru's n block). Leaves in dh_next the part of the
-    gradient of h_prev that bypasses W_hh (gru: dh * z; others 0) and in dc_next that of c_prev."""
+    gradient of h_prev that bypasses W_hh (gru: dh * z; others 0) and in dc_next that of c_prev.
+    Loops are shaped as in forward_step, one written block each, so that they vectorize."""
     B, H = h.shape
     one = np.float32(1.0)
     for b in range(B):
@@ -96,29 +103,35 @@ def backward_step(cell, dh_out, dh_next, dc_next, h_prev, h, c_prev, c, act, dgx
             for j in range(H):
                 dh_next[b, j] = 0.0
         elif cell == 1:
-            for j in range(H):
+            for j in range(H):  # dan, through n = tanh(.)
                 z, n = act[b, H + j], act[b, 2 * H + j]
-                dh = dh_next[b, j]
-                dgx[b, 2 * H + j] = dh * (one - z) * (one - n * n)  # dan
-                dgx[b, H + j] = dh * (h_prev[b, j] - n) * z * (one - z)  # daz
+                dgx[b, 2 * H + j] = dh_next[b, j] * (one - z) * (one - n * n)
+            for j in range(H):  # daz
+                z, n = act[b, H + j], act[b, 2 * H + j]
+                dgx[b, H + j] = dh_next[b, j] * (h_prev[b, j] - n) * z * (one - z)
+            for j in range(H):  # dar = dan * hn * r * (1 - r)
+                r, z, n, hn = act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j]
+                dgx[b, j] = dh_next[b, j] * (one - z) * (one - n * n) * hn * r * (one - r)
+            for j in range(2 * H):
+                dgh[b, j] = dgx[b, j]
             for j in range(H):
-                r, hn, dan = act[b, j], act[b, 3 * H + j], dgx[b, 2 * H + j]
-                dgx[b, j] = dan * hn * r * (one - r)  # dar
-                dgh[b, j], dgh[b, H + j] = dgx[b, j], dgx[b, H + j]
-                dgh[b, 2 * H + j] = dan * r
+                dgh[b, 2 * H + j] = dgx[b, 2 * H + j] * act[b, j]
             for j in range(H):
                 dh_next[b, j] *= act[b, H + j]
         else:
-            for j in range(H):
+            for j in range(H):  # do, and dc_next becomes the whole gradient of c
                 o, tc = act[b, 3 * H + j], tanh32(c[b, j])
-                dh = dh_next[b, j]
-                dgx[b, 3 * H + j] = dh * tc * o * (one - o)
-                dc_next[b, j] += dh * o * (one - tc * tc)  # now the whole gradient of c
-            for j in range(H):
-                i, f, g, dc = act[b, j], act[b, H + j], act[b, 2 * H + j], dc_next[b, j]
-                dgx[b, j] = dc * g * i * (one - i)
-                dgx[b, H + j] = dc * c_prev[b, j] * f * (one - f)
-                dgx[b, 2 * H + j] = dc * i * (one - g * g)
+                dgx[b, 3 * H + j] = dh_next[b, j] * tc * o * (one - o)
+                dc_next[b, j] += dh_next[b, j] * o * (one - tc * tc)
+            for j in range(H):  # di
+                i, g = act[b, j], act[b, 2 * H + j]
+                dgx[b, j] = dc_next[b, j] * g * i * (one - i)
+            for j in range(H):  # df
+                f = act[b, H + j]
+                dgx[b, H + j] = dc_next[b, j] * c_prev[b, j] * f * (one - f)
+            for j in range(H):  # dg
+                i, g = act[b, j], act[b, 2 * H + j]
+                dgx[b, 2 * H + j] = dc_next[b, j] * i * (one - g * g)
             for j in range(H):
                 dc_next[b, j] *= act[b, H + j]
                 dh_next[b, j] = 0.0

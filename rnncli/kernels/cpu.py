@@ -93,6 +93,34 @@ def matmul_tn(A, Bm, out, colsum, scratch, colscratch):
         colsum += colscratch[q]
 
 
+@kernel(parallel=True)
+def gather_rows(table, ids, out, parts):
+    """out[n] = table[ids[n]] for table (V, G), ids (N,), out (N, G)."""
+    N = ids.shape[0]
+    parts = min(parts, N)
+    for k in prange(parts):
+        n0, n1 = _share(N, parts, k)
+        for n in range(n0, n1):
+            row = ids[n]
+            for g in range(out.shape[1]):
+                out[n, g] = table[row, g]
+
+
+@kernel(parallel=True)
+def scatter_rows(ids, d, out, parts):
+    """out[v] = the sum of d[n] over the n with ids[n] == v; d (N, G), out (V, G). Threads own
+    column blocks, so no two write the same element."""
+    G = d.shape[1]
+    parts = min(parts, G)
+    for k in prange(parts):
+        g0, g1 = _share(G, parts, k)
+        out[:, g0:g1] = 0.0
+        for n in range(ids.shape[0]):
+            row = ids[n]
+            for g in range(g1 - g0):
+                out[row, g0 + g] += d[n, g0 + g]
+
+
 @kernel
 def embedding_backward(ids, d_x, d_table):
     """d_table[ids[n]] += d_x[n] for every row n; ids (N,), d_x (N, E), d_table (V, E)."""
