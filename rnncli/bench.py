@@ -125,12 +125,6 @@ def matmul_gflops(threads: int | None) -> float:
     return 2.0 * n**3 * reps / _timed(lambda: K.matmul(a, a, out, numba_threads()), reps) / 1e9
 
 
-def compiled_kernels() -> bool:
-    from rnncli.kernels.jit import compiled_on_disk
-
-    return compiled_on_disk()
-
-
 def expand(names: list[str]) -> list[str]:
     """Configuration names from arguments that may also say small, medium or all."""
     out = []

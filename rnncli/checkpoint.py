@@ -52,18 +52,29 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     return header, meta
 
 
-def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
-    """Write tensors (name -> float32 array) and metadata atomically: temporary file, fsync, rename."""
-    from safetensors.numpy import save as to_bytes
+DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "uint8": "U8", "uint16": "U16"}
 
+
+def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
+    """Write tensors (name -> numpy array) and metadata atomically: temporary file, fsync, rename.
+    The safetensors layout is written directly, one tensor at a time, so saving never holds a
+    second copy of the whole file in memory."""
     path = Path(path)
     raw = {key: json.dumps(value) for key, value in meta.items()}
     raw["format"], raw["format_version"] = FORMAT, str(VERSION)
-    blob = to_bytes(tensors, metadata=raw)
+    header, offset = {"__metadata__": raw}, 0
+    for name, arr in tensors.items():
+        header[name] = {"dtype": DTYPES[arr.dtype.name], "shape": list(arr.shape),
+                        "data_offsets": [offset, offset + arr.nbytes]}
+        offset += arr.nbytes
+    head = json.dumps(header, separators=(",", ":")).encode()
+    head += b" " * (-len(head) % 8)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(blob)
+            f.write(struct.pack("<Q", len(head)) + head)
+            for arr in tensors.values():
+                f.write(memoryview(arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)).cast("B"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -97,7 +97,11 @@ def generate(
     """Stream text continuing a seed to stdout."""
     cfg = SampleConfig(length, temperature, top_k, top_p, greedy, rng_seed)
     from rnncli.sample import generate as run
+    from rnncli.checkpoint import read_header
+    from rnncli.ui import notice_compiling
 
+    read_header(model)  # a bad path fails here, before any notice
+    notice_compiling("decode")
     try:
         for piece in run(model, seed, cfg, threads=threads, echo=echo, on_warning=_warn):
             sys.stdout.write(piece)
@@ -117,7 +121,11 @@ def evaluate(
 ):
     """Score text: nats per token, bits per character, perplexity."""
     from rnncli.evaluate import score_text
+    from rnncli.checkpoint import read_header
+    from rnncli.ui import notice_compiling
 
+    read_header(model)
+    notice_compiling("sequence_forward")
     score = score_text(text or ["-"], model, threads=threads, on_warning=_warn)
     if json_out:
         print(json.dumps(score.to_json()))

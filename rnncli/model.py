@@ -27,15 +27,18 @@ class Model:
         return np.zeros(shape, np.float32), np.zeros(shape, np.float32)
 
     def _buffers(self, T: int, B: int) -> SimpleNamespace:
-        w = self._work.get((T, B))
-        if w is None:
-            if len(self._work) > 2:
+        """Scratch memory for a (T, B) window: views into buffers kept per batch size and grown to
+        the longest window seen, so a shorter last window costs no new memory."""
+        full = self._work.get(B)
+        if full is None or full.T < T:
+            if len(self._work) > 1:
                 self._work.clear()
             c = self.cfg
             L, H, G = c.layers, c.hidden, c.gates * c.hidden
             A = 0 if c.cell == "rnn" else 4 * H
             C = H if c.cell == "lstm" else 0
-            w = SimpleNamespace(
+            full = self._work[B] = SimpleNamespace(
+                T=T,
                 hs=np.zeros((L, T + 1, B, H), np.float32),  # row 0: h_0; rows 1..T: outputs
                 cs=np.zeros((L, T + 1, B, C), np.float32),
                 act=np.zeros((L, T, B, A), np.float32),
@@ -47,8 +50,15 @@ class Model:
                 parts={},  # per-thread partial sums of weight gradients, by gradient shape
                 logits=np.empty((T * B, c.vocab_size), np.float32),
                 dlogits=np.empty((T * B, c.vocab_size), np.float32),
+                views={},
             )
-            self._work[(T, B)] = w
+        w = full.views.get(T)
+        if w is None:
+            w = full.views[T] = SimpleNamespace(
+                hs=full.hs[:, : T + 1], cs=full.cs[:, : T + 1], act=full.act[:, :T], gx=full.gx[:T],
+                dgh=None if full.dgh is None else full.dgh[:T], gh=full.gh, tmp=full.tmp,
+                inputs=full.inputs, parts=full.parts, logits=full.logits[: T * B], dlogits=full.dlogits[: T * B],
+            )
         return w
 
     def forward(self, ids, h0, c0, masks=None):

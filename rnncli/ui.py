@@ -21,15 +21,21 @@ def _line(ev: dict) -> str:
     return "  ".join(p for p in parts if p)
 
 
+def notice_compiling(kernel_name: str) -> None:
+    """Say on stderr that this run compiles the kernels, when they are not in the disk cache yet."""
+    from rnncli.kernels.jit import compiled_on_disk
+
+    if not compiled_on_disk(kernel_name):
+        print("rnncli: compiling kernels (first run only, about 20 s)...", file=sys.stderr, flush=True)
+
+
 def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool) -> None:
     """Build the run, show its events, and save it if interrupted."""
-    from rnncli.kernels.jit import compiled_on_disk
     from rnncli.train import Trainer
 
     console = Console(stderr=True)
     trainer = Trainer(corpus, model, settings, resume)
-    if not compiled_on_disk():
-        console.print("rnncli: compiling kernels (first run only, about 20 s)...")
+    notice_compiling("sequence_backward")
     try:
         if json_out:
             for ev in trainer.run():
@@ -84,8 +90,7 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     from rnncli import bench
 
     err = Console(stderr=True)
-    if not bench.compiled_kernels():
-        err.print("rnncli: compiling kernels (first run only, about 30 s)...")
+    notice_compiling("sequence_backward")
     rate = bench.matmul_gflops(threads)
     rows = []
     for row in bench.run(configs, measures, repeats, threads, against_torch):

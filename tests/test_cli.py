@@ -23,6 +23,7 @@ def trained(tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "m.safetensors"
     r = rnncli("train", CORPUS, *TINY, "--steps", "30", "--eval-every", "10", "--out", str(path), "--json")
     assert r.returncode == 0, r.stderr.decode()
+    assert rnncli("generate", "--model", str(path), "-n", "1").returncode == 0  # compiles the decoder
     return path, [json.loads(line) for line in r.stdout.decode().splitlines()]
 
 

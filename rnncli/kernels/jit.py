@@ -43,6 +43,6 @@ def kernel(fn=None, *, parallel: bool = False, inline: bool = False):
     return wrap(fn) if fn is not None else wrap
 
 
-def compiled_on_disk() -> bool:
-    """Whether the training kernels are already in the disk cache (if not, the first step compiles)."""
-    return any(Path(numba.config.CACHE_DIR).glob("**/*sequence_backward*.nbi"))
+def compiled_on_disk(kernel_name: str = "sequence_backward") -> bool:
+    """Whether a kernel is already in the disk cache (if not, its first call compiles it)."""
+    return any(Path(numba.config.CACHE_DIR).glob(f"**/*{kernel_name}*.nbi"))
