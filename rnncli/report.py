@@ -55,7 +55,7 @@ def chart(history: list, width: int = 60, height: int = 10) -> list[str]:
 def render(info: dict) -> None:
     from rich.console import Console
 
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     m, t, p = info["model"] or {}, info["train"] or {}, info["progress"] or {}
     out.print(f"[bold]{info['path']}[/bold]  (rnncli checkpoint v{info['format_version']})")
     out.print(f"model      {m.get('cell')} x{m.get('layers')} layers, hidden {m.get('hidden')}, "

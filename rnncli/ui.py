@@ -33,7 +33,7 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
     """Build the run, show its events, and save it if interrupted."""
     from rnncli.train import Trainer
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     trainer = Trainer(corpus, model, settings, resume)
     notice_compiling("sequence_backward")
     try:
@@ -89,7 +89,7 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
 
     from rnncli import bench
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     notice_compiling("sequence_backward")
     rate = bench.matmul_gflops(threads)
     rows = []
