@@ -139,3 +139,15 @@ def test_flags_become_settings(monkeypatch):
     corpus, model, settings, resume, json_out = seen["args"]
     assert corpus == ["a.txt", "b.txt"] and model == {"cell": "gru"}
     assert settings == {"lr": 0.01, "steps": 5} and resume is None and json_out is True
+
+
+def test_first_run_compiles_into_the_user_cache_and_says_so(trained, tmp_path):
+    """Kernels compile once into $RNNCLI_CACHE_DIR (never the install folder), with a notice."""
+    path, _ = trained
+    env = {**__import__("os").environ, "RNNCLI_CACHE_DIR": str(tmp_path / "cache")}
+    args = [sys.executable, "-m", "rnncli", "generate", "--model", str(path), "-n", "5"]
+    first = subprocess.run(args, capture_output=True, env=env)
+    second = subprocess.run(args, capture_output=True, env=env)
+    assert first.returncode == 0 and "compiling" in first.stderr.decode()
+    assert second.returncode == 0 and second.stderr == b""
+    assert list((tmp_path / "cache").glob("kernels-*/**/*decode*.nbi"))
