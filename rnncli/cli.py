@@ -92,7 +92,6 @@ def generate(
     greedy: bool = typer.Option(False, "--greedy", help="always take the likeliest token"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the output repeatable"),
     echo: bool = typer.Option(True, "--echo/--no-echo", help="print the seed before the continuation"),
-    threads: int = typer.Option(1, help="CPU threads"),
 ):
     """Stream text continuing a seed to stdout."""
     cfg = SampleConfig(length, temperature, top_k, top_p, greedy, rng_seed)
@@ -103,7 +102,7 @@ def generate(
     read_header(model)  # a bad path fails here, before any notice
     notice_compiling("decode")
     try:
-        for piece in run(model, seed, cfg, threads=threads, echo=echo, on_warning=_warn):
+        for piece in run(model, seed, cfg, echo=echo, on_warning=_warn):
             sys.stdout.write(piece)
             sys.stdout.flush()
         if sys.stdout.isatty():

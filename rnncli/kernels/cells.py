@@ -40,7 +40,7 @@ def sigmoid32(x):
     return half + half * tanh32(half * x)
 
 
-@kernel(inline=True)
+@kernel
 def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
     """One time step for all rows. gx = W_ih x + b_ih (B, G); gh = W_hh h_prev (B, G) without bias,
     overwritten. Writes h (B, H) and, for the lstm, c; fills act. h may be h_prev and c may be
@@ -84,7 +84,7 @@ def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
                 h[b, j] = act[b, 3 * H + j] * tanh32(cn)
 
 
-@kernel(inline=True)
+@kernel
 def backward_step(cell, dh_out, dh_next, dc_next, h_prev, h, c_prev, c, act, dgx, dgh):
     """Chain rule through one step. dh = dh_out + dh_next is the gradient of h; dc_next that of c.
     Writes the pre-activation gradients: dgx (input side) and dgh (recurrent side; the same array

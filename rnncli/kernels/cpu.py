@@ -21,27 +21,48 @@ def _share(n, parts, k):
     return k * n // parts, (k + 1) * n // parts
 
 
+@kernel
+def _forward_rows(cell, gx, W_hhT, b_hh, hs, cs, act, gh, b0, b1):
+    """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
+    Numba's parallel passes are slow to compile large bodies)."""
+    for t in range(gx.shape[0]):
+        np.dot(hs[t, b0:b1], W_hhT, gh[b0:b1])
+        forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
+                     hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
+
+
 @kernel(parallel=True)
 def sequence_forward(cell, gx, W_hhT, b_hh, hs, cs, act, gh, parts):
-    """Run one layer over T steps.
+    """Run one layer over T steps, each thread on its own slice of the batch.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hhT (H, G), C-contiguous (BLAS is much slower on a transposed operand with few rows); b_hh (G,). hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
+    W_hhT (H, G), C-contiguous (BLAS is much slower on a transposed operand with few rows); b_hh (G,).
+    hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
     B = gx.shape[1]
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        for t in range(gx.shape[0]):
-            np.dot(hs[t, b0:b1], W_hhT, gh[b0:b1])
-            forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
-                         hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
+        _forward_rows(cell, gx, W_hhT, b_hh, hs, cs, act, gh, b0, b1)
+
+
+@kernel
+def _backward_rows(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1):
+    """The time loop of sequence_backward for batch rows b0..b1."""
+    for t in range(dhs.shape[0] - 1, -1, -1):
+        backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
+                      cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
+        np.dot(dgh[t, b0:b1], W_hh, tmp[b0:b1])
+        for b in range(b0, b1):
+            for j in range(tmp.shape[1]):
+                dh_next[b, j] += tmp[b, j]
 
 
 @kernel(parallel=True)
 def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
-    """Backpropagate one layer through its T steps, last to first.
+    """Backpropagate one layer through its T steps, last to first, each thread on its own slice
+    of the batch.
 
     dhs (T, B, H): gradient reaching each output from above. dh_next, dc_next (B, H): on entry the
     gradient of h_T, c_T; on exit that of h_0, c_0. Writes dgx, dgh (T, B, G), the pre-activation
@@ -52,11 +73,7 @@ def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, 
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        for t in range(dhs.shape[0] - 1, -1, -1):
-            backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
-                          cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
-            np.dot(dgh[t, b0:b1], W_hh, tmp[b0:b1])
-            dh_next[b0:b1] += tmp[b0:b1]
+        _backward_rows(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1)
 
 
 @kernel(parallel=True)
@@ -77,20 +94,32 @@ def matmul_tn(A, Bm, out, colsum, scratch, colscratch):
     parts = scratch.shape[0]
     for k in prange(parts):
         n0, n1 = _share(N, parts, k)
-        np.dot(A[n0:n1].T, Bm[n0:n1], scratch[k])
-        colscratch[k, :] = 0.0
-        for n in range(n0, n1):
-            for g in range(A.shape[1]):
-                colscratch[k, g] += A[n, g]
-    G = out.shape[0]
+        _partial_tn(A, Bm, scratch[k], colscratch[k], n0, n1)
+    flat, flat_parts = out.reshape(out.size), scratch.reshape(parts, out.size)
     for k in prange(parts):
-        g0, g1 = _share(G, parts, k)
-        out[g0:g1] = scratch[0, g0:g1]
-        for q in range(1, parts):
-            out[g0:g1] += scratch[q, g0:g1]
-    colsum[:] = colscratch[0]
-    for q in range(1, parts):
-        colsum += colscratch[q]
+        m0, m1 = _share(out.size, parts, k)
+        _sum_parts(flat_parts, flat, m0, m1)
+    _sum_parts(colscratch, colsum, 0, colsum.shape[0])
+
+
+@kernel
+def _partial_tn(A, Bm, part, colpart, n0, n1):
+    """part = A[n0:n1].T @ Bm[n0:n1]; colpart = the column sums of A[n0:n1]."""
+    np.dot(A[n0:n1].T, Bm[n0:n1], part)
+    colpart[:] = 0.0
+    for n in range(n0, n1):
+        for g in range(A.shape[1]):
+            colpart[g] += A[n, g]
+
+
+@kernel
+def _sum_parts(parts, out, m0, m1):
+    """out[m] = the sum over q of parts[q, m], for m in m0..m1; parts (P, M), out (M,)."""
+    for m in range(m1 - m0):
+        out[m0 + m] = parts[0, m0 + m]
+    for q in range(1, parts.shape[0]):
+        for m in range(m1 - m0):
+            out[m0 + m] += parts[q, m0 + m]
 
 
 @kernel(parallel=True)
