@@ -8,6 +8,7 @@ import numpy as np
 from rnncli.config import SampleConfig
 
 CHUNK = 64  # tokens per compiled call: small enough to stream, large enough to cost nothing
+TABLE_LIMIT = 1 << 22  # floats in layer 0's per-token projection table, beyond which it is not built
 
 
 class Decoder:
@@ -21,7 +22,11 @@ class Decoder:
         W_ihT = np.zeros((max(L - 1, 0), H, G), np.float32)
         for k in range(1, L):
             W_ihT[k - 1] = layers[k][0].T
+        table0 = np.zeros((0, G), np.float32)
+        if c.vocab_size * G <= TABLE_LIMIT:
+            table0 = p["embedding.weight"] @ layers[0][0].T + layers[0][2]
         self.weights = (
+            np.ascontiguousarray(table0, dtype=np.float32),
             np.ascontiguousarray(p["embedding.weight"]),
             np.ascontiguousarray(layers[0][0].T),
             W_ihT,

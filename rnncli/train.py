@@ -164,7 +164,8 @@ class Trainer:
         """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""
         cfg, model = self.cfg, self.model
         self._t0 = time.perf_counter()
-        recent = deque(maxlen=50)
+        recent = deque(maxlen=50)  # (tokens, seconds) of the latest steps, for the live rate
+        train_s, train_tokens = 0.0, 0  # the whole run's steps, validation and saving left out
         finished = self.progress() >= 1.0
         while not finished:
             t_start = time.perf_counter()
@@ -182,8 +183,10 @@ class Trainer:
             self.window += 1
             self.tokens_seen += ids.size
             self.since_eval.append(loss)
+            seconds = time.perf_counter() - t_start
+            train_s, train_tokens = train_s + seconds, train_tokens + ids.size
             if self.step > 1 or self.elapsed_before:  # the first step may include compiling
-                recent.append((ids.size, time.perf_counter() - t_start))
+                recent.append((ids.size, seconds))
             event = {
                 "event": "step", "step": self.step, "epoch": self.epoch, "train_loss": loss, "lr": lr,
                 "grad_norm": norm, "tokens_per_s": _rate(recent), "elapsed_s": self._elapsed(),
@@ -205,7 +208,7 @@ class Trainer:
         yield {
             "event": "done", "step": self.step, "checkpoint": str(self.cfg.out), "elapsed_s": self._elapsed(),
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
-            "tokens_per_s": _rate(recent), "tokens_seen": self.tokens_seen,
+            "tokens_per_s": _rate([(train_tokens, train_s)]), "train_s": train_s, "tokens_seen": self.tokens_seen,
         }
 
 

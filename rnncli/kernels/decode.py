@@ -51,18 +51,23 @@ def sample_token(logits, temperature, top_k, top_p, u, probs):
 
 
 @kernel
-def step(cell, tok, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits):
+def step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits):
     """Advance every layer by one token and leave the next token's logits (1, V) in `logits`.
-    h, c (L, 1, H) are updated in place."""
+    h, c (L, 1, H) are updated in place. table0 (V, G), when not empty, holds E W_ih0^T + b_ih0,
+    so that layer 0's input projection is a row copy."""
     L = h.shape[0]
     G = gx.shape[1]
     for layer in range(L):
-        if layer == 0:
-            np.dot(emb[tok : tok + 1], W_ih0T, gx)
+        if layer == 0 and table0.shape[0] > 0:
+            for j in range(G):
+                gx[0, j] = table0[tok, j]
         else:
-            np.dot(h[layer - 1], W_ihT[layer - 1], gx)
-        for j in range(G):
-            gx[0, j] += b_ih[layer, j]
+            if layer == 0:
+                np.dot(emb[tok : tok + 1], W_ih0T, gx)
+            else:
+                np.dot(h[layer - 1], W_ihT[layer - 1], gx)
+            for j in range(G):
+                gx[0, j] += b_ih[layer, j]
         np.dot(h[layer], W_hhT[layer], gh)
         forward_step(cell, gx, gh, b_hh[layer], h[layer], c[layer], h[layer], c[layer], act)
     np.dot(h[L - 1], W_outT, logits)
@@ -74,12 +79,12 @@ def step(cell, tok, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, 
 def decode(cell, weights, h, c, prompt, out, uniforms, temperature, top_k, top_p, scratch):
     """Feed the prompt ids, then sample len(out) ids into `out`, each fed back but the last (the
     caller passes it as the next prompt). weights, scratch: tuples built by sample.py."""
-    emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out = weights
+    table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out = weights
     gx, gh, act, logits, probs = scratch
     for i in range(prompt.shape[0]):
-        step(cell, prompt[i], emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits)
+        step(cell, prompt[i], table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits)
     for i in range(out.shape[0]):
         tok = sample_token(logits[0], temperature, top_k, top_p, uniforms[i], probs)
         out[i] = tok
         if i + 1 < out.shape[0]:
-            step(cell, tok, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits)
+            step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits)
