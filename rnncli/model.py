@@ -50,6 +50,8 @@ class Model:
                 parts={},  # per-thread partial sums of weight gradients, by gradient shape
                 logits=np.empty((T * B, c.vocab_size), np.float32),
                 dlogits=np.empty((T * B, c.vocab_size), np.float32),
+                d_out=np.empty((2, T * B, H), np.float32),  # gradients reaching layer outputs, ping-pong
+                dropped=np.empty((L - 1 if c.dropout > 0 else 0, T, B, H), np.float32),  # outputs after dropout
                 views={},
             )
         w = full.views.get(T)
@@ -58,6 +60,7 @@ class Model:
                 hs=full.hs[:, : T + 1], cs=full.cs[:, : T + 1], act=full.act[:, :T], gx=full.gx[:T],
                 dgh=None if full.dgh is None else full.dgh[:T], gh=full.gh, tmp=full.tmp,
                 inputs=full.inputs, parts=full.parts, logits=full.logits[: T * B], dlogits=full.dlogits[: T * B],
+                d_out=full.d_out[:, : T * B], dropped=full.dropped[:, :T],
             )
         return w
 
@@ -88,7 +91,7 @@ class Model:
             K.sequence_forward(c.cell_code, w.gx, np.ascontiguousarray(W_hh.T), b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
-                x = x * masks[k]
+                x = np.multiply(x, masks[k], out=w.dropped[k]) if len(w.dropped) else x * masks[k]
         return x
 
     def final_state(self, T: int, B: int) -> tuple[np.ndarray, np.ndarray]:
@@ -146,7 +149,8 @@ class Model:
         d = w.dlogits
         d *= np.float32(1.0 / N)
         self._weight_grad(w, d, top, grads["head.weight"], grads["head.bias"])
-        d_out = self._product(d, p["head.weight"]).reshape(T, B, -1)
+        K.matmul(d, p["head.weight"], w.d_out[L % 2], numba_threads())
+        d_out = w.d_out[L % 2].reshape(T, B, -1)
         for k in reversed(range(L)):
             W_ih, W_hh, _, _ = p.layer(k)
             gW_ih, gW_hh, gb_ih, gb_hh = grads.layer(k)
@@ -170,7 +174,11 @@ class Model:
                 K.matmul(per_token, W_ih, grads["embedding.weight"], numba_threads())
                 return float(loss)
             self._weight_grad(w, dgx2, w.inputs[k].reshape(N, -1), gW_ih, gb_ih)
-            d_out = self._product(dgx2, W_ih).reshape(T, B, -1)
+            if k > 0:  # into the buffer the layer above has finished with
+                K.matmul(dgx2, W_ih, w.d_out[k % 2], numba_threads())
+                d_out = w.d_out[k % 2].reshape(T, B, -1)
+            else:
+                d_out = self._product(dgx2, W_ih).reshape(T, B, -1)
         g_emb = grads["embedding.weight"]
         g_emb[...] = 0.0
         K.embedding_backward(ids.reshape(-1), d_out.reshape(N, -1), g_emb)

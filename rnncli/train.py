@@ -73,6 +73,7 @@ class Trainer:
         self.grads = self.model.params.zeros_like()
         self.adam = Adam(count_params(mcfg), cfg)
         self.best, self.best_step = None, None
+        self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
         self.since_eval: list[float] = []  # train losses since the last validation
@@ -153,12 +154,19 @@ class Trainer:
         return total / count
 
     def _masks(self, T: int, B: int):
-        p, mcfg = self.cfg, self.model.cfg
+        """Inverted-dropout masks for this window, (L-1, T, B, H), in memory reused every step."""
+        mcfg = self.model.cfg
         if mcfg.dropout <= 0 or mcfg.layers < 2:
             return None
-        keep = 1.0 - mcfg.dropout
         shape = (mcfg.layers - 1, T, B, mcfg.hidden)
-        return (self.rng.random(shape, np.float32) < keep).astype(np.float32) * np.float32(1.0 / keep)
+        if self._mask_buf is None or self._mask_buf.shape != shape:
+            self._mask_buf = np.empty(shape, np.float32)
+        m = self._mask_buf
+        keep = 1.0 - mcfg.dropout
+        self.rng.random(dtype=np.float32, out=m)
+        np.less(m, keep, out=m)
+        m *= np.float32(1.0 / keep)
+        return m
 
     def run(self):
         """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""
