@@ -101,14 +101,17 @@ class Model:
         c = w.cs[:, T].copy() if self.cfg.cell == "lstm" else np.zeros_like(h)
         return h, c
 
+    def _head(self, top, w) -> np.ndarray:
+        """Logits (N, V) of top-layer outputs (N, H), into w.logits."""
+        K.matmul(top, self.params["head.weight"].T, w.logits, numba_threads())
+        w.logits += self.params["head.bias"]
+        return w.logits
+
     def logits(self, ids, h0, c0) -> np.ndarray:
         """Logits (T, B, V) of the next token after each position (a view into scratch memory)."""
         T, B = ids.shape
         top = self.forward(ids, h0, c0).reshape(T * B, -1)
-        out = self._buffers(T, B).logits
-        K.matmul(top, self.params["head.weight"].T, out, numba_threads())
-        out += self.params["head.bias"]
-        return out.reshape(T, B, -1)
+        return self._head(top, self._buffers(T, B)).reshape(T, B, -1)
 
     def loss(self, ids, targets, h0, c0) -> float:
         """Summed cross-entropy (nats, float) of targets (T, B) given ids (T, B)."""
@@ -143,9 +146,7 @@ class Model:
         N, G, L = T * B, c.gates * c.hidden, c.layers
         w = self._buffers(T, B)
         top = self.forward(ids, h0, c0, masks).reshape(N, -1)
-        K.matmul(top, p["head.weight"].T, w.logits, numba_threads())
-        w.logits += p["head.bias"]
-        loss = K.softmax_xent(w.logits, targets.reshape(-1), w.dlogits, numba_threads()) / N
+        loss = K.softmax_xent(self._head(top, w), targets.reshape(-1), w.dlogits, numba_threads()) / N
         d = w.dlogits
         d *= np.float32(1.0 / N)
         self._weight_grad(w, d, top, grads["head.weight"], grads["head.bias"])
