@@ -151,3 +151,17 @@ def test_first_run_compiles_into_the_user_cache_and_says_so(trained, tmp_path):
     assert first.returncode == 0 and "compiling" in first.stderr.decode()
     assert second.returncode == 0 and second.stderr == b""
     assert list((tmp_path / "cache").glob("kernels-*/**/*decode*.nbi"))
+
+
+@pytest.mark.parametrize("tokenizer", ["byte", "word"])
+def test_train_from_stdin_with_other_tokenizers(tmp_path, tokenizer):
+    out = tmp_path / "m.safetensors"
+    text = Path(CORPUS).read_bytes()[:60000]
+    r = rnncli("train", "-", *TINY, "--steps", "5", "--tokenizer", tokenizer, "--out", str(out), stdin=text)
+    assert r.returncode == 0, r.stderr.decode()
+    info = json.loads(rnncli("inspect", str(out), "--json").stdout)
+    assert info["tokenizer"] == tokenizer and (info["vocab_size"] == 256) == (tokenizer == "byte")
+    gen = rnncli("generate", "--model", str(out), "--seed", "Monday morning", "-n", "20", "--rng-seed", "1")
+    assert gen.returncode == 0 and gen.stdout.decode().startswith("Monday morning")
+    score = json.loads(rnncli("eval", "--model", str(out), "--json", stdin=text[:3000]).stdout)
+    assert score["tokens"] > 0 and score["bits_per_char"] > 0
