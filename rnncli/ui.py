@@ -30,25 +30,47 @@ def notice_compiling(kernel_name: str) -> None:
 
 
 def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool) -> None:
-    """Build the run, show its events, and save it if interrupted."""
+    """Build the run and show its events. Ctrl-C stops it at the end of the step under way, saves
+    it and exits 130 (a second Ctrl-C stops at once, without saving)."""
+    import signal
+
     from rnncli.train import Trainer
 
     console = Console(stderr=True, soft_wrap=True)
     trainer = Trainer(corpus, model, settings, resume)
     notice_compiling("sequence_backward")
+    asked = []
+
+    def on_sigint(signum, frame):
+        asked.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
+        events = _until(trainer.run(), asked)
         if json_out:
-            for ev in trainer.run():
+            for ev in events:
                 print(json.dumps(ev), flush=True)
         else:
-            _show(trainer, console)
-    except KeyboardInterrupt:
+            _show(trainer, console, events)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if asked:
         path = trainer.save()
         console.print(f"rnncli: stopped at step {trainer.step}; saved {path} (continue with --resume {path})")
-        raise
+        raise KeyboardInterrupt
 
 
-def _show(trainer, console: Console) -> None:
+def _until(events, asked: list):
+    """The events, ending after the first one that arrives once `asked` is not empty: each event
+    comes after a whole step, so what is saved then is consistent."""
+    for ev in events:
+        yield ev
+        if asked:
+            return
+
+
+def _show(trainer, console: Console, events) -> None:
     cfg = trainer.cfg
     m = trainer.model.cfg
     from rnncli.params import count_params
@@ -63,7 +85,7 @@ def _show(trainer, console: Console) -> None:
     with Progress(*columns, console=console, disable=not live, transient=False) as bar:
         task = bar.add_task("train", total=1.0, info="")
         val = None
-        for ev in trainer.run():
+        for ev in events:
             if ev["event"] == "done":
                 best = ev["best_val_loss"]
                 console.print(
