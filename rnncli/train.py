@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections import deque
 
@@ -67,6 +68,9 @@ class Trainer:
                 )
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
 
+        out_dir = os.path.dirname(os.path.abspath(cfg.out))
+        if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+            raise RnncliError(f"cannot write the checkpoint {cfg.out}: {out_dir} is not a writable folder")
         use_threads(cfg.threads)
         self.rng = np.random.default_rng(cfg.rng_seed)
         self.model = Model(init_params(mcfg, self.rng))

@@ -112,6 +112,7 @@ def test_a_closed_pipe_ends_quietly(trained):
         (["train", "SHORT", "--batch", "many"], "--batch"),
         (["train", "SHORT", "--dropout", "1.5"], "dropout"),
         (["train", "SHORT", "--cell", "transformer"], "cell"),
+        (["train", "LONG", "--out", "/no/such/folder/m.safetensors"], "not a writable folder"),
         (["generate", "--model", "SHORT"], "not a safetensors"),
         (["eval", "SHORT", "--model", "no-such.safetensors"], "no such checkpoint"),
         (["inspect", "SHORT"], "not a safetensors"),
@@ -119,7 +120,8 @@ def test_a_closed_pipe_ends_quietly(trained):
     ],
 )
 def test_bad_input_is_one_line_on_stderr(tmp_path, trained, args, message):
-    files = {"EMPTY": b"", "SHORT": b"just a few words\n", "BINARY": b"text \xff\xfe\x00 bytes"}
+    files = {"EMPTY": b"", "SHORT": b"just a few words\n", "BINARY": b"text \xff\xfe\x00 bytes",
+             "LONG": Path(CORPUS).read_bytes()}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     args = [str(trained[0]) if a == "CKPT" else str(tmp_path / a) if a in files else a for a in args]
