@@ -120,9 +120,10 @@ def matmul_gflops(threads: int | None) -> float:
     n = 1024
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     out = np.empty_like(a)
-    K.matmul(a, a, out, numba_threads())
+    none = np.zeros(0, np.float32)
+    K.matmul(a, a, none, out, numba_threads())
     reps = 10
-    return 2.0 * n**3 * reps / _timed(lambda: K.matmul(a, a, out, numba_threads()), reps) / 1e9
+    return 2.0 * n**3 * reps / _timed(lambda: K.matmul(a, a, none, out, numba_threads()), reps) / 1e9
 
 
 def expand(names: list[str]) -> list[str]:

@@ -13,6 +13,8 @@ import numpy as np
 from rnncli.kernels import cpu as K
 from rnncli.params import Params
 
+NO_BIAS = np.zeros(0, np.float32)
+
 
 class Model:
     """A network (its Params) plus the scratch memory to run it on (T, B) windows."""
@@ -76,15 +78,13 @@ class Model:
             if k == 0 and self._by_table(T * B):
                 # Layer 0 reads embedding rows, so its projection is a row of E W_ih^T + b_ih:
                 # one small (V, G) product, then a gather, instead of a (T*B, G) product.
-                table = self._product(p["embedding.weight"], W_ih.T)
-                table += b_ih
+                table = self._product(p["embedding.weight"], W_ih.T, b_ih)
                 K.gather_rows(table, ids.reshape(-1), w.gx.reshape(T * B, G), numba_threads())
             else:
                 if k == 0:
                     x = p["embedding.weight"][ids]  # (T, B, E)
                 w.inputs[k] = x
-                K.matmul(x.reshape(T * B, -1), W_ih.T, w.gx.reshape(T * B, G), numba_threads())
-                w.gx += b_ih
+                K.matmul(x.reshape(T * B, -1), W_ih.T, b_ih, w.gx.reshape(T * B, G), numba_threads())
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
@@ -103,8 +103,7 @@ class Model:
 
     def _head(self, top, w) -> np.ndarray:
         """Logits (N, V) of top-layer outputs (N, H), into w.logits."""
-        K.matmul(top, self.params["head.weight"].T, w.logits, numba_threads())
-        w.logits += self.params["head.bias"]
+        K.matmul(top, self.params["head.weight"].T, self.params["head.bias"], w.logits, numba_threads())
         return w.logits
 
     def logits(self, ids, h0, c0) -> np.ndarray:
@@ -124,9 +123,9 @@ class Model:
         return self.cfg.vocab_size <= n_tokens
 
     @staticmethod
-    def _product(a, b):
+    def _product(a, b, bias=NO_BIAS):
         out = np.empty((a.shape[0], b.shape[1]), np.float32)
-        K.matmul(a, b, out, numba_threads())
+        K.matmul(a, b, bias, out, numba_threads())
         return out
 
     @staticmethod
@@ -150,7 +149,7 @@ class Model:
         d = w.dlogits
         d *= np.float32(1.0 / N)
         self._weight_grad(w, d, top, grads["head.weight"], grads["head.bias"])
-        K.matmul(d, p["head.weight"], w.d_out[L % 2], numba_threads())
+        K.matmul(d, p["head.weight"], NO_BIAS, w.d_out[L % 2], numba_threads())
         d_out = w.d_out[L % 2].reshape(T, B, -1)
         for k in reversed(range(L)):
             W_ih, W_hh, _, _ = p.layer(k)
@@ -172,11 +171,11 @@ class Model:
                 per_token = np.empty((c.vocab_size, G), np.float32)
                 K.scatter_rows(ids.reshape(-1), dgx2, per_token, numba_threads())
                 self._weight_grad(w, per_token, emb, gW_ih, gb_ih)
-                K.matmul(per_token, W_ih, grads["embedding.weight"], numba_threads())
+                K.matmul(per_token, W_ih, NO_BIAS, grads["embedding.weight"], numba_threads())
                 return float(loss)
             self._weight_grad(w, dgx2, w.inputs[k].reshape(N, -1), gW_ih, gb_ih)
             if k > 0:  # into the buffer the layer above has finished with
-                K.matmul(dgx2, W_ih, w.d_out[k % 2], numba_threads())
+                K.matmul(dgx2, W_ih, NO_BIAS, w.d_out[k % 2], numba_threads())
                 d_out = w.d_out[k % 2].reshape(T, B, -1)
             else:
                 d_out = self._product(dgx2, W_ih).reshape(T, B, -1)

@@ -7,6 +7,7 @@ import numpy as np
 
 from rnncli.config import TrainConfig
 from rnncli.kernels import cpu as K
+from rnncli.model import numba_threads
 
 
 class Adam:
@@ -21,7 +22,7 @@ class Adam:
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> float:
         """Update params in place; returns the gradient's global norm before clipping."""
         c = self.cfg
-        norm = math.sqrt(K.sum_squares(grads))
+        norm = math.sqrt(K.sum_squares(grads, numba_threads()))
         scale = min(1.0, c.clip / (norm + 1e-6)) if c.clip > 0 else 1.0
         self.step_count += 1
         K.adam_update(params, grads, self.m, self.v, lr, c.beta1, c.beta2, c.eps, float(self.step_count), scale)

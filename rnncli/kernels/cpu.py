@@ -77,13 +77,23 @@ def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, 
 
 
 @kernel(parallel=True)
-def matmul(A, Bm, out, parts):
-    """out = A @ Bm for A (N, K) and out (N, M) C-contiguous, the rows shared among threads."""
+def matmul(A, Bm, bias, out, parts):
+    """out = A @ Bm (+ bias on every row, unless bias is empty) for A (N, K) and out (N, M)
+    C-contiguous, the rows shared among threads."""
     N = A.shape[0]
     parts = min(parts, N)
     for k in prange(parts):
         n0, n1 = _share(N, parts, k)
         np.dot(A[n0:n1], Bm, out[n0:n1])
+        if bias.shape[0] > 0:
+            _add_rows(out, bias, n0, n1)
+
+
+@kernel
+def _add_rows(out, bias, n0, n1):
+    for n in range(n0, n1):
+        for m in range(bias.shape[0]):
+            out[n, m] += bias[m]
 
 
 @kernel(parallel=True)
@@ -203,9 +213,14 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
         p[k] -= step_size * m[k] / (np.sqrt(v[k]) * inv_c2 + e)
 
 
-@kernel
-def sum_squares(x):
-    s = 0.0
-    for k in range(x.shape[0]):
-        s += np.float64(x[k]) * x[k]
-    return s
+@kernel(parallel=True)
+def sum_squares(x, parts):
+    """The sum of squares of x (n,), in float64, each thread over its own share."""
+    totals = np.zeros(parts)
+    for k in prange(parts):
+        n0, n1 = _share(x.shape[0], parts, k)
+        acc = 0.0
+        for i in range(n0, n1):
+            acc += np.float64(x[i]) * x[i]
+        totals[k] = acc
+    return totals.sum()
