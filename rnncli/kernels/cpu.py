@@ -1,12 +1,12 @@
 """The CPU backend: compiled sequence drivers shared by all cells, and the products around them.
 
-`parts` is the number of threads to share work among (Numba's get_num_threads would keep a
-kernel out of the disk cache). All parallelism comes from one pool, Numba's threads, each calling single-threaded BLAS (through
+All parallelism comes from one pool, Numba's threads, each calling single-threaded BLAS (through
 np.dot) on its own share of the rows: two BLAS pools and Numba's busy-waiting against each other on
-few cores cost more than they give. One driver per direction runs the time loop in compiled code,
-each thread on its own slice of the batch (the streams are independent), one recurrent product and
-the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32; weights
-arrive transposed where a product needs them so (F-order).
+few cores cost more than they give. `parts` is the number of threads to share work among (calling
+Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
+direction runs the time loop in compiled code, each thread on its own slice of the batch (the
+streams are independent), with one recurrent product and the cell's pointwise math (cells.py) per
+step, allocating nothing. Arrays are float32.
 """
 import numpy as np
 from numba import prange
