@@ -63,11 +63,11 @@ class Ours:
     name = "rnncli"
 
     def __init__(self, cfg: BenchConfig, threads: int | None):
-        from rnncli.model import Model, use_threads
+        from rnncli.model import Model
         from rnncli.optim import Adam
         from rnncli.params import init_params
 
-        use_threads(threads)
+        self.threads = threads
         rng = np.random.default_rng(0)
         self.cfg = cfg
         self.model = Model(init_params(cfg.model, rng))
@@ -77,6 +77,12 @@ class Ours:
         self.ids = rng.integers(0, V, (cfg.seq, cfg.batch))
         self.targets = rng.integers(0, V, (cfg.seq, cfg.batch))
         self.h, self.c = self.model.zero_state(cfg.batch)
+
+    def use_threads(self):
+        """Thread settings as `rnncli train` and `eval` make them (generate leaves them alone)."""
+        from rnncli.model import use_threads
+
+        use_threads(self.threads)
 
     def train_step(self):
         m = self.model
@@ -99,6 +105,8 @@ class Ours:
 def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
     """Warm up once, then time `repeats` runs of the measured work; rates per second."""
     tokens = cfg.batch * cfg.seq
+    if what != "generate" and hasattr(impl, "use_threads"):
+        impl.use_threads()
     if what == "generate":
         warm = _timed(lambda: impl.generate(50), 1)
         runs = [cfg.gen_chars / _timed(lambda: impl.generate(cfg.gen_chars), 1) for _ in range(repeats)]
@@ -164,9 +172,10 @@ def run(names: list[str], what: list[str], repeats: int, threads: int | None, ag
         cfg = CONFIGS[name]
         found: dict[tuple[str, str], list[dict]] = {}
         for _ in range(repeats):
-            for impl in impls:
-                for r in _child(impl, name, what, threads):
-                    found.setdefault((impl, r["measure"]), []).append(r)
+            for w in what:  # each measurement in a fresh process, set up as its command sets up
+                for impl in impls:
+                    for r in _child(impl, name, [w], threads):
+                        found.setdefault((impl, r["measure"]), []).append(r)
         for w in what:
             for impl in impls:
                 rs = found[(impl, w)]

@@ -187,3 +187,15 @@ def test_ctrl_c_saves_a_resumable_checkpoint(tmp_path):
     assert info["progress"]["step"] == last["step"] and info["resumable"]
     r = rnncli("train", CORPUS, "--resume", str(out), "--steps", str(last["step"] + 2), "--json")
     assert r.returncode == 0 and json.loads(r.stdout.decode().splitlines()[-1])["step"] == last["step"] + 2
+
+
+def test_bench_reports_rates_as_json():
+    r = rnncli("bench", "-c", "small-rnn", "--measure", "eval", "--measure", "generate", "--repeats", "1", "--json")
+    assert r.returncode == 0, r.stderr.decode()
+    out = json.loads(r.stdout)
+    assert out["machine"]["matmul_gflops"] > 0
+    rows = {(x["config"], x["measure"]): x for x in out["results"]}
+    assert set(rows) == {("small-rnn", "eval"), ("small-rnn", "generate")}
+    assert all(x["rate"] > 0 and x["gflops"] > 0 and x["impl"] == "rnncli" for x in rows.values())
+    assert rows[("small-rnn", "generate")]["weight_gb_per_s"] > 0
+    assert "unknown --config" in rnncli("bench", "-c", "huge").stderr.decode()
