@@ -1,5 +1,6 @@
 """`rnncli bench`: training, scoring and generation speed on named configurations, optionally side by
-side with PyTorch (bench_torch.py) in the same process, interleaved and repeated.
+side with PyTorch (bench_torch.py). Each measurement runs in a fresh process, the two sides
+alternating within every repeat.
 
 Every measurement does a warm-up first (compiling, caches, allocator), reported apart from the timed
 runs. Work is the same on both sides: the same model, batch layout (B streams of T tokens, state

@@ -78,7 +78,7 @@ class Model:
             if k == 0 and self._by_table(T * B):
                 # Layer 0 reads embedding rows, so its projection is a row of E W_ih^T + b_ih:
                 # one small (V, G) product, then a gather, instead of a (T*B, G) product.
-                table = self._product(p["embedding.weight"], W_ih.T, b_ih)
+                table = self.layer0_table()
                 K.gather_rows(table, ids.reshape(-1), w.gx.reshape(T * B, G), numba_threads())
             else:
                 if k == 0:
@@ -117,6 +117,11 @@ class Model:
         T, B = ids.shape
         logits = self.logits(ids, h0, c0).reshape(T * B, -1)
         return K.softmax_xent(logits, targets.reshape(-1), self._buffers(T, B).dlogits, numba_threads())
+
+    def layer0_table(self) -> np.ndarray:
+        """(V, G): row v is layer 0's input projection of token v, E[v] W_ih0^T + b_ih0."""
+        W_ih, _, b_ih, _ = self.params.layer(0)
+        return self._product(self.params["embedding.weight"], W_ih.T, b_ih)
 
     def _by_table(self, n_tokens: int) -> bool:
         """Whether layer 0 works through per-token tables (when the vocabulary is the smaller)."""

@@ -24,7 +24,7 @@ class Decoder:
             W_ihT[k - 1] = layers[k][0].T
         table0 = np.zeros((0, G), np.float32)
         if c.vocab_size * G <= TABLE_LIMIT:
-            table0 = p["embedding.weight"] @ layers[0][0].T + layers[0][2]
+            table0 = model.layer0_table()
         self.weights = (
             np.ascontiguousarray(table0, dtype=np.float32),
             np.ascontiguousarray(p["embedding.weight"]),
@@ -64,7 +64,7 @@ def generate(
     on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
     """Text continuing `seed` from a checkpoint's model: the seed first (if echo), then the sample.
-    The decoder runs on one thread (batch 1 leaves nothing to share that pays for the hand-offs)."""
+    The decoder's own loop is serial (batch 1); OpenBLAS may thread its larger products."""
     from rnncli.model import load_model
 
     model, tok, _ = load_model(checkpoint)
