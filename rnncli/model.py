@@ -88,7 +88,8 @@ class Model:
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
-            K.sequence_forward(c.cell_code, w.gx, np.ascontiguousarray(W_hh.T), b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
+            K.sequence_forward(c.cell_code, w.gx, W_hh, self._transposed(W_hh), b_hh, w.hs[k], w.cs[k], w.act[k], w.gh,
+                               numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
                 x = np.multiply(x, masks[k], out=w.dropped[k]) if len(w.dropped) else x * masks[k]
@@ -126,6 +127,11 @@ class Model:
     def _by_table(self, n_tokens: int) -> bool:
         """Whether layer 0 works through per-token tables (when the vocabulary is the smaller)."""
         return self.cfg.vocab_size <= n_tokens
+
+    @staticmethod
+    def _transposed(W):
+        """W.T, contiguous: the recurrent products read W or W.T by the shape of their operands."""
+        return np.ascontiguousarray(W.T)
 
     @staticmethod
     def _product(a, b, bias=NO_BIAS):
@@ -166,7 +172,7 @@ class Model:
             dgx = w.gx  # the forward projections are no longer needed: reuse their memory
             dgh = w.dgh if w.dgh is not None else dgx
             K.sequence_backward(
-                c.cell_code, W_hh, w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
+                c.cell_code, W_hh, self._transposed(W_hh), w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
             )
             dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
             self._weight_grad(w, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)

@@ -5,6 +5,7 @@ import pytest
 from rnncli.config import TrainConfig
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
+from rnncli.kernels.gemm import matmul_nt, product
 from rnncli.kernels.jit import kernel
 from rnncli.model import Model
 from rnncli.optim import Adam
@@ -16,6 +17,7 @@ SHAPES = {  # (V, E, H, L, T, B): batch 1, one step, three layers, sizes that ar
     "t1": (17, 6, 5, 2, 1, 4),
     "deep": (19, 7, 11, 3, 7, 5),
     "wide": (67, 33, 37, 2, 9, 13),
+    "long": (7, 4, 259, 2, 3, 5),  # hidden >= 256: the recurrent products go through kernels/gemm.py
 }
 
 
@@ -71,3 +73,16 @@ def test_fast_tanh_and_sigmoid_are_accurate():
     _apply(1, x, out)
     assert np.abs(out - 1 / (1 + np.exp(-x.astype(np.float64)))).max() < 5e-7
     assert out[0] >= 0.0
+
+
+@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 128, 512), (3, 1100, 9)])
+def test_products_match_float64(M, K, N):
+    """Both paths of the recurrent product (dot-product tiles for K >= 256, BLAS below) on shapes
+    with odd rows and columns left over from the 2 x 8 tiles."""
+    rng = np.random.default_rng(M * K * N)
+    A, W = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
+    want = A.astype(np.float64) @ W.T.astype(np.float64)
+    for run in (lambda C: matmul_nt(A, W, C), lambda C: product(A, W, np.ascontiguousarray(W.T), C)):
+        C = np.full((M, N), np.nan, np.float32)
+        run(C)
+        assert_close(C, want, atol=1e-5 * np.sqrt(K), what="A @ W.T")  # sums of K unit-scale terms

@@ -12,6 +12,7 @@ import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import backward_step, forward_step
+from rnncli.kernels.gemm import product
 from rnncli.kernels.jit import kernel
 
 
@@ -22,21 +23,21 @@ def _share(n, parts, k):
 
 
 @kernel
-def _forward_rows(cell, gx, W_hhT, b_hh, hs, cs, act, gh, b0, b1):
+def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1):
     """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
     Numba's parallel passes are slow to compile large bodies)."""
     for t in range(gx.shape[0]):
-        np.dot(hs[t, b0:b1], W_hhT, gh[b0:b1])
+        product(hs[t, b0:b1], W_hh, W_hhT, gh[b0:b1])
         forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
                      hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
 
 
 @kernel(parallel=True)
-def sequence_forward(cell, gx, W_hhT, b_hh, hs, cs, act, gh, parts):
+def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts):
     """Run one layer over T steps, each thread on its own slice of the batch.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hhT (H, G), C-contiguous (BLAS is much slower on a transposed operand with few rows); b_hh (G,).
+    W_hh (G, H) and W_hhT (H, G), both C-contiguous (each product reads the one that suits it); b_hh (G,).
     hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
@@ -44,23 +45,23 @@ def sequence_forward(cell, gx, W_hhT, b_hh, hs, cs, act, gh, parts):
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        _forward_rows(cell, gx, W_hhT, b_hh, hs, cs, act, gh, b0, b1)
+        _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1)
 
 
 @kernel
-def _backward_rows(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1):
+def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1):
     """The time loop of sequence_backward for batch rows b0..b1."""
     for t in range(dhs.shape[0] - 1, -1, -1):
         backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
                       cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
-        np.dot(dgh[t, b0:b1], W_hh, tmp[b0:b1])
+        product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1])
         for b in range(b0, b1):
             for j in range(tmp.shape[1]):
                 dh_next[b, j] += tmp[b, j]
 
 
 @kernel(parallel=True)
-def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
+def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
     """Backpropagate one layer through its T steps, last to first, each thread on its own slice
     of the batch.
 
@@ -73,7 +74,7 @@ def sequence_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, 
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        _backward_rows(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1)
+        _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1)
 
 
 @kernel(parallel=True)

@@ -34,11 +34,14 @@ if not os.environ.get("NUMBA_CACHE_DIR"):
     numba.config.CACHE_DIR = str(cache_dir())
 
 
-def kernel(fn=None, *, parallel: bool = False, inline: bool = False):
-    """Compile `fn` with the project's options: @kernel, @kernel(parallel=True), @kernel(inline=True)."""
+def kernel(fn=None, *, parallel: bool = False, inline: bool = False, reassociate: bool = False):
+    """Compile `fn` with the project's options: @kernel, @kernel(parallel=True), @kernel(inline=True).
+    reassociate=True also lets LLVM reorder float sums, so that it can vectorize a dot product
+    (as every BLAS does); keep it to the functions that need it."""
 
     def wrap(f):
-        return njit(parallel=parallel, inline="always" if inline else "never", **OPTIONS)(f)
+        options = dict(OPTIONS, fastmath=OPTIONS["fastmath"] | {"reassoc"}) if reassociate else OPTIONS
+        return njit(parallel=parallel, inline="always" if inline else "never", **options)(f)
 
     return wrap(fn) if fn is not None else wrap
 
