@@ -5,7 +5,7 @@ import pytest
 from rnncli.config import TrainConfig
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
-from rnncli.kernels.gemm import matmul_nt, product
+from rnncli.kernels.gemm import matmul_nn, matmul_nt, product
 from rnncli.kernels.jit import kernel
 from rnncli.model import Model
 from rnncli.optim import Adam
@@ -17,7 +17,10 @@ SHAPES = {  # (V, E, H, L, T, B): batch 1, one step, three layers, sizes that ar
     "t1": (17, 6, 5, 2, 1, 4),
     "deep": (19, 7, 11, 3, 7, 5),
     "wide": (67, 33, 37, 2, 9, 13),
-    "long": (7, 4, 259, 2, 3, 5),  # hidden >= 256: the recurrent products go through kernels/gemm.py
+    # the recurrent products' paths in kernels/gemm.py: lstm forward by matmul_nn at "mid", by
+    # matmul_nt at "long"; every backward by matmul_nt at both
+    "mid": (9, 5, 100, 2, 4, 3),
+    "long": (7, 4, 259, 2, 3, 5),
 }
 
 
@@ -75,14 +78,15 @@ def test_fast_tanh_and_sigmoid_are_accurate():
     assert out[0] >= 0.0
 
 
-@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 128, 512), (3, 1100, 9)])
+@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 131, 512), (3, 1100, 9), (4, 16, 400)])
 def test_products_match_float64(M, K, N):
-    """Both paths of the recurrent product (dot-product tiles for K >= 256, BLAS below) on shapes
-    with odd rows and columns left over from the 2 x 8 tiles."""
+    """Every path of the recurrent product (both kernels of gemm.py, and `product`, which picks
+    them or BLAS by shape) on shapes with rows, columns and k's left over from their tiles."""
     rng = np.random.default_rng(M * K * N)
     A, W = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
     want = A.astype(np.float64) @ W.T.astype(np.float64)
-    for run in (lambda C: matmul_nt(A, W, C), lambda C: product(A, W, np.ascontiguousarray(W.T), C)):
+    WT = np.ascontiguousarray(W.T)
+    for run in (lambda C: matmul_nt(A, W, C), lambda C: matmul_nn(A, WT, C), lambda C: product(A, W, WT, C)):
         C = np.full((M, N), np.nan, np.float32)
         run(C)
         assert_close(C, want, atol=1e-5 * np.sqrt(K), what="A @ W.T")  # sums of K unit-scale terms
