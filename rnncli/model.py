@@ -49,6 +49,7 @@ class Model:
                 gh=np.empty((B, G), np.float32),
                 tmp=np.empty((B, H), np.float32),
                 inputs=[None] * L,  # what each layer read, (T, B, I)
+                W_hhT=[None] * L,  # each layer's W_hh.T, when a recurrent product reads it
                 parts={},  # per-thread partial sums of weight gradients, by gradient shape
                 logits=np.empty((T * B, c.vocab_size), np.float32),
                 dlogits=np.empty((T * B, c.vocab_size), np.float32),
@@ -61,7 +62,7 @@ class Model:
             w = full.views[T] = SimpleNamespace(
                 hs=full.hs[:, : T + 1], cs=full.cs[:, : T + 1], act=full.act[:, :T], gx=full.gx[:T],
                 dgh=None if full.dgh is None else full.dgh[:T], gh=full.gh, tmp=full.tmp,
-                inputs=full.inputs, parts=full.parts, logits=full.logits[: T * B], dlogits=full.dlogits[: T * B],
+                inputs=full.inputs, W_hhT=full.W_hhT, parts=full.parts, logits=full.logits[: T * B], dlogits=full.dlogits[: T * B],
                 d_out=full.d_out[:, : T * B], dropped=full.dropped[:, :T],
             )
         return w
@@ -88,8 +89,8 @@ class Model:
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
-            K.sequence_forward(c.cell_code, w.gx, W_hh, self._transposed(W_hh), b_hh, w.hs[k], w.cs[k], w.act[k], w.gh,
-                               numba_threads())
+            w.W_hhT[k] = _transposed_if_read(W_hh)
+            K.sequence_forward(c.cell_code, w.gx, W_hh, w.W_hhT[k], b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
                 x = np.multiply(x, masks[k], out=w.dropped[k]) if len(w.dropped) else x * masks[k]
@@ -127,11 +128,6 @@ class Model:
     def _by_table(self, n_tokens: int) -> bool:
         """Whether layer 0 works through per-token tables (when the vocabulary is the smaller)."""
         return self.cfg.vocab_size <= n_tokens
-
-    @staticmethod
-    def _transposed(W):
-        """W.T, contiguous: the recurrent products read W or W.T by the shape of their operands."""
-        return np.ascontiguousarray(W.T)
 
     @staticmethod
     def _product(a, b, bias=NO_BIAS):
@@ -172,7 +168,7 @@ class Model:
             dgx = w.gx  # the forward projections are no longer needed: reuse their memory
             dgh = w.dgh if w.dgh is not None else dgx
             K.sequence_backward(
-                c.cell_code, W_hh, self._transposed(W_hh), w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
+                c.cell_code, W_hh, w.W_hhT[k], w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
             )
             dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
             self._weight_grad(w, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)
@@ -194,6 +190,17 @@ class Model:
         g_emb[...] = 0.0
         K.embedding_backward(ids.reshape(-1), d_out.reshape(N, -1), g_emb)
         return float(loss)
+
+
+def _transposed_if_read(W_hh):
+    """W_hh.T made contiguous if a recurrent product reads it (forward: W_hh's own product; backward:
+    the product with W_hh.T as its W), else an empty array: a (2048, 512) transpose costs ~4 ms."""
+    from rnncli.kernels.gemm import reads_rows
+
+    G, H = W_hh.shape
+    if reads_rows(G, H) and not reads_rows(H, G):
+        return np.zeros((0, 0), np.float32)
+    return np.ascontiguousarray(W_hh.T)
 
 
 def numba_threads() -> int:
