@@ -167,7 +167,8 @@ def _child(impl: str, name: str, measures: list[str], threads: int | None) -> li
 
 def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool):
     """Yield one result dict per (config, measurement, implementation). Each repeat runs every
-    implementation in turn, so that both see the same machine state; rates are medians."""
+    implementation in turn, so that both see the same machine state; rates are medians, and
+    rnncli's rows carry `ratio`, the median over repeats of rnncli's rate / PyTorch's."""
     impls = ["rnncli"] + (["torch"] if against_torch else [])
     for name in names:
         cfg = CONFIGS[name]
@@ -182,11 +183,17 @@ def run(names: list[str], what: list[str], repeats: int, threads: int | None, ag
                 rs = found[(impl, w)]
                 rate = statistics.median(r["rate"] for r in rs)
                 flops = cfg.flops_per_token() * (3 if w == "train" else 1)
-                yield {
+                row = {
                     "config": name, "measure": w, "impl": impl, "rate": rate, "runs": [r["rate"] for r in rs],
                     "warmup_s": rs[0]["warmup_s"], "gflops": rate * flops / 1e9,
                     "weight_gb_per_s": rate * cfg.weight_bytes() / 1e9 if w == "generate" else None,
                 }
+                if impl == "rnncli" and against_torch:
+                    # each repeat's two runs are neighbours in time: their ratio is less exposed to
+                    # the machine's slow spells than a ratio of two medians
+                    pairs = zip(row["runs"], (r["rate"] for r in found[("torch", w)]))
+                    row["ratio"] = statistics.median(ours / theirs for ours, theirs in pairs)
+                yield row
 
 
 if __name__ == "__main__":

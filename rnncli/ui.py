@@ -125,8 +125,9 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
         return
     from rich.table import Table
 
+    pairs = ", ratio: median of each repeat's pair" if against_torch else ""
     table = Table(title=f"rnncli bench: {machine['threads']} threads, float32 matmul {rate:.0f} GFLOP/s, "
-                  f"medians of {repeats}")
+                  f"medians of {repeats}{pairs}")
     for col in ["config", "measure", "rnncli /s", "GFLOP/s", "of matmul", "weights GB/s", "warm-up s"]:
         table.add_column(col, justify="left" if col in ("config", "measure") else "right")
     if against_torch:
@@ -140,6 +141,6 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
                  "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}", f"{r['warmup_s']:.2f}"]
         if against_torch:
             t = next(x for x in rows if x["impl"] == "torch" and x["config"] == r["config"] and x["measure"] == r["measure"])
-            cells += [f"{t['rate']:,.0f}", f"{r['rate'] / t['rate']:.2f}x"]
+            cells += [f"{t['rate']:,.0f}", f"{r['ratio']:.2f}x"]
         table.add_row(*cells)
     Console(width=200).print(table)

@@ -199,3 +199,16 @@ def test_bench_reports_rates_as_json():
     assert all(x["rate"] > 0 and x["gflops"] > 0 and x["impl"] == "rnncli" for x in rows.values())
     assert rows[("small-rnn", "generate")]["weight_gb_per_s"] > 0
     assert "unknown --config" in rnncli("bench", "-c", "huge").stderr.decode()
+
+
+def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
+    """The ratio is the median of each repeat's ours/theirs, not a ratio of two medians: a slow
+    spell of the machine then lands on both sides of a pair."""
+    from rnncli import bench
+
+    rates = {"rnncli": iter([10.0, 12.0, 30.0]), "torch": iter([5.0, 12.0, 20.0])}
+    monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads: [
+        {"measure": measures[0], "rate": next(rates[impl]), "warmup_s": 0.0}])
+    rows = list(bench.run(["small-rnn"], ["eval"], 3, None, against_torch=True))
+    ours = next(r for r in rows if r["impl"] == "rnncli")
+    assert ours["rate"] == 12.0 and ours["ratio"] == 1.5  # pairs 2.0, 1.0, 1.5; medians 12 / 12 = 1
