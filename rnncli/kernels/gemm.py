@@ -73,12 +73,13 @@ def matmul_nt(A, W, C):
     """C = A @ W.T for A (M, K), W (N, K), C (M, N), all C-contiguous; single-threaded."""
     M, K = A.shape
     N = W.shape[0]
-    M2, N8 = M - M % 2, N - N % 8
+    N8 = N - N % 8
     for j in range(0, N8, 8):
-        for i in range(0, M2, 2):
-            _tile(A, i, W, j, C)
-    for i in range(M):  # edges: the last row if M is odd, the last columns if N % 8
-        for j in range(N8 if i < M2 else 0, N):
+        for p in range(M // 2 + M % 2 if M > 1 else 0):
+            # an odd last row goes with the one before it, which is written again unchanged
+            _tile(A, min(2 * p, M - 2), W, j, C)
+    for i in range(M):  # edges: the last columns if N % 8, and a single row
+        for j in range(N8 if M > 1 else 0, N):
             C[i, j] = _dot(A, i, W, j)
 
 
@@ -97,11 +98,18 @@ def _rows_nn(A, i, WT, k, C):
 
 
 @kernel
-def _row_nn(A, i, WT, k, C):
-    """C[i] += A[i, k] * WT[k]."""
-    a = A[i, k]
-    for j in range(C.shape[1]):
-        C[i, j] += a * WT[k, j]
+def _row_nn(A, i, WT, k, k1, C):
+    """C[i] += A[i, k:k1] @ WT[k:k1], eight k's at a time (an odd last row, and K % 8)."""
+    for k8 in range(k, k1 - 7, 8):
+        a0, a1, a2, a3 = A[i, k8], A[i, k8 + 1], A[i, k8 + 2], A[i, k8 + 3]
+        a4, a5, a6, a7 = A[i, k8 + 4], A[i, k8 + 5], A[i, k8 + 6], A[i, k8 + 7]
+        for j in range(C.shape[1]):
+            C[i, j] += (a0 * WT[k8, j] + a1 * WT[k8 + 1, j] + a2 * WT[k8 + 2, j] + a3 * WT[k8 + 3, j]
+                        + a4 * WT[k8 + 4, j] + a5 * WT[k8 + 5, j] + a6 * WT[k8 + 6, j] + a7 * WT[k8 + 7, j])
+    for kk in range(k1 - (k1 - k) % 8, k1):
+        a = A[i, kk]
+        for j in range(C.shape[1]):
+            C[i, j] += a * WT[kk, j]
 
 
 @kernel
@@ -114,8 +122,10 @@ def matmul_nn(A, WT, C):
         for i in range(0, M2, 2):
             _rows_nn(A, i, WT, k, C)
     for i in range(M):  # edges: the last row if M is odd, the last k's if K % 8
-        for k in range(K8 if i < M2 else 0, K):
-            _row_nn(A, i, WT, k, C)
+        if i < M2:
+            _row_nn(A, i, WT, K8, K, C)
+        else:
+            _row_nn(A, i, WT, 0, K, C)
 
 
 @kernel
