@@ -5,8 +5,8 @@ np.dot) on its own share of the rows: two BLAS pools and Numba's busy-waiting ag
 few cores cost more than they give. `parts` is the number of threads to share work among (calling
 Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
 direction runs the time loop in compiled code, each thread on its own slice of the batch (the
-streams are independent), with one recurrent product and the cell's pointwise math (cells.py) per
-step, allocating nothing. Arrays are float32.
+streams are independent), with one recurrent product (gemm.product: our own kernels or BLAS, by
+shape) and the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32.
 """
 import numpy as np
 from numba import prange
@@ -37,7 +37,8 @@ def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts):
     """Run one layer over T steps, each thread on its own slice of the batch.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hh (G, H) and W_hhT (H, G), both C-contiguous (each product reads the one that suits it); b_hh (G,).
+    W_hh (G, H) and W_hhT (H, G), C-contiguous; each product reads the one that suits its shape, and
+    W_hhT may be empty when no product of either direction reads it (see model.py); b_hh (G,).
     hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
@@ -68,7 +69,8 @@ def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx
     dhs (T, B, H): gradient reaching each output from above. dh_next, dc_next (B, H): on entry the
     gradient of h_T, c_T; on exit that of h_0, c_0. Writes dgx, dgh (T, B, G), the pre-activation
     gradients from which the caller forms every weight gradient with one product each. For rnn and
-    lstm pass the same array as dgx and dgh. tmp (B, H) is scratch.
+    lstm pass the same array as dgx and dgh. tmp (B, H) is scratch. W_hh, W_hhT as in
+    sequence_forward.
     """
     B = dhs.shape[1]
     parts = min(parts, B)
