@@ -18,9 +18,10 @@ SHAPES = {  # (V, E, H, L, T, B): batch 1, one step, three layers, sizes that ar
     "deep": (19, 7, 11, 3, 7, 5),
     "wide": (67, 33, 37, 2, 9, 13),
     # the recurrent products' paths in kernels/gemm.py: lstm forward by matmul_nn at "mid", by
-    # matmul_nt at "long"; every backward by matmul_nt at both
+    # matmul_nt at "long"; backward by matmul_nt at both, and by matmul_nn for the rnn at "rows"
     "mid": (9, 5, 100, 2, 4, 3),
     "long": (7, 4, 259, 2, 3, 5),
+    "rows": (7, 4, 384, 1, 2, 3),
 }
 
 

@@ -130,15 +130,17 @@ def matmul_nn(A, WT, C):
 
 @kernel
 def reads_rows(N, K):
-    """Whether `product` multiplies by W (N, K) itself (matmul_nt) rather than by W.T."""
-    return not 384 <= N <= 1024 and K >= 256
+    """Whether `product` multiplies by W (N, K) itself (matmul_nt) rather than by W.T: for long
+    dot products, and for outputs too narrow or too wide for matmul_nn."""
+    return K >= 1024 or (K >= 256 and not 384 <= N <= 1024)
 
 
 @kernel
 def product(A, W, WT, C):
     """C = A @ W.T, WT being W.T made contiguous (only read when not reads_rows(N, K), so it may be
-    empty otherwise). For C (M, N) and K = A.shape[1]: matmul_nn when 384 <= N <= 1024, matmul_nt
-    when K >= 256, else BLAS (np.dot), which wins on short products; measured on Zen 4."""
+    empty otherwise). For C (M, N) and K = A.shape[1]: matmul_nt when K >= 1024, else matmul_nn
+    when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS (np.dot), which wins on short
+    products. The bounds come from measurements on a Zen 4 core."""
     N, K = W.shape
     if reads_rows(N, K):
         matmul_nt(A, W, C)
