@@ -11,9 +11,11 @@ from types import SimpleNamespace
 import numpy as np
 
 from rnncli.kernels import cpu as K
+from rnncli.kernels.gemm import reads_rows
 from rnncli.params import Params
 
 NO_BIAS = np.zeros(0, np.float32)
+EMPTY = np.zeros((0, 0), np.float32)
 
 
 class Model:
@@ -89,7 +91,8 @@ class Model:
             w.hs[k, 0] = h0[k]
             if c.cell == "lstm":
                 w.cs[k, 0] = c0[k]
-            w.W_hhT[k] = _transposed_if_read(W_hh)
+            # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
+            w.W_hhT[k] = EMPTY if reads_rows(*W_hh.shape) else _transposed(W_hh)
             K.sequence_forward(c.cell_code, w.gx, W_hh, w.W_hhT[k], b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
@@ -167,6 +170,10 @@ class Model:
             dc_next = np.zeros_like(dh_next)
             dgx = w.gx  # the forward projections are no longer needed: reuse their memory
             dgh = w.dgh if w.dgh is not None else dgx
+            if len(w.W_hhT[k]) == 0 and reads_rows(W_hh.shape[1], W_hh.shape[0]):
+                # for the dot-product kernel only: rows padded off multiples of 4 KiB, which would
+                # map a tile's eight rows onto the same L1 sets
+                w.W_hhT[k] = _transposed(W_hh, pad=16)
             K.sequence_backward(
                 c.cell_code, W_hh, w.W_hhT[k], w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
             )
@@ -192,15 +199,12 @@ class Model:
         return float(loss)
 
 
-def _transposed_if_read(W_hh):
-    """W_hh.T made contiguous if a recurrent product reads it (forward: W_hh's own product; backward:
-    the product with W_hh.T as its W), else an empty array: a (2048, 512) transpose costs ~4 ms."""
-    from rnncli.kernels.gemm import reads_rows
-
+def _transposed(W_hh, pad: int = 0):
+    """W_hh.T, C-contiguous, its rows `pad` floats longer than W_hh's columns (unused space)."""
     G, H = W_hh.shape
-    if reads_rows(G, H) and not reads_rows(H, G):
-        return np.zeros((0, 0), np.float32)
-    return np.ascontiguousarray(W_hh.T)
+    out = np.empty((H, G + pad), np.float32)
+    out[:, :G] = W_hh.T
+    return out
 
 
 def numba_threads() -> int:

@@ -5,7 +5,7 @@ import pytest
 from rnncli.config import TrainConfig
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
-from rnncli.kernels.gemm import matmul_nn, matmul_nt, product
+from rnncli.kernels.gemm import matmul_nn, matmul_nt, product, reads_rows
 from rnncli.kernels.jit import kernel
 from rnncli.model import Model
 from rnncli.optim import Adam
@@ -87,7 +87,12 @@ def test_products_match_float64(M, K, N):
     A, W = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
     want = A.astype(np.float64) @ W.T.astype(np.float64)
     WT = np.ascontiguousarray(W.T)
-    for run in (lambda C: matmul_nt(A, W, C), lambda C: matmul_nn(A, WT, C), lambda C: product(A, W, WT, C)):
+    # as the model calls it: only the operand that is read, W's rows padded
+    padded, empty = np.zeros((N, K + 16), np.float32), np.zeros((0, 0), np.float32)
+    padded[:, :K] = W
+    only = (padded, empty) if reads_rows(N, K) else (empty, WT)
+    for run in (lambda C: matmul_nt(A, W, C), lambda C: matmul_nn(A, WT, C), lambda C: product(A, W, WT, C),
+                lambda C: product(A, *only, C)):
         C = np.full((M, N), np.nan, np.float32)
         run(C)
         assert_close(C, want, atol=1e-5 * np.sqrt(K), what="A @ W.T")  # sums of K unit-scale terms

@@ -37,8 +37,8 @@ def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts):
     """Run one layer over T steps, each thread on its own slice of the batch.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hh (G, H) and W_hhT (H, G), C-contiguous; each product reads the one that suits its shape, and
-    W_hhT may be empty when no product of either direction reads it (see model.py); b_hh (G,).
+    W_hh (G, H) and W_hhT (H, G), C-contiguous; each product reads the one that suits its shape
+    (gemm.product), and W_hhT may be empty where it is not read, or have padded rows; b_hh (G,).
     hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """

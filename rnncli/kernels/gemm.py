@@ -137,11 +137,11 @@ def reads_rows(N, K):
 
 @kernel
 def product(A, W, WT, C):
-    """C = A @ W.T, WT being W.T made contiguous (only read when not reads_rows(N, K), so it may be
-    empty otherwise). For C (M, N) and K = A.shape[1]: matmul_nt when K >= 1024, else matmul_nn
+    """C = A @ W.T, WT being W.T made contiguous: only one of them is read (W if reads_rows(N, K)),
+    and the other may be empty. For C (M, N) and K = A.shape[1]: matmul_nt when K >= 1024, else matmul_nn
     when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS (np.dot), which wins on short
     products. The bounds come from measurements on a Zen 4 core."""
-    N, K = W.shape
+    N, K = C.shape[1], A.shape[1]  # W's rows may be longer than K (padding), and W or WT empty
     if reads_rows(N, K):
         matmul_nt(A, W, C)
     elif 384 <= N <= 1024:
