@@ -64,8 +64,8 @@ class Model:
             w = full.views[T] = SimpleNamespace(
                 hs=full.hs[:, : T + 1], cs=full.cs[:, : T + 1], act=full.act[:, :T], gx=full.gx[:T],
                 dgh=None if full.dgh is None else full.dgh[:T], gh=full.gh, tmp=full.tmp,
-                inputs=full.inputs, W_hhT=full.W_hhT, parts=full.parts, logits=full.logits[: T * B], dlogits=full.dlogits[: T * B],
-                d_out=full.d_out[:, : T * B], dropped=full.dropped[:, :T],
+                inputs=full.inputs, W_hhT=full.W_hhT, parts=full.parts, logits=full.logits[: T * B],
+                dlogits=full.dlogits[: T * B], d_out=full.d_out[:, : T * B], dropped=full.dropped[:, :T],
             )
         return w
 
@@ -93,7 +93,8 @@ class Model:
                 w.cs[k, 0] = c0[k]
             # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
             w.W_hhT[k] = EMPTY if reads_rows(*W_hh.shape) else _transposed(W_hh)
-            K.sequence_forward(c.cell_code, w.gx, W_hh, w.W_hhT[k], b_hh, w.hs[k], w.cs[k], w.act[k], w.gh, numba_threads())
+            K.sequence_forward(c.cell_code, w.gx, W_hh, w.W_hhT[k], b_hh, w.hs[k], w.cs[k], w.act[k], w.gh,
+                               numba_threads())
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
                 x = np.multiply(x, masks[k], out=w.dropped[k]) if len(w.dropped) else x * masks[k]
@@ -175,7 +176,8 @@ class Model:
                 # map a tile's eight rows onto the same L1 sets
                 w.W_hhT[k] = _transposed(W_hh, pad=16)
             K.sequence_backward(
-                c.cell_code, W_hh, w.W_hhT[k], w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp, numba_threads()
+                c.cell_code, W_hh, w.W_hhT[k], w.hs[k], w.cs[k], w.act[k], d_out, dh_next, dc_next, dgx, dgh, w.tmp,
+                numba_threads(),
             )
             dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
             self._weight_grad(w, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)

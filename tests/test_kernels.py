@@ -79,7 +79,9 @@ def test_fast_tanh_and_sigmoid_are_accurate():
     assert out[0] >= 0.0
 
 
-@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 131, 512), (3, 1100, 9), (4, 16, 400)])
+@pytest.mark.parametrize(
+    "M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 131, 512), (3, 1100, 9), (4, 16, 400)]
+)
 def test_products_match_float64(M, K, N):
     """Every path of the recurrent product (both kernels of gemm.py, and `product`, which picks
     them or BLAS by shape) on shapes with rows, columns and k's left over from their tiles."""

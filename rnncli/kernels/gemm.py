@@ -129,22 +129,29 @@ def matmul_nn(A, WT, C):
 
 
 @kernel
+def _nn_fits(N):
+    """Whether matmul_nn's working set for outputs of N columns (about 40 N bytes) stays in L1 and
+    is large enough to beat BLAS."""
+    return 384 <= N <= 1024
+
+
+@kernel
 def reads_rows(N, K):
     """Whether `product` multiplies by W (N, K) itself (matmul_nt) rather than by W.T: for long
     dot products, and for outputs too narrow or too wide for matmul_nn."""
-    return K >= 1024 or (K >= 256 and not 384 <= N <= 1024)
+    return K >= 1024 or (K >= 256 and not _nn_fits(N))
 
 
 @kernel
 def product(A, W, WT, C):
     """C = A @ W.T, WT being W.T made contiguous: only one of them is read (W if reads_rows(N, K)),
-    and the other may be empty. For C (M, N) and K = A.shape[1]: matmul_nt when K >= 1024, else matmul_nn
-    when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS (np.dot), which wins on short
-    products. The bounds come from measurements on a Zen 4 core."""
+    and the other may be empty. For C (M, N) and K = A.shape[1]: matmul_nt when K >= 1024, else
+    matmul_nn when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS (np.dot), which wins
+    on short products. The bounds come from measurements on a Zen 4 core."""
     N, K = C.shape[1], A.shape[1]  # W's rows may be longer than K (padding), and W or WT empty
     if reads_rows(N, K):
         matmul_nt(A, W, C)
-    elif 384 <= N <= 1024:
+    elif _nn_fits(N):
         matmul_nn(A, WT, C)
     else:
         np.dot(A, WT, C)
