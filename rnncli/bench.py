@@ -34,9 +34,7 @@ class BenchConfig:
 
     def weight_bytes(self) -> int:
         """Bytes of weights read per generated token (all but the embedding table)."""
-        from rnncli.params import count_params
-
-        return 4 * (count_params(self.model) - self.model.vocab_size * self.model.embed)
+        return 4 * (self.model.n_params - self.model.vocab_size * self.model.embed)
 
 
 def _configs() -> dict[str, BenchConfig]:

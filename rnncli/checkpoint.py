@@ -1,86 +1,196 @@
-"""Checkpoints: one safetensors file, metadata as JSON strings, written atomically.
+"""Checkpoints as files: the safetensors layout, checksums, atomic writes and the writer's lock.
 
-Model tensors carry PyTorch's names (see params.py). Training adds `optimizer.exp_avg.*`,
-`optimizer.exp_avg_sq.*`, `resume.*` (the latest weights, when they differ from the best ones kept
-under the model names) and `state.h`/`state.c` (the hidden state carried between windows).
-Reading the header needs neither numpy nor numba, so `inspect` stays fast.
+Model tensors carry PyTorch's names (see config.ModelConfig.tensor_shapes). Training adds
+`optimizer.exp_avg.*`, `optimizer.exp_avg_sq.*`, `resume.*` (the latest weights, when they differ
+from the best ones kept under the model names) and `state.h`/`state.c` (the hidden state carried
+between windows). This module checks the file's structure (header, tensor table, offsets, CRC-32
+checksums); validate.py checks what the contents mean. The header is read without numpy, so
+`inspect` stays fast.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
+import zlib
 from pathlib import Path
 
 from rnncli.errors import RnncliError
 
 FORMAT = "rnncli-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: CRC-32 of the header and of every tensor ("checksums" in the metadata)
 TRAINING_PREFIXES = ("optimizer.", "resume.", "state.")
+DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "uint8": "U8", "uint16": "U16"}
+ITEMSIZE = {"F32": 4, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "U16": 2}
+MAX_HEADER = 1 << 28
+
+
+def _damaged(path, problem: str) -> RnncliError:
+    return RnncliError(f"{path} is damaged: {problem}")
+
+
+def _strict_json(data: bytes | str):
+    """JSON with no NaN/Infinity and no repeated keys (either would make two readers disagree)."""
+
+    def pairs(items):
+        keys = [k for k, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a key is repeated")
+        return dict(items)
+
+    def constant(name):
+        raise ValueError(f"{name} is not JSON")
+
+    return json.loads(data, object_pairs_hook=pairs, parse_constant=constant)
+
+
+def _header_crc(table: dict, raw_meta: dict) -> str:
+    """CRC-32 of the tensor table and every metadata string but the checksums themselves."""
+    meta = {k: v for k, v in raw_meta.items() if k != "checksums"}
+    blob = json.dumps([table, meta], sort_keys=True, separators=(",", ":")).encode()
+    return f"{zlib.crc32(blob):08x}"
+
+
+def _check_table(path, table: dict, data_size: int) -> None:
+    """Each entry a known dtype, a shape and offsets that agree, the entries tiling the data exactly."""
+    spans = []
+    for name, entry in table.items():
+        ok = isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}
+        ok = ok and entry["dtype"] in ITEMSIZE and isinstance(entry["shape"], list)
+        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
+        offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+        ok = ok and isinstance(offsets, list) and len(offsets) == 2
+        ok = ok and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
+        if not ok:
+            raise _damaged(path, f"the entry of tensor {name!r} is malformed")
+        begin, end = offsets
+        if not 0 <= begin <= end or end - begin != math.prod(entry["shape"]) * ITEMSIZE[entry["dtype"]]:
+            raise _damaged(path, f"tensor {name!r} has offsets {offsets} that do not fit its shape")
+        spans.append((begin, end, name))
+    at = 0
+    for begin, end, name in sorted(spans):
+        if begin != at:
+            raise _damaged(path, f"tensor {name!r} overlaps another or leaves a gap")
+        at = end
+    if at != data_size:
+        raise _damaged(path, f"the tensors hold {at} bytes but the file has {data_size} (truncated or padded)")
 
 
 def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(tensor table, decoded metadata) of a checkpoint, reading only its header."""
+    """(tensor table, decoded metadata) of a checkpoint, reading only its header; the structure and
+    the header's checksum are checked, what the settings mean is validate.py's business."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
             head = f.read(8)
-            size = path.stat().st_size
             if len(head) < 8:
                 raise ValueError("too short")
             (n,) = struct.unpack("<Q", head)
-            if n > min(size - 8, 1 << 28):
+            if n > min(size - 8, MAX_HEADER):
                 raise ValueError("bad header length")
-            header = json.loads(f.read(n))
+            header = _strict_json(f.read(n))
+            if not isinstance(header, dict):
+                raise ValueError("not an object")
     except FileNotFoundError:
         raise RnncliError(f"no such checkpoint: {path}") from None
     except IsADirectoryError:
         raise RnncliError(f"{path} is a directory, not a checkpoint") from None
-    except (ValueError, UnicodeDecodeError):
+    except PermissionError:
+        raise RnncliError(f"cannot read {path}: permission denied") from None
+    except OSError as e:
+        raise RnncliError(f"cannot read {path}: {e.strerror}") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise RnncliError(f"{path} is not a safetensors checkpoint") from None
     raw = header.pop("__metadata__", None) or {}
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise RnncliError(f"{path} is not a safetensors checkpoint (its metadata is not a map of strings)")
     if raw.get("format") != FORMAT:
         raise RnncliError(f"{path} is a safetensors file but not an rnncli checkpoint")
-    if int(raw.get("format_version", "0")) > VERSION:
-        raise RnncliError(f"{path} was written by a newer rnncli (format {raw['format_version']}); upgrade rnncli")
+    version = raw.get("format_version", "")
+    if not version.isdigit() or not 1 <= int(version) <= VERSION:
+        newer = version.isdigit() and int(version) > VERSION
+        raise RnncliError(f"{path} was written by a newer rnncli (format {version}); upgrade rnncli" if newer
+                          else f"{path} has an unknown format version {version!r}")
+    _check_table(path, header, size - 8 - n)
     meta = {}
     for key, value in raw.items():
         try:
-            meta[key] = json.loads(value)
-        except json.JSONDecodeError:
+            meta[key] = _strict_json(value)
+        except (ValueError, RecursionError):
             meta[key] = value
+    meta["format_version"] = int(version)
+    if meta["format_version"] >= 2:
+        sums = meta.get("checksums")
+        if not isinstance(sums, dict) or not isinstance(sums.get("tensors"), dict):
+            raise _damaged(path, "its checksums are missing")
+        if sums.get("header") != _header_crc(header, raw):
+            raise _damaged(path, "the header does not match its checksum")
+        if set(sums["tensors"]) != set(header):
+            raise _damaged(path, "the checksums do not name the tensors it holds")
     return header, meta
 
 
-DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "uint8": "U8", "uint16": "U16"}
+def read_tensors(path: str | os.PathLike, table: dict, meta: dict, names) -> dict:
+    """The named tensors of a checkpoint whose header read_header returned (and validate.py
+    accepted), each checked against its CRC-32 (files of format 2 on)."""
+    import numpy as np
+
+    sums = meta["checksums"]["tensors"] if meta["format_version"] >= 2 else None
+    tensors = {}
+    try:
+        with open(path, "rb") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            for name in sorted(names, key=lambda k: table[k]["data_offsets"][0]):
+                entry = table[name]
+                begin, end = entry["data_offsets"]
+                arr = np.empty(entry["shape"], np.dtype(_NUMPY[entry["dtype"]]).newbyteorder("<"))
+                f.seek(8 + n + begin)
+                if f.readinto(memoryview(arr).cast("B")) != end - begin:
+                    raise _damaged(path, f"tensor {name!r} is cut short")
+                if sums is not None and sums[name] != f"{zlib.crc32(arr):08x}":
+                    raise _damaged(path, f"the data of tensor {name!r} does not match its checksum")
+                tensors[name] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+    except OSError as e:
+        raise RnncliError(f"cannot read {path}: {e.strerror}") from None
+    return tensors
+
+
+_NUMPY = {v: k for k, v in DTYPES.items()}
 
 
 def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
     """Write tensors (name -> numpy array) and metadata atomically: temporary file, fsync, rename.
     The safetensors layout is written directly, one tensor at a time, so saving never holds a
-    second copy of the whole file in memory."""
+    second copy of the whole file in memory. Temporary files that killed runs left beside `path`
+    are removed first."""
     path = Path(path)
+    _remove_stale_temporaries(path)
+    arrays = {name: arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False) for name, arr in tensors.items()}
     raw = {key: json.dumps(value) for key, value in meta.items()}
     raw["format"], raw["format_version"] = FORMAT, str(VERSION)
-    header, offset = {"__metadata__": raw}, 0
-    for name, arr in tensors.items():
-        header[name] = {"dtype": DTYPES[arr.dtype.name], "shape": list(arr.shape),
-                        "data_offsets": [offset, offset + arr.nbytes]}
+    table, offset = {}, 0
+    for name, arr in arrays.items():
+        table[name] = {"dtype": DTYPES[arr.dtype.name], "shape": list(arr.shape),
+                       "data_offsets": [offset, offset + arr.nbytes]}
         offset += arr.nbytes
-    head = json.dumps(header, separators=(",", ":")).encode()
+    sums = {name: f"{zlib.crc32(memoryview(arr).cast('B')):08x}" for name, arr in arrays.items()}
+    raw["checksums"] = json.dumps({"header": _header_crc(table, raw), "tensors": sums})
+    head = json.dumps({"__metadata__": raw, **table}, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
             f.write(struct.pack("<Q", len(head)) + head)
-            for arr in tensors.values():
-                f.write(memoryview(arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False)).cast("B"))
+            for arr in arrays.values():
+                f.write(memoryview(arr).cast("B"))
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise RnncliError(f"cannot write checkpoint {path}: {e.strerror}") from None
+        raise RnncliError(f"cannot write checkpoint {path}: {e.strerror} (the previous one, if any, is intact)") from None
     try:
         fd = os.open(path.parent, os.O_RDONLY)
         try:
@@ -91,17 +201,72 @@ def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
         pass
 
 
-def load(path: str | os.PathLike, training: bool = False) -> tuple[dict, dict]:
-    """(tensors, metadata). Without `training`, only the model's tensors are read."""
-    from safetensors import safe_open
-
-    header, meta = read_header(path)
-    tensors = {}
+def _alive(pid: int) -> bool:
     try:
-        with safe_open(str(path), framework="numpy") as f:
-            for name in f.keys():
-                if training or not name.startswith(TRAINING_PREFIXES):
-                    tensors[name] = f.get_tensor(name)
-    except Exception as e:  # safetensors raises its own error types for damaged files
-        raise RnncliError(f"{path} is damaged: {e}") from None
-    return tensors, meta
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete `.NAME.tmpPID` files beside `path` whose writer no longer runs (a SIGKILL mid-save)."""
+    prefix = f".{path.name}.tmp"
+    try:
+        names = os.listdir(path.parent)
+    except OSError:
+        return
+    for name in names:
+        pid = name[len(prefix):]
+        if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                pass
+
+
+class WriteLock:
+    """An exclusive claim on writing a checkpoint path, held by one run at a time: flock on
+    `.NAME.lock` beside it, released (and the file removed) by `release()` or when the process ends,
+    however it ends."""
+
+    def __init__(self, path: str | os.PathLike):
+        import fcntl
+
+        self.lock_path = Path(path).with_name(f".{Path(path).name}.lock")
+        while True:
+            try:
+                fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError as e:
+                raise RnncliError(f"cannot write the checkpoint {path}: {e.strerror}") from None
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                os.close(fd)
+                raise RnncliError(f"another rnncli run (pid {owner or '?'}) is writing {path}; "
+                                  "wait for it to finish or choose another --out") from None
+            try:  # the holder before us may have removed the file between our open and our lock
+                if os.path.samestat(os.fstat(fd), os.stat(self.lock_path)):
+                    break
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self.fd = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            try:
+                os.unlink(self.lock_path)
+            except OSError:
+                pass
+            os.close(self.fd)
+            self.fd = None
+
+    def __del__(self):
+        if getattr(self, "fd", None) is not None:
+            self.release()

@@ -5,6 +5,7 @@ Heavy modules (numpy, numba) are imported inside the commands that need them, so
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -13,7 +14,7 @@ from typing import List, Optional
 import typer
 
 from rnncli.config import ModelConfig, SampleConfig, TrainConfig
-from rnncli.errors import RnncliError
+from rnncli.errors import OutputError, RnncliError, Stopped
 
 DEFAULT_MODEL = TrainConfig.out
 MODEL_ENV = "RNNCLI_MODEL"
@@ -36,6 +37,10 @@ def _given(**options) -> dict:
 
 def _model_option():
     return typer.Option(DEFAULT_MODEL, "--model", "-m", envvar=MODEL_ENV, help="checkpoint to use")
+
+
+def _threads_option():
+    return typer.Option(None, min=1, help="CPU threads", show_default="all cores")
 
 
 M, T = ModelConfig, TrainConfig
@@ -64,9 +69,10 @@ def train(
     tokenizer: Optional[str] = typer.Option(None, help="char, byte or word", show_default=f"{T.tokenizer}"),
     max_vocab: Optional[int] = typer.Option(None, help="word tokenizer's vocabulary", show_default=f"{T.max_vocab}"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the run repeatable", show_default=f"{T.rng_seed}"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads", show_default="all cores"),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint to write", show_default=f"{T.out}"),
+    threads: Optional[int] = _threads_option(),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint to write", show_default=f"{T.out}, or the --resume file"),
     resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
+    allow_new_corpus: bool = typer.Option(False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
 ):
     """Train a model on text and write a checkpoint."""
@@ -78,7 +84,7 @@ def train(
     )
     from rnncli.ui import run_training
 
-    run_training(corpus, model, settings, resume, json_out)
+    run_training(corpus, model, settings, resume, json_out, allow_new_corpus)
 
 
 @app.command()
@@ -95,35 +101,34 @@ def generate(
 ):
     """Stream text continuing a seed to stdout."""
     cfg = SampleConfig(length, temperature, top_k, top_p, greedy, rng_seed)
+    from rnncli import validate
     from rnncli.sample import generate as run
-    from rnncli.checkpoint import read_header
     from rnncli.ui import notice_compiling
 
-    read_header(model)  # a bad path fails here, before any notice
+    validate.read(model)  # a bad file fails here, before any notice
     notice_compiling("decode")
-    try:
-        for piece in run(model, seed, cfg, echo=echo, on_warning=_warn):
-            sys.stdout.write(piece)
-            sys.stdout.flush()
-        if sys.stdout.isatty():
-            sys.stdout.write("\n")
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    for piece in run(model, seed, cfg, echo=echo, on_warning=_warn):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    if sys.stdout.isatty():
+        sys.stdout.write("\n")
 
 
 @app.command("eval")
 def evaluate(
     text: List[str] = typer.Argument(None, help="text files to score; - or nothing reads standard input"),
     model: str = _model_option(),
-    threads: Optional[int] = typer.Option(None, help="CPU threads", show_default="all cores"),
+    threads: Optional[int] = _threads_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Score text: nats per token, bits per character, perplexity."""
+    from rnncli import validate
     from rnncli.evaluate import score_text
-    from rnncli.checkpoint import read_header
     from rnncli.ui import notice_compiling
 
-    read_header(model)
+    if not text and sys.stdin.isatty():
+        raise RnncliError("no text to score: name files, or pipe text in (- reads the terminal)")
+    validate.read(model)
     notice_compiling("sequence_forward")
     score = score_text(text or ["-"], model, threads=threads, on_warning=_warn)
     if json_out:
@@ -153,7 +158,7 @@ def bench(
     config: List[str] = typer.Option(None, "--config", "-c", help="small-lstm, medium-gru, ..., small, medium or all", show_default="all"),
     measure: List[str] = typer.Option(["train", "eval", "generate"], help="train, eval, generate"),
     repeats: int = typer.Option(3, help="timed runs of each measurement; medians are shown"),
-    threads: Optional[int] = typer.Option(None, help="CPU threads", show_default="all cores"),
+    threads: Optional[int] = _threads_option(),
     against_torch: bool = typer.Option(False, "--against-torch", help="run the same work in PyTorch, interleaved"),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
@@ -167,19 +172,65 @@ def bench(
     run_bench(expand(config), measure, repeats, threads, against_torch, json_out)
 
 
+class _Stdout:
+    """sys.stdout whose write failures (a closed pipe, a full disk) become OutputError, so that
+    main can tell them from every other error."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def write(self, text):
+        try:
+            return self._stream.write(text)
+        except OSError as e:
+            raise OutputError(e) from None
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as e:
+            raise OutputError(e) from None
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _error(message: str) -> None:
+    print(f"rnncli: error: {message}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turning every failure into one line on stderr."""
+    """Entry point: run the app, turning every failure into one line on stderr (a closed pipe
+    into silence) and its exit status."""
     from typer._click import exceptions as click_exceptions
 
+    stdout = sys.stdout
+    sys.stdout = _Stdout(stdout)
     try:
         code = app(args=argv, prog_name="rnncli", standalone_mode=False)
+        sys.stdout.flush()
     except RnncliError as e:
-        print(f"rnncli: error: {e}", file=sys.stderr)
+        _error(str(e))
+        code = 1
+    except Stopped as e:
+        code = 128 + e.signum
+    except OutputError as e:
+        if e.errno != errno.EPIPE:
+            _error(f"cannot write the output: {e.strerror}")
+        code = 141 if e.errno == errno.EPIPE else 1
+        try:  # what is still buffered goes nowhere, so the interpreter's last flush cannot fail
+            os.dup2(os.open(os.devnull, os.O_WRONLY), stdout.fileno())
+        except (OSError, ValueError):
+            pass
+    except MemoryError:
+        _error("out of memory: the machine could not give what this run needs; try a smaller model or batch")
         code = 1
     except click_exceptions.NoArgsIsHelpError as e:
         print(e.format_message(), file=sys.stderr)
         code = 2
     except click_exceptions.UsageError as e:
-        print(f"rnncli: error: {e.format_message()}", file=sys.stderr)
+        _error(e.format_message())
         code = 2
+    finally:
+        sys.stdout = stdout
     sys.exit(code if isinstance(code, int) else 0)

@@ -21,6 +21,10 @@ def _check(ok: bool, message: str) -> None:
         raise RnncliError(message)
 
 
+def _finite(x) -> bool:
+    return x is None or math.isfinite(x)
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """The architecture: what it takes to rebuild the network."""
@@ -46,6 +50,25 @@ class ModelConfig:
     @property
     def cell_code(self) -> int:
         return CELLS.index(self.cell)
+
+    def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
+        """Every parameter's PyTorch name and shape, in the order they sit in the flat buffer."""
+        G, H = self.gates * self.hidden, self.hidden
+        shapes = [("embedding.weight", (self.vocab_size, self.embed))]
+        for k in range(self.layers):
+            shapes += [
+                (f"rnn.weight_ih_l{k}", (G, self.embed if k == 0 else H)),
+                (f"rnn.weight_hh_l{k}", (G, H)),
+                (f"rnn.bias_ih_l{k}", (G,)),
+                (f"rnn.bias_hh_l{k}", (G,)),
+            ]
+        return shapes + [("head.weight", (self.vocab_size, H)), ("head.bias", (self.vocab_size,))]
+
+    @property
+    def n_params(self) -> int:
+        """The sum over tensor_shapes, in closed form (no list of a million layers to build)."""
+        G, H, V = self.gates * self.hidden, self.hidden, self.vocab_size
+        return V * self.embed + G * (self.embed + H + 2) + (self.layers - 1) * G * (2 * H + 2) + V * (H + 1)
 
 
 @dataclass(frozen=True)
@@ -75,7 +98,9 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("batch", "seq", "eval_every", "max_vocab"):
-            _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1")
+            _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        _check(self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
+        _check(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0 and self.eps > 0, "Adam's betas must be in [0, 1) and eps > 0")
         _check(self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, not {self.lr}")
         _check(self.clip >= 0, f"--clip must be >= 0 (0 turns clipping off), not {self.clip}")
         _check(0.0 <= self.val_frac < 1.0, f"--val-frac must be in [0, 1), not {self.val_frac}")
@@ -84,8 +109,8 @@ class TrainConfig:
         _check(self.warmup >= 0, "--warmup must be >= 0")
         _check(self.tokenizer in TOKENIZERS, f"unknown tokenizer: choose one of {', '.join(TOKENIZERS)}")
         _check(self.steps is None or self.steps >= 1, "--steps must be at least 1")
-        _check(self.epochs is None or self.epochs > 0, "--epochs must be positive")
-        _check(self.time is None or self.time > 0, "--time must be a positive number of seconds")
+        _check(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
+        _check(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
         _check(self.threads is None or self.threads >= 1, "--threads must be at least 1")
 
     @property
@@ -108,7 +133,8 @@ class SampleConfig:
     rng_seed: int | None = None
 
     def __post_init__(self):
-        _check(self.length >= 0, "--length must be >= 0")
+        _check(self.length >= 0, f"--length must be >= 0, not {self.length}")
+        _check(self.rng_seed is None or self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
         _check(self.temperature >= 0 and math.isfinite(self.temperature), "--temperature must be >= 0")
         _check(self.top_k >= 0, "--top-k must be >= 0 (0 keeps every token)")
         _check(0.0 < self.top_p <= 1.0, "--top-p must be in (0, 1]")
@@ -118,7 +144,31 @@ def to_dict(cfg) -> dict:
     return dataclasses.asdict(cfg)
 
 
-def from_dict(cls, data: dict):
-    """Rebuild a config from stored JSON, ignoring keys a newer or older version added."""
-    known = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in data.items() if k in known})
+_KINDS = {
+    "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "float": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+    "str": ("a string", lambda v: isinstance(v, str)),
+    "bool": ("true or false", lambda v: isinstance(v, bool)),
+}
+
+
+def check_kind(name: str, value, kind: str) -> None:
+    """Raise unless a stored value is of `kind`: int, float, str or bool, with " | None" allowed."""
+    base, _, optional = kind.partition(" | ")
+    what, ok = _KINDS[base]
+    _check((value is None and optional == "None") or ok(value), f"the setting {name} is {value!r}, not {what}")
+
+
+def from_dict(cls, data):
+    """Rebuild a config from stored JSON, ignoring keys a newer or older version added; every value
+    is checked against its field's type (a checkpoint may come from anywhere) and then its range."""
+    _check(isinstance(data, dict), "its settings are not a JSON object")
+    values = {}
+    for f in fields(cls):
+        if f.name not in data:
+            _check(f.default is not dataclasses.MISSING, f"the setting {f.name} is missing")
+            continue
+        v = data[f.name]
+        check_kind(f.name, v, f.type)
+        values[f.name] = float(v) if f.type.startswith("float") and v is not None else v
+    return cls(**values)

@@ -37,13 +37,26 @@ def read_bytes(sources: list[str]) -> bytes:
     return b"".join(chunks)
 
 
-def decode_utf8(data: bytes, what: str = "the input") -> str:
+# Byte-order marks, longest first (UTF-32 LE's begins with UTF-16 LE's): Windows editors write them.
+BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+
+
+def decode_text(data: bytes, what: str = "the input") -> str:
+    """Text from bytes: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so (the mark dropped)."""
+    encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), "utf-8")
     try:
-        return data.decode("utf-8")
+        return data.decode(encoding)
     except UnicodeDecodeError as e:
         raise RnncliError(
-            f"{what} is not UTF-8 text (bad byte at offset {e.start}); use --tokenizer byte for arbitrary bytes"
+            f"{what} is not {encoding.upper().replace('-SIG', '')} text (bad byte at offset {e.start}); "
+            "use --tokenizer byte for arbitrary bytes"
         ) from None
+
+
+def text_for(kind: str, data: bytes, what: str = "the input") -> bytes | str:
+    """What a tokenizer of this kind reads from raw bytes: the bytes themselves, or decoded text."""
+    return data if kind == "byte" else decode_text(data, what)
 
 
 def _id_dtype(vocab_size: int):
@@ -62,13 +75,14 @@ class Tokenizer:
             self._codes = np.array([ord(ch) for ch in self.vocab], np.uint32)
 
     @classmethod
-    def build(cls, kind: str, data: bytes, max_vocab: int = 20000) -> "Tokenizer":
-        """A tokenizer whose vocabulary covers `data` (for word: the max_vocab - 1 commonest words)."""
+    def build(cls, kind: str, text: bytes | str, max_vocab: int = 20000) -> "Tokenizer":
+        """A tokenizer whose vocabulary covers `text` (str, or bytes to decode; for word: the
+        max_vocab - 1 commonest words)."""
         if kind == "byte":
             return cls("byte")
-        text = decode_utf8(data, "the corpus")
+        text = decode_text(text, "the corpus") if isinstance(text, bytes) else text
         if kind == "char":
-            codes = np.unique(np.frombuffer(text.encode("utf-32-le"), np.uint32))
+            codes = np.flatnonzero(np.bincount(np.frombuffer(text.encode("utf-32-le"), np.uint32)))
             return cls("char", [chr(c) for c in codes])
         counts = Counter(m.group() for m in WORD_RE.finditer(text))
         common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_vocab - 1]
@@ -91,7 +105,7 @@ class Tokenizer:
         if self.kind == "byte":
             raw = data.encode("utf-8") if isinstance(data, str) else data
             return np.frombuffer(raw, np.uint8).copy(), []
-        text = data if isinstance(data, str) else decode_utf8(data)
+        text = data if isinstance(data, str) else decode_text(data)
         if self.kind == "char":
             codes = np.frombuffer(text.encode("utf-32-le"), np.uint32)
             pos = np.minimum(np.searchsorted(self._codes, codes), len(self._codes) - 1)

@@ -41,14 +41,15 @@ def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
 
 def score_text(sources: list[str], checkpoint: str, threads: int | None = None, on_warning=None) -> Score:
     """Score files (or `-` for stdin) with a checkpoint, state carried across the text."""
-    from rnncli.data import read_bytes
-    from rnncli.model import load_model, use_threads
+    from rnncli import memory
+    from rnncli.data import read_bytes, text_for
+    from rnncli.model import load_model, use_threads, workspace_bytes
 
     model, tokenizer, meta = load_model(checkpoint)
     train_cfg = meta["train"]
     use_threads(threads)
-    data = read_bytes(sources)
-    ids, missing = tokenizer.encode(data)
+    text = text_for(tokenizer.kind, read_bytes(sources), "the text")
+    ids, missing = tokenizer.encode(text)
     if missing and on_warning:
         what = "characters" if tokenizer.kind == "char" else "words (scored as <unk>)"
         on_warning(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
@@ -56,7 +57,10 @@ def score_text(sources: list[str], checkpoint: str, threads: int | None = None, 
         raise RnncliError("the text has fewer than two tokens the model knows: nothing to score")
     seq = train_cfg.seq
     B = eval_streams_batch(len(ids), seq, train_cfg.batch)
-    total, count = score_streams(model, Streams(ids, B, seq))
-    chars = max(1, round(count_chars(data) * count / len(ids)))
+    streams = Streams(ids, B, seq)
+    memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False), "scoring with this model",
+                   "score a shorter text")
+    total, count = score_streams(model, streams)
+    chars = max(1, round(count_chars(text) * count / len(ids)))
     nats = total / count
     return Score(nats, total / math.log(2) / chars, math.exp(min(nats, 700.0)), count, chars)

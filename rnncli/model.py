@@ -74,6 +74,7 @@ class Model:
         masks: None or L-1 inverted-dropout masks (T, B, H) for the outputs of all layers but the last."""
         p, c = self.params, self.cfg
         T, B = ids.shape
+        check_ids(ids, c.vocab_size)
         w = self._buffers(T, B)
         G = c.gates * c.hidden
         for k in range(c.layers):
@@ -121,6 +122,7 @@ class Model:
     def loss(self, ids, targets, h0, c0) -> float:
         """Summed cross-entropy (nats, float) of targets (T, B) given ids (T, B)."""
         T, B = ids.shape
+        check_ids(targets, self.cfg.vocab_size)
         logits = self.logits(ids, h0, c0).reshape(T * B, -1)
         return K.softmax_xent(logits, targets.reshape(-1), self._buffers(T, B).dlogits, numba_threads())
 
@@ -154,6 +156,7 @@ class Model:
         p, c = self.params, self.cfg
         T, B = ids.shape
         N, G, L = T * B, c.gates * c.hidden, c.layers
+        check_ids(targets, c.vocab_size)
         w = self._buffers(T, B)
         top = self.forward(ids, h0, c0, masks).reshape(N, -1)
         loss = K.softmax_xent(self._head(top, w), targets.reshape(-1), w.dlogits, numba_threads()) / N
@@ -201,6 +204,31 @@ class Model:
         return float(loss)
 
 
+def workspace_bytes(cfg, T: int, B: int, training: bool, threads: int = 2) -> int:
+    """About the bytes that running (T, B) windows takes: Model._buffers, the layer-0 table and
+    the transposes, the parameters and, when training, their gradients, Adam's moments, the best
+    weights and the per-thread partial sums. For refusing what will not fit, before allocating."""
+    L, H, G, V, E = cfg.layers, cfg.hidden, cfg.gates * cfg.hidden, cfg.vocab_size, cfg.embed
+    A = 0 if cfg.cell == "rnn" else 4 * H
+    C = H if cfg.cell == "lstm" else 0
+    N = T * B
+    floats = L * (T + 1) * B * (H + C) + L * N * A + N * G * (2 if cfg.cell == "gru" else 1) + B * (G + H)
+    floats += N * (2 * V + 2 * H + E) + (L - 1) * N * H + L * H * (G + 16) + V * G
+    floats += cfg.n_params * (5 if training else 1)
+    if training:
+        floats += N * max(E, H) * (L + 1) + threads * G * (max(E, H) + 1) + V * G
+    return 4 * floats
+
+
+def check_ids(ids: np.ndarray, vocab_size: int) -> None:
+    """Compiled code has no bounds checks, so no id outside [0, vocab) may reach it. Ids come from
+    a tokenizer that validate.py matched to the model; this holds the line at the kernels' door."""
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+        from rnncli.errors import RnncliError
+
+        raise RnncliError(f"token ids {ids.min()}..{ids.max()} fall outside the vocabulary [0, {vocab_size})")
+
+
 def _transposed(W_hh, pad: int = 0):
     """W_hh.T, C-contiguous, its rows `pad` floats longer than W_hh's columns (unused space)."""
     G, H = W_hh.shape
@@ -230,18 +258,11 @@ def use_threads(n: int | None) -> None:
 
 
 def load_model(path: str):
-    """(Model with the checkpoint's best weights, Tokenizer, metadata with configs decoded)."""
-    from rnncli import checkpoint
-    from rnncli.config import ModelConfig, TrainConfig, from_dict
+    """(Model with the checkpoint's best weights, Tokenizer, metadata with configs decoded), after
+    validate.py has checked every setting, the vocabulary and every tensor."""
+    from rnncli import validate
     from rnncli.data import Tokenizer
-    from rnncli.errors import RnncliError
 
-    tensors, meta = checkpoint.load(path)
-    try:
-        meta["model"] = from_dict(ModelConfig, meta["model"])
-        meta["train"] = from_dict(TrainConfig, meta["train"])
-        tokenizer = Tokenizer.from_json(meta["tokenizer"])
-        params = Params(meta["model"]).load(tensors)
-    except (KeyError, TypeError, ValueError) as e:
-        raise RnncliError(f"{path} is an incomplete or damaged checkpoint ({e})") from None
-    return Model(params), tokenizer, meta
+    contents, tensors = validate.load(path)
+    meta = dict(contents.meta, model=contents.model, train=contents.train)
+    return Model(Params(contents.model).load(tensors)), Tokenizer.from_json(contents.tokenizer), meta

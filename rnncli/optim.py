@@ -19,10 +19,16 @@ class Adam:
         self.v = np.zeros(size, np.float32)
         self.step_count = 0
 
-    def step(self, params: np.ndarray, grads: np.ndarray, lr: float) -> float:
-        """Update params in place; returns the gradient's global norm before clipping."""
+    @staticmethod
+    def grad_norm(grads: np.ndarray) -> float:
+        """The gradient's global norm (before clipping); the caller checks it is finite."""
+        return math.sqrt(K.sum_squares(grads, numba_threads()))
+
+    def step(self, params: np.ndarray, grads: np.ndarray, lr: float, norm: float | None = None) -> float:
+        """Update params in place, the gradient clipped by its global norm (grad_norm's, if the
+        caller has it already); returns that norm."""
         c = self.cfg
-        norm = math.sqrt(K.sum_squares(grads, numba_threads()))
+        norm = self.grad_norm(grads) if norm is None else norm
         scale = min(1.0, c.clip / (norm + 1e-6)) if c.clip > 0 else 1.0
         self.step_count += 1
         K.adam_update(params, grads, self.m, self.v, lr, c.beta1, c.beta2, c.eps, float(self.step_count), scale)

@@ -10,37 +10,17 @@ import numpy as np
 from rnncli.config import ModelConfig
 
 
-def param_shapes(cfg: ModelConfig) -> list[tuple[str, tuple[int, ...]]]:
-    """Every parameter's name and shape, in the order they sit in the flat buffer."""
-    G, H = cfg.gates * cfg.hidden, cfg.hidden
-    shapes = [("embedding.weight", (cfg.vocab_size, cfg.embed))]
-    for k in range(cfg.layers):
-        inp = cfg.embed if k == 0 else H
-        shapes += [
-            (f"rnn.weight_ih_l{k}", (G, inp)),
-            (f"rnn.weight_hh_l{k}", (G, H)),
-            (f"rnn.bias_ih_l{k}", (G,)),
-            (f"rnn.bias_hh_l{k}", (G,)),
-        ]
-    shapes += [("head.weight", (cfg.vocab_size, H)), ("head.bias", (cfg.vocab_size,))]
-    return shapes
-
-
-def count_params(cfg: ModelConfig) -> int:
-    return sum(int(np.prod(shape)) for _, shape in param_shapes(cfg))
-
-
 class Params:
     """A flat float32 buffer and a dict of named views into it (same memory)."""
 
     def __init__(self, cfg: ModelConfig, data: np.ndarray | None = None):
         self.cfg = cfg
-        total = count_params(cfg)
+        total = cfg.n_params
         self.data = np.zeros(total, np.float32) if data is None else data
         assert self.data.shape == (total,) and self.data.dtype == np.float32
         self.views: dict[str, np.ndarray] = {}
         offset = 0
-        for name, shape in param_shapes(cfg):
+        for name, shape in cfg.tensor_shapes():
             size = int(np.prod(shape))
             self.views[name] = self.data[offset : offset + size].reshape(shape)
             offset += size

@@ -1,32 +1,29 @@
 """`rnncli inspect`: what a checkpoint holds, read from its header alone (no numpy, no numba)."""
 from __future__ import annotations
 
-import math
-
-from rnncli.checkpoint import TRAINING_PREFIXES, read_header
+from rnncli import validate
+from rnncli.checkpoint import TRAINING_PREFIXES
 
 
 def describe(path: str) -> dict:
-    """Everything inspect shows, as plain JSON-ready data."""
-    table, meta = read_header(path)
-    model_tensors = {k: v for k, v in table.items() if not k.startswith(TRAINING_PREFIXES)}
-    params = sum(math.prod(v["shape"]) for v in model_tensors.values())
-    tok = meta.get("tokenizer", {})
-    vocab = tok.get("vocab")
+    """Everything inspect shows, as plain JSON-ready data, from a header validate.py has checked."""
+    c = validate.read(path)
+    model_tensors = {k: v for k, v in c.table.items() if not k.startswith(TRAINING_PREFIXES)}
+    vocab = c.tokenizer.get("vocab")
     return {
         "path": str(path),
-        "format_version": meta.get("format_version"),
-        "rnncli_version": meta.get("rnncli_version"),
-        "model": meta.get("model"),
-        "parameters": params,
+        "format_version": c.meta["format_version"],
+        "rnncli_version": c.meta.get("rnncli_version"),
+        "model": c.meta["model"],
+        "parameters": c.model.n_params,
         "tensors": {k: v["shape"] for k, v in model_tensors.items()},
-        "tokenizer": tok.get("kind"),
-        "vocab_size": len(vocab) if vocab is not None else 256,
-        "vocab_preview": "".join(vocab[:100]) if tok.get("kind") == "char" else None,
-        "train": meta.get("train"),
-        "progress": meta.get("progress"),
-        "resumable": any(k.startswith("optimizer.") for k in table),
-        "history": meta.get("history", []),
+        "tokenizer": c.tokenizer["kind"],
+        "vocab_size": c.model.vocab_size,
+        "vocab_preview": "".join(vocab[:100]) if c.tokenizer["kind"] == "char" else None,
+        "train": c.meta["train"],
+        "progress": c.meta.get("progress"),
+        "resumable": c.resumable,
+        "history": c.meta.get("history", []),
     }
 
 

@@ -40,6 +40,7 @@ class Decoder:
         self.h = np.zeros((L, 1, H), np.float32)
         self.c = np.zeros((L, 1, H if c.cell == "lstm" else 0), np.float32)
         A, V = 0 if c.cell == "rnn" else 4 * H, c.vocab_size
+        self.vocab_size = V
         self.scratch = tuple(np.zeros(shape, np.float32) for shape in [(1, G), (1, G), (1, A), (1, V), (V,)])
         self.cfg = cfg
         self.temperature = 0.0 if cfg.greedy else cfg.temperature
@@ -48,8 +49,10 @@ class Decoder:
     def tokens(self, prompt: np.ndarray, n: int) -> Iterator[np.ndarray]:
         """Feed `prompt` ids, then yield n sampled ids in chunks."""
         from rnncli.kernels.decode import decode
+        from rnncli.model import check_ids
 
         prompt = prompt.astype(np.int64)
+        check_ids(prompt, self.vocab_size)
         while n > 0:
             out = np.empty(min(CHUNK, n), np.int64)
             decode(self.cell, self.weights, self.h, self.c, prompt, out, self.rng.random(len(out)),

@@ -7,6 +7,7 @@ A checkpoint is written at every validation and at the end; `save()` may be call
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import os
 import time
@@ -14,44 +15,57 @@ from collections import deque
 
 import numpy as np
 
-from rnncli import __version__, checkpoint
-from rnncli.config import ModelConfig, TrainConfig, from_dict, to_dict
-from rnncli.data import Streams, Tokenizer, read_bytes, split_val
+from rnncli import __version__, checkpoint, memory, validate
+from rnncli.config import ModelConfig, TrainConfig, to_dict
+from rnncli.data import Streams, Tokenizer, read_bytes, split_val, text_for
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
-from rnncli.model import Model, use_threads
+from rnncli.model import Model, use_threads, workspace_bytes
 from rnncli.optim import Adam, learning_rate
-from rnncli.params import Params, count_params, init_params
+from rnncli.params import Params, init_params
 
 RESUMABLE = {"steps", "epochs", "time", "eval_every", "out", "threads"}
 
 
 class Trainer:
-    """A training run over a corpus: a new one (configs given) or one resumed from a checkpoint."""
+    """A training run over a corpus: a new one (configs given) or one resumed from a checkpoint.
+    It holds the lock on its checkpoint path from construction to close() (or `with`)."""
 
-    def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None):
+    def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None,
+                 allow_new_corpus: bool = False):
         """model, train: the settings given explicitly (others take config defaults, or the
-        checkpoint's when resuming, where only RESUMABLE settings may change)."""
+        checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
+        writes to the checkpoint it came from unless `out` is given)."""
         data = read_bytes(sources)
-        saved = checkpoint.load(resume, training=True) if resume else None
+        self.notes: list[str] = []  # warnings for people; the caller decides how to show them
+        self.corpus = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+        saved = validate.load(resume, training=True) if resume else None
         if saved:
-            tensors, meta = saved
+            contents, _ = saved
             fixed = sorted(set(train) - RESUMABLE) + sorted(model)
             if fixed:
                 raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
-            self.cfg = dataclasses.replace(from_dict(TrainConfig, meta["train"]), **train)
-            self.tokenizer = Tokenizer.from_json(meta["tokenizer"])
-            mcfg = from_dict(ModelConfig, meta["model"])
+            self.cfg = dataclasses.replace(contents.train, **{"out": resume, **train})
+            self.tokenizer = Tokenizer.from_json(contents.tokenizer)
+            mcfg = contents.model
+            self._check_corpus(contents, allow_new_corpus)
         else:
             self.cfg = TrainConfig(**train)
-            if not data:
-                raise RnncliError("the corpus is empty")
-            self.tokenizer = Tokenizer.build(self.cfg.tokenizer, data, self.cfg.max_vocab)
-            mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
+            mcfg = None
         cfg = self.cfg
-        ids, missing = self.tokenizer.encode(data)
-        if missing and self.tokenizer.kind == "char":
-            raise RnncliError(f"the corpus has characters the resumed model does not know: {''.join(missing)[:40]!r}")
+        text = text_for(cfg.tokenizer, data, "the corpus")
+        if not text:
+            raise RnncliError("the corpus is empty")
+        if text.isspace():
+            raise RnncliError("the corpus holds only whitespace: nothing to learn")
+        if mcfg is None:
+            self.tokenizer = Tokenizer.build(cfg.tokenizer, text, cfg.max_vocab)
+            mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
+        ids, missing = self.tokenizer.encode(text)
+        if missing:
+            what = "characters (left out)" if self.tokenizer.kind == "char" else "words (read as <unk>)"
+            self.notes.append(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
+        del data, text
         train_ids, val_ids = split_val(ids, cfg.val_frac)
         self.streams = Streams(train_ids, cfg.batch, cfg.seq)
         if self.streams.n_windows < 1:
@@ -67,16 +81,27 @@ class Trainer:
                     "raise --val-frac or use --val-frac 0"
                 )
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-
+        threads = cfg.threads or os.cpu_count() or 1
+        memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, threads), "training this model",
+                       "lower --hidden, --layers, --embed, --batch or --seq")
         out_dir = os.path.dirname(os.path.abspath(cfg.out))
         if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
             raise RnncliError(f"cannot write the checkpoint {cfg.out}: {out_dir} is not a writable folder")
+        self.lock = checkpoint.WriteLock(cfg.out)
+        try:
+            self._start(mcfg, saved)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, mcfg: ModelConfig, saved) -> None:
+        cfg = self.cfg
         use_threads(cfg.threads)
         self.rng = np.random.default_rng(cfg.rng_seed)
         self.model = Model(init_params(mcfg, self.rng))
         self.grads = self.model.params.zeros_like()
-        self.adam = Adam(count_params(mcfg), cfg)
-        self.best, self.best_step = None, None
+        self.adam = Adam(mcfg.n_params, cfg)
+        self.best, self.best_step, self.saved_step = None, None, None
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
@@ -85,24 +110,49 @@ class Trainer:
         if saved:
             self._restore(*saved)
 
+    def _check_corpus(self, contents, allow_new_corpus: bool) -> None:
+        """A resumed run reads the text it was trained on, unless asked to move to other text."""
+        before = contents.meta.get("corpus")
+        if before is None or before["sha256"] == self.corpus["sha256"] or allow_new_corpus:
+            if before is not None and before["sha256"] != self.corpus["sha256"]:
+                self.notes.append("continuing on a corpus other than the one this run started on")
+            return
+        raise RnncliError(
+            f"{contents.path} was trained on other text ({before.get('bytes', '?')} bytes, sha256 "
+            f"{before['sha256'][:12]}...; this corpus has {self.corpus['bytes']} bytes, sha256 "
+            f"{self.corpus['sha256'][:12]}...); pass --allow-new-corpus to continue on it"
+        )
+
+    def close(self) -> None:
+        """Give up the claim on the checkpoint path (also done when the process ends)."""
+        self.lock.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
     # --- checkpoints -------------------------------------------------------------------------
-    def _restore(self, tensors: dict, meta: dict) -> None:
-        p = self.model.params
+    def _restore(self, contents, tensors: dict) -> None:
+        p, meta, prog = self.model.params, contents.meta, contents.meta["progress"]
         p.load(tensors, "resume." if "resume.embedding.weight" in tensors else "")
-        self.best = Params(p.cfg).load(tensors) if meta["progress"]["best_step"] is not None else None
+        self.best = Params(p.cfg).load(tensors) if prog["best_step"] is not None else None
         self.adam.m[...] = Params(p.cfg).load(tensors, "optimizer.exp_avg.").data
         self.adam.v[...] = Params(p.cfg).load(tensors, "optimizer.exp_avg_sq.").data
-        prog = meta["progress"]
         self.adam.step_count = prog["adam_step"]
         self.step, self.epoch, self.window = prog["step"], prog["epoch"], prog["window"]
         self.tokens_seen, self.elapsed_before = prog["tokens_seen"], prog["elapsed_s"]
         self.best_val = prog["best_val_loss"] if prog["best_val_loss"] is not None else math.inf
         self.best_step = prog["best_step"]
+        self.saved_step = self.step if os.path.abspath(contents.path) == os.path.abspath(self.cfg.out) else None
         self.history = meta["history"]
         self.since_eval = prog.get("since_eval", [])
-        self.rng.bit_generator.state = meta["rng"]
-        if tensors["state.h"].shape == self.h.shape:
-            self.h[...], self.c[...] = tensors["state.h"], tensors["state.c"]
+        try:
+            self.rng.bit_generator.state = meta["rng"]
+        except (TypeError, ValueError, KeyError):
+            raise RnncliError(f"{contents.path} is not a valid rnncli checkpoint: its random generator state is damaged") from None
+        self.h[...], self.c[...] = tensors["state.h"], tensors["state.c"]
         if self.window >= self.streams.n_windows:
             self.epoch, self.window = self.epoch + 1, 0
 
@@ -130,10 +180,13 @@ class Trainer:
             },
             "history": self.history,
             "rng": self.rng.bit_generator.state,
+            "corpus": self.corpus,
             "rnncli_version": __version__,
         }
         path = path or self.cfg.out
         checkpoint.save(path, tensors, meta)
+        if path == self.cfg.out:
+            self.saved_step = self.step
         return path
 
     # --- the loop ----------------------------------------------------------------------------
@@ -172,6 +225,15 @@ class Trainer:
         m *= np.float32(1.0 / keep)
         return m
 
+    def _diverged(self, what: str, value: float) -> RnncliError:
+        """The error that ends a run whose numbers stopped being finite; the weights are not updated
+        with them, and the checkpoint on disk (the last good state) is left as it is."""
+        cfg = self.cfg
+        kept = (f"{cfg.out} keeps the last good state (step {self.saved_step})" if self.saved_step is not None
+                else "no checkpoint was written")
+        return RnncliError(f"training diverged at step {self.step + 1}: the {what} became {value}; {kept}; "
+                           f"try a lower --lr (this run's is {cfg.lr:g}) or a smaller --clip (now {cfg.clip:g})")
+
     def run(self):
         """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""
         cfg, model = self.cfg, self.model
@@ -187,10 +249,12 @@ class Trainer:
             ids, targets = self.streams.window(self.window)
             lr = learning_rate(cfg, self.progress(), self.step)
             loss = model.loss_and_grads(ids, targets, self.h, self.c, self.grads, self._masks(*ids.shape))
-            if not math.isfinite(loss):
-                raise RnncliError(f"training diverged (loss {loss}) at step {self.step + 1}; lower --lr or --clip")
+            norm = self.adam.grad_norm(self.grads.data)
+            for what, value in (("loss", loss), ("gradient norm", norm)):
+                if not math.isfinite(value):
+                    raise self._diverged(what, value)
             self.h, self.c = model.final_state(*ids.shape)
-            norm = self.adam.step(model.params.data, self.grads.data, lr)
+            self.adam.step(model.params.data, self.grads.data, lr, norm)
             self.step += 1
             self.window += 1
             self.tokens_seen += ids.size
@@ -207,6 +271,8 @@ class Trainer:
             finished = self.progress() >= 1.0
             if self.step % cfg.eval_every == 0 or finished:
                 val = self.validate()
+                if val is not None and not math.isfinite(val):
+                    raise self._diverged("validation loss", val)
                 self.history.append([self.step, float(np.mean(self.since_eval)), val])
                 self.since_eval = []
                 if val is not None:

@@ -29,36 +29,64 @@ def notice_compiling(kernel_name: str) -> None:
         print("rnncli: compiling kernels (first run only, about 20 s)...", file=sys.stderr, flush=True)
 
 
-def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool) -> None:
-    """Build the run and show its events. Ctrl-C stops it at the end of the step under way, saves
-    it and exits 130 (a second Ctrl-C stops at once, without saving)."""
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool,
+                 allow_new_corpus: bool = False) -> None:
+    """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
+    the step under way, save it and exit 128 + the signal (a second one stops at once, without
+    saving). Standard output failing (`--json | head`, a full disk) saves too, then ends as
+    main says for output errors."""
     import signal
 
+    from rnncli.errors import Stopped
     from rnncli.train import Trainer
 
     console = Console(stderr=True, soft_wrap=True)
-    trainer = Trainer(corpus, model, settings, resume)
-    notice_compiling("sequence_backward")
     asked = []
 
-    def on_sigint(signum, frame):
+    def on_signal(signum, frame):
         asked.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    with Trainer(corpus, model, settings, resume, allow_new_corpus) as trainer:
+        for note in trainer.notes:
+            console.print(f"rnncli: warning: {note}", markup=False)
+        notice_compiling("sequence_backward")
+        signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+        try:
+            _run(trainer, asked, console, json_out)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if asked:
+            path = trainer.save()
+            console.print(f"rnncli: stopped by {signal.Signals(asked[0]).name} at step {trainer.step}; saved {path} "
+                          f"(continue with --resume {path})", markup=False)
+            raise Stopped(asked[0])
+
+
+def _run(trainer, asked: list, console: Console, json_out: bool) -> None:
+    """Show the events as JSON lines or a progress bar; if standard output fails, save first."""
+    import errno
+
+    from rnncli.errors import OutputError, RnncliError
+
+    events = _until(trainer.run(), asked)
     try:
-        events = _until(trainer.run(), asked)
         if json_out:
             for ev in events:
                 print(json.dumps(ev), flush=True)
         else:
             _show(trainer, console, events)
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if asked:
+    except OutputError as e:
         path = trainer.save()
-        console.print(f"rnncli: stopped at step {trainer.step}; saved {path} (continue with --resume {path})")
-        raise KeyboardInterrupt
+        if e.errno == errno.EPIPE:
+            raise
+        raise RnncliError(f"cannot write the output ({e.strerror}); stopped at step {trainer.step} "
+                          f"and saved {path} (continue with --resume {path})") from None
 
 
 def _until(events, asked: list):
@@ -73,10 +101,8 @@ def _until(events, asked: list):
 def _show(trainer, console: Console, events) -> None:
     cfg = trainer.cfg
     m = trainer.model.cfg
-    from rnncli.params import count_params
-
     console.print(
-        f"rnncli: {m.cell} {m.layers}x{m.hidden}, {count_params(m):,} parameters, vocabulary {m.vocab_size} "
+        f"rnncli: {m.cell} {m.layers}x{m.hidden}, {m.n_params:,} parameters, vocabulary {m.vocab_size} "
         f"({cfg.tokenizer}); {trainer.streams.n_windows} windows of {cfg.batch}x{cfg.seq} per epoch"
     )
     live = console.is_terminal

@@ -56,6 +56,7 @@ def test_resume_continues_exactly(corpus, tmp_path, cell):
         if ev["step"] == 4:
             break  # as on Ctrl-C, past the last checkpoint
     b.save()
+    b.close()  # as the process that ran it ends: another run may now write there
     c = Trainer([corpus], {}, {}, resume=str(tmp_path / "b.safetensors"))
     run(c)
     np.testing.assert_array_equal(a.model.params.data, c.model.params.data)
@@ -106,4 +107,4 @@ def test_checkpoint_metadata_is_json_strings(tmp_path):
     assert all(isinstance(v, str) for v in raw.values())
     assert json.loads(raw["model"]) == {"a": 1}
     _, meta = checkpoint.read_header(path)
-    assert meta["history"] == [[1, 2.0, None]] and meta["format_version"] == 1
+    assert meta["history"] == [[1, 2.0, None]] and meta["format_version"] == 2
