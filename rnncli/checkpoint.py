@@ -57,7 +57,7 @@ def _check_table(path, table: dict, data_size: int) -> None:
     spans = []
     for name, entry in table.items():
         ok = isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}
-        ok = ok and entry["dtype"] in ITEMSIZE and isinstance(entry["shape"], list)
+        ok = ok and isinstance(entry["dtype"], str) and entry["dtype"] in ITEMSIZE and isinstance(entry["shape"], list)
         ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
         ok = ok and isinstance(offsets, list) and len(offsets) == 2

@@ -104,14 +104,14 @@ class TrainConfig:
         _check(self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, not {self.lr}")
         _check(self.clip >= 0, f"--clip must be >= 0 (0 turns clipping off), not {self.clip}")
         _check(0.0 <= self.val_frac < 1.0, f"--val-frac must be in [0, 1), not {self.val_frac}")
-        _check(self.lr_schedule in SCHEDULES, f"unknown --lr-schedule: choose one of {', '.join(SCHEDULES)}")
-        _check(0.0 <= self.lr_min_frac <= 1.0, "--lr-min-frac must be in [0, 1]")
-        _check(self.warmup >= 0, "--warmup must be >= 0")
-        _check(self.tokenizer in TOKENIZERS, f"unknown tokenizer: choose one of {', '.join(TOKENIZERS)}")
-        _check(self.steps is None or self.steps >= 1, "--steps must be at least 1")
+        _check(self.lr_schedule in SCHEDULES, f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        _check(0.0 <= self.lr_min_frac <= 1.0, f"--lr-min-frac must be in [0, 1], not {self.lr_min_frac}")
+        _check(self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}")
+        _check(self.tokenizer in TOKENIZERS, f"unknown --tokenizer {self.tokenizer!r}: choose one of {', '.join(TOKENIZERS)}")
+        _check(self.steps is None or self.steps >= 1, f"--steps must be at least 1, not {self.steps}")
         _check(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
         _check(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
-        _check(self.threads is None or self.threads >= 1, "--threads must be at least 1")
+        _check(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
 
     @property
     def stop_steps(self) -> int | None:
@@ -135,9 +135,9 @@ class SampleConfig:
     def __post_init__(self):
         _check(self.length >= 0, f"--length must be >= 0, not {self.length}")
         _check(self.rng_seed is None or self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
-        _check(self.temperature >= 0 and math.isfinite(self.temperature), "--temperature must be >= 0")
-        _check(self.top_k >= 0, "--top-k must be >= 0 (0 keeps every token)")
-        _check(0.0 < self.top_p <= 1.0, "--top-p must be in (0, 1]")
+        _check(self.temperature >= 0 and math.isfinite(self.temperature), f"--temperature must be a number >= 0, not {self.temperature}")
+        _check(self.top_k >= 0, f"--top-k must be >= 0 (0 keeps every token), not {self.top_k}")
+        _check(0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], not {self.top_p}")
 
 
 def to_dict(cfg) -> dict:

@@ -36,6 +36,9 @@ class Trainer:
         """model, train: the settings given explicitly (others take config defaults, or the
         checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
         writes to the checkpoint it came from unless `out` is given)."""
+        if not resume:  # bad flags are named before any corpus is read
+            ModelConfig(vocab_size=1, **model)
+            TrainConfig(**train)
         data = read_bytes(sources)
         self.notes: list[str] = []  # warnings for people; the caller decides how to show them
         self.corpus = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
@@ -148,10 +151,7 @@ class Trainer:
         self.saved_step = self.step if os.path.abspath(contents.path) == os.path.abspath(self.cfg.out) else None
         self.history = meta["history"]
         self.since_eval = prog.get("since_eval", [])
-        try:
-            self.rng.bit_generator.state = meta["rng"]
-        except (TypeError, ValueError, KeyError):
-            raise RnncliError(f"{contents.path} is not a valid rnncli checkpoint: its random generator state is damaged") from None
+        self.rng.bit_generator.state = meta["rng"]  # validate.load has tried it
         self.h[...], self.c[...] = tensors["state.h"], tensors["state.c"]
         if self.window >= self.streams.n_windows:
             self.epoch, self.window = self.epoch + 1, 0
@@ -231,8 +231,9 @@ class Trainer:
         cfg = self.cfg
         kept = (f"{cfg.out} keeps the last good state (step {self.saved_step})" if self.saved_step is not None
                 else "no checkpoint was written")
+        clip = f"a smaller --clip (now {cfg.clip:g})" if cfg.clip > 0 else "clipping (--clip 1)"
         return RnncliError(f"training diverged at step {self.step + 1}: the {what} became {value}; {kept}; "
-                           f"try a lower --lr (this run's is {cfg.lr:g}) or a smaller --clip (now {cfg.clip:g})")
+                           f"try a lower --lr (this run's is {cfg.lr:g}) or {clip}")
 
     def run(self):
         """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""

@@ -66,17 +66,19 @@ def _tensors(table: dict, model: ModelConfig, train: TrainConfig) -> bool:
     state = [model.layers, train.batch, model.hidden]
     groups = {"": expected, "optimizer.exp_avg.": expected, "optimizer.exp_avg_sq.": expected, "resume.": expected,
               "state.": {"h": state, "c": state}}
-    found = {prefix: 0 for prefix in groups}
+    found = {prefix: set() for prefix in groups}
     for name, entry in table.items():
         prefix = next((p for p in groups if p and name.startswith(p)), "")
         shape = groups[prefix].get(name[len(prefix):])
         _require(shape is not None, f"it holds a tensor rnncli does not use: {name!r}")
         _require(entry["dtype"] == "F32", f"tensor {name} is {entry['dtype']}, not F32")
         _require(entry["shape"] == shape, f"tensor {name} has shape {entry['shape']}, the settings say {shape}")
-        found[prefix] += 1
-    complete = {p: found[p] == len(groups[p]) for p in groups}
-    for prefix, n in found.items():
-        _require(n == 0 or complete[prefix], f"the tensors {prefix}* are incomplete ({n} of {len(groups[prefix])})")
+        found[prefix].add(name[len(prefix):])
+    complete = {p: len(found[p]) == len(groups[p]) for p in groups}
+    for prefix in groups:
+        missing = sorted(set(groups[prefix]) - found[prefix])
+        if missing and (found[prefix] or prefix == ""):  # a group is all there or (training state) absent
+            raise Invalid(f"tensor {prefix}{missing[0]} is missing")
     training = [p for p in groups if p not in ("", "resume.")]
     _require(len({complete[p] for p in training}) == 1, "its training state is incomplete")
     return complete["state."]
@@ -133,6 +135,11 @@ def load(path: str, training: bool = False) -> tuple[Contents, dict]:
     contents = read(path)
     if training and not contents.resumable:
         raise RnncliError(f"{path} holds weights only (no optimizer state): it cannot be resumed")
+    if training:
+        try:  # numpy checks the random generator's state as it takes it; try it on a spare one
+            np.random.PCG64().state = contents.meta["rng"]
+        except Exception:  # noqa: BLE001 (whatever numpy makes of foreign data)
+            raise RnncliError(f"{path} is not a valid rnncli checkpoint: its random generator state is damaged") from None
     names = [n for n in contents.table if training or not n.startswith(TRAINING_PREFIXES)]
     tensors = read_tensors(path, contents.table, contents.meta, names)
     for name, arr in tensors.items():

@@ -1,0 +1,241 @@
+"""Faults from outside: full disks and closed pipes on stdout, signals, SIGKILL at any moment,
+two runs on one checkpoint, stale temporary files, divergence, resuming on other text."""
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rnncli import validate
+from rnncli.errors import RnncliError
+from rnncli.train import Trainer
+from tests.hostile import assert_clean, run_cli
+
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
+OTHER = str(ROOT / "sample_corpora" / "recipes.txt")
+TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "8"]
+
+
+def rnncli_popen(*args, **kw):
+    return subprocess.Popen([sys.executable, "-m", "rnncli", *args], **kw)
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory):
+    path = tmp_path_factory.mktemp("faults") / "m.safetensors"
+    code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "4", "--eval-every", "2", "--out", str(path))
+    assert code == 0, err
+    return path
+
+
+def _commands(ckpt, tmp):
+    return {
+        "generate": ["generate", "-m", str(ckpt), "-n", "2000"],
+        "eval": ["eval", "-m", str(ckpt), CORPUS, "--json"],
+        "inspect": ["inspect", str(ckpt)],
+        "inspect-json": ["inspect", str(ckpt), "--json"],
+        "train-json": ["train", CORPUS, *TINY, "--steps", "3", "--json", "--out", str(tmp / "t.safetensors")],
+        "help": ["--help"],
+    }
+
+
+@pytest.mark.parametrize("command", ["generate", "eval", "inspect", "inspect-json", "train-json", "help"])
+def test_a_full_disk_on_stdout_is_one_line_and_a_closed_pipe_is_silence(ckpt, tmp_path, command):
+    argv = _commands(ckpt, tmp_path)[command]
+    with open("/dev/full", "w") as full:
+        p = rnncli_popen(*argv, stdout=full, stderr=subprocess.PIPE)
+        err = p.communicate(timeout=300)[1].decode()
+    assert p.returncode == 1 and "Traceback" not in err
+    assert err.count("\n") == 1 and "cannot write the output" in err and "No space left" in err
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before anything is written
+    p = rnncli_popen(*argv, stdout=write_end, stderr=subprocess.PIPE)
+    os.close(write_end)
+    err = p.communicate(timeout=300)[1]
+    assert p.returncode == 141 and err == b""
+    if command == "train-json":  # the run stopped at its first step and kept it
+        assert validate.read(str(tmp_path / "t.safetensors")).meta["progress"]["step"] >= 1
+
+
+def test_bench_on_a_full_disk(tmp_path):
+    with open("/dev/full", "w") as full:
+        p = rnncli_popen("bench", "-c", "small-rnn", "--measure", "eval", "--repeats", "1", "--json",
+                         stdout=full, stderr=subprocess.PIPE)
+        err = p.communicate(timeout=300)[1].decode()
+    assert p.returncode == 1 and "Traceback" not in err and err.strip().splitlines()[-1].startswith(
+        "rnncli: error: cannot write the output")
+
+
+@pytest.mark.parametrize("argv,option", [
+    (["generate", "--rng-seed", "-5"], "--rng-seed"),
+    (["generate", "-n", "-1"], "--length"),
+    (["generate", "--temperature", "-1"], "--temperature"),
+    (["generate", "--temperature", "inf"], "--temperature"),
+    (["generate", "--top-k", "-3"], "--top-k"),
+    (["generate", "--top-p", "1.5"], "--top-p"),
+    (["eval", "--threads", "0", CORPUS], "--threads"),
+    (["bench", "--threads", "0"], "--threads"),
+    (["bench", "--repeats", "0"], "--repeats"),
+    (["train", CORPUS, "--rng-seed", "-5"], "--rng-seed"),
+    (["train", CORPUS, "--hidden", "0"], "--hidden"),
+    (["train", CORPUS, "--layers", "0"], "--layers"),
+    (["train", CORPUS, "--embed", "-2"], "--embed"),
+    (["train", CORPUS, "--batch", "0"], "--batch"),
+    (["train", CORPUS, "--seq", "0"], "--seq"),
+    (["train", CORPUS, "--lr", "nan"], "--lr"),
+    (["train", CORPUS, "--lr", "0"], "--lr"),
+    (["train", CORPUS, "--clip", "-1"], "--clip"),
+    (["train", CORPUS, "--dropout", "1"], "--dropout"),
+    (["train", CORPUS, "--steps", "0"], "--steps"),
+    (["train", CORPUS, "--epochs", "inf"], "--epochs"),
+    (["train", CORPUS, "--time", "-3"], "--time"),
+    (["train", CORPUS, "--val-frac", "1"], "--val-frac"),
+    (["train", CORPUS, "--eval-every", "0"], "--eval-every"),
+    (["train", CORPUS, "--warmup", "-1"], "--warmup"),
+    (["train", CORPUS, "--lr-min-frac", "2"], "--lr-min-frac"),
+    (["train", CORPUS, "--max-vocab", "0"], "--max-vocab"),
+    (["train", CORPUS, "--threads", "0"], "--threads"),
+    (["train", "no-such-corpus.txt", "--hidden", "0"], "--hidden"),  # flags before files
+])
+def test_every_numeric_option_is_checked_by_name(ckpt, argv, option):
+    if argv[0] == "generate":
+        argv = argv + ["-m", str(ckpt)]
+    code, out, err = run_cli(*argv)
+    assert_clean(code, err, allowed=(1, 2))
+    assert option in err and out == ""
+
+
+@pytest.mark.parametrize("flags", [["--hidden", "1000000"], ["--layers", "200000", "--hidden", "512"],
+                                   ["--batch", "170", "--seq", "1000", "--hidden", "4096"]])
+def test_a_run_too_large_for_memory_is_refused_before_allocating(tmp_path, flags):
+    code, _, err = run_cli("train", CORPUS, *flags, "--out", str(tmp_path / "m.safetensors"))
+    assert_clean(code, err, allowed=(1,))
+    assert "of memory, more than the" in err and "available" in err and not (tmp_path / "m.safetensors").exists()
+
+
+@pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
+def test_a_stop_signal_saves_and_says_how_to_resume(tmp_path, sig, code):
+    out = tmp_path / "m.safetensors"
+    p = rnncli_popen("train", CORPUS, *TINY, "--steps", "100000", "--json", "--out", str(out),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert json.loads(p.stdout.readline())["step"] == 1  # training is under way
+    time.sleep(0.3)
+    p.send_signal(getattr(signal, sig))
+    stdout, stderr = p.communicate(timeout=60)
+    err = stderr.decode()
+    assert p.returncode == code and "Traceback" not in err
+    assert f"stopped by {sig}" in err and f"--resume {out}" in err
+    last = json.loads(stdout.decode().splitlines()[-1])
+    info = json.loads(run_cli("inspect", str(out), "--json")[1])
+    assert info["progress"]["step"] == last["step"] and info["resumable"]
+    assert not list(tmp_path.glob(".*")), "a lock or temporary file was left behind"
+    code, stdout, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", str(last["step"] + 2), "--json")
+    assert code == 0 and json.loads(stdout.splitlines()[-1])["step"] == last["step"] + 2
+
+
+def _kill_loop(tmp_path, kills: int):
+    """Start a run that saves at every step, SIGKILL it at a random moment (at start-up, mid-step,
+    mid-save), and check that the checkpoint on disk is always a whole, valid one."""
+    out = tmp_path / "m.safetensors"
+    code, _, err = run_cli("train", CORPUS, "--hidden", "192", "--batch", "8", "--seq", "16",
+                           "--steps", "1", "--out", str(out))
+    assert code == 0, err
+    rng, steps = random.Random(7), [1]
+    for _ in range(kills):
+        p = rnncli_popen("train", CORPUS, "--resume", str(out), "--steps", "1000000", "--eval-every", "1",
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(0.1, 1.0) if rng.random() < 0.2 else rng.uniform(1.5, 4.0))  # some at start-up
+        p.kill()
+        p.wait()
+        contents, tensors = validate.load(str(out), training=True)  # raises if damaged in any way
+        steps.append(contents.meta["progress"]["step"])
+        assert steps[-1] >= steps[-2]
+    assert steps[-1] > 1, "no kill came after a save: the loop tested nothing"
+    code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", str(steps[-1] + 1))
+    assert code == 0, err
+    assert not list(tmp_path.glob(".m.safetensors.*")), "stale temporary or lock files remain"
+    return steps
+
+
+def test_sigkill_at_random_moments_leaves_a_valid_checkpoint(tmp_path):
+    _kill_loop(tmp_path, 3)
+
+
+@pytest.mark.slow
+def test_sigkill_twenty_times_leaves_a_valid_checkpoint(tmp_path):
+    _kill_loop(tmp_path, 20)
+
+
+def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
+    out = tmp_path / "m.safetensors"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp_path / f".m.safetensors.tmp{dead.stdout.strip()}"
+    live = tmp_path / f".m.safetensors.tmp{os.getppid()}"  # a process that still runs: not ours to delete
+    stale.write_bytes(b"half a checkpoint")
+    live.write_bytes(b"someone else's save in progress")
+    code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "2", "--out", str(out))
+    assert code == 0, err
+    assert not stale.exists() and live.exists()
+
+
+def test_a_second_run_on_the_same_checkpoint_refuses(tmp_path):
+    out = tmp_path / "m.safetensors"
+    first = rnncli_popen("train", CORPUS, *TINY, "--steps", "100000", "--json", "--out", str(out),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        first.stdout.readline()
+        code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "2", "--out", str(out))
+        assert_clean(code, err, allowed=(1,))
+        assert f"another rnncli run (pid {first.pid}) is writing {out}" in err
+    finally:
+        first.terminate()
+        first.communicate(timeout=60)
+    assert first.returncode == 143
+    code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", "100000", "--time", "1")
+    assert code == 0, err  # the lock went with the first run
+
+
+def test_divergence_stops_keeps_the_last_good_checkpoint_and_says_what_to_try(tmp_path, monkeypatch):
+    out = tmp_path / "m.safetensors"
+    with Trainer([CORPUS], dict(hidden=16, embed=8), dict(batch=4, seq=8, steps=10, eval_every=2, out=str(out))) as t:
+        real = t.model.loss_and_grads
+
+        def loss_and_grads(*args):
+            loss = real(*args)
+            return float("nan") if t.step == 4 else loss  # the fifth step's loss
+
+        monkeypatch.setattr(t.model, "loss_and_grads", loss_and_grads)
+        with pytest.raises(RnncliError) as e:
+            list(t.run())
+    message = str(e.value)
+    assert "diverged at step 5" in message and "loss became nan" in message
+    assert f"{out} keeps the last good state (step 4)" in message and "--lr" in message and "--clip" in message
+    contents, tensors = validate.load(str(out), training=True)
+    assert contents.meta["progress"]["step"] == 4 and all(np.isfinite(a).all() for a in tensors.values())
+
+
+def test_divergence_on_the_command_line(tmp_path):
+    code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "400", "--eval-every", "100", "--lr", "1e30", "--clip", "0",
+                           "--out", str(tmp_path / "m.safetensors"))
+    assert code == 1 and "Traceback" not in err
+    last = err.strip().splitlines()[-1]  # after the run's opening line
+    assert last.startswith("rnncli: error: training diverged") and "--lr" in last and "clipping (--clip 1)" in last
+
+
+def test_resume_on_other_text_refuses_unless_asked(ckpt, tmp_path):
+    out = tmp_path / "m.safetensors"
+    out.write_bytes(ckpt.read_bytes())
+    code, _, err = run_cli("train", OTHER, "--resume", str(out), "--steps", "6")
+    assert_clean(code, err, allowed=(1,))
+    assert "trained on other text" in err and "--allow-new-corpus" in err
+    code, _, err = run_cli("train", OTHER, "--resume", str(out), "--steps", "6", "--allow-new-corpus")
+    assert code == 0 and "not in the model's vocabulary" in err and "other than the one" in err
+    code, _, err = run_cli("train", CORPUS, "--resume", str(ckpt), "--steps", "5", "--out", str(tmp_path / "same.safetensors"))
+    assert code == 0 and err.count("warning") == 0, err

@@ -1,0 +1,202 @@
+"""Hostile and damaged checkpoints: every command that reads one ends in one clear line, exit 1,
+before any kernel sees it; ids outside the vocabulary never reach compiled code."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from rnncli import checkpoint
+from rnncli.errors import RnncliError
+from rnncli.model import load_model
+from rnncli.train import Trainer
+from tests.hostile import assert_clean, edited, run_cli, take_apart
+
+SMALL = dict(hidden=12, embed=6, layers=2)
+TEXT = b"Monday: rain at first, then sun. Tuesday: wind from the west, cooler.\n" * 40
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory):
+    """A real checkpoint with every kind of tensor: best weights, latest weights, optimizer, state."""
+    folder = tmp_path_factory.mktemp("hostile")
+    (folder / "corpus.txt").write_bytes(TEXT)
+    out = folder / "base.safetensors"
+    with Trainer([str(folder / "corpus.txt")], dict(SMALL, cell="lstm"),
+                 dict(batch=4, seq=8, steps=4, eval_every=2, out=str(out))) as t:
+        list(t.run())
+    return out
+
+
+def _vocab_plus(n, resize=False):
+    def edit(table, meta, data):
+        vocab = meta["tokenizer"]["vocab"]
+        meta["tokenizer"]["vocab"] = vocab[:n] if n < 0 else vocab + [chr(0x4E00 + i) for i in range(n)]
+        if resize:
+            meta["model"]["vocab_size"] += n
+        return data
+    return edit
+
+
+def _meta(section, key, value):
+    def edit(table, meta, data):
+        meta[section][key] = value
+        return data
+    return edit
+
+
+def _bytes_of(tensor, value):
+    def edit(table, meta, data):
+        begin = table[tensor]["data_offsets"][0]
+        return data[:begin] + np.float32(value).tobytes() + data[begin + 4 :]
+    return edit
+
+
+def _flip(tensor):
+    def edit(table, meta, data):
+        begin, end = table[tensor]["data_offsets"]
+        at = (begin + end) // 2
+        return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :]
+    return edit
+
+
+def _vocab_entry(i, value):
+    def edit(table, meta, data):
+        meta["tokenizer"]["vocab"][i] = value
+        return data
+    return edit
+
+
+def _table(tensor, key, value):
+    def edit(table, meta, data):
+        table[tensor][key] = value
+        return data
+    return edit
+
+
+def _drop_tensor(tensor):
+    def edit(table, meta, data):
+        begin, end = table.pop(tensor)["data_offsets"]
+        for entry in table.values():
+            if entry["data_offsets"][0] >= end:
+                entry["data_offsets"] = [o - (end - begin) for o in entry["data_offsets"]]
+        return data[:begin] + data[end:]
+    return edit
+
+
+CASES = [
+    # (edit, checksums recomputed, what the one line says, whether inspect (header only) catches it)
+    (_vocab_plus(3), True, "the vocabulary has", True),
+    (_vocab_plus(3, resize=True), True, "embedding.weight has shape", True),
+    (_vocab_plus(-3, resize=False), True, "the vocabulary has", True),
+    (_meta("model", "hidden", "12"), True, "the setting hidden is '12', not a whole number", True),
+    (_meta("model", "layers", 0), True, "--layers must be at least 1", True),
+    (_meta("model", "cell", "transformer"), True, "unknown cell", True),
+    (_meta("train", "seq", 2.5), True, "the setting seq is 2.5", True),
+    (_meta("tokenizer", "kind", "bpe"), True, "unknown tokenizer", True),
+    (_vocab_entry(3, "ab"), True, "not one character", True),
+    (_vocab_entry(3, "\n"), True, "repeats an entry", True),
+    (_meta("progress", "step", -1), True, "progress.step is negative", True),
+    (_bytes_of("head.bias", np.nan), True, "NaN or infinite", False),
+    (_bytes_of("rnn.weight_hh_l1", np.inf), True, "NaN or infinite", False),
+    (_flip("rnn.weight_ih_l0"), False, "does not match its checksum", False),
+    (_meta("model", "hidden", 13), False, "the header does not match its checksum", True),
+    (_table("head.bias", "dtype", "F16"), True, "is malformed", True),
+    (_table("head.bias", "dtype", "I32"), True, "is I32, not F32", True),
+    (_table("head.bias", "shape", [3, 2]), True, "offsets", True),
+    (_table("head.bias", "data_offsets", [0, 4]), True, "offsets", True),
+    (_drop_tensor("rnn.bias_hh_l1"), True, "tensor rnn.bias_hh_l1 is missing", True),
+    (_drop_tensor("optimizer.exp_avg.head.bias"), True, "tensor optimizer.exp_avg.head.bias is missing", True),
+    (_drop_tensor("state.c"), True, "tensor state.c is missing", True),
+    (_meta("checksums", "header", "00000000"), False, "the header does not match its checksum", True),
+]
+
+
+@pytest.mark.parametrize("edit,reseal,message,by_header", CASES, ids=[c[2][:28] for c in CASES])
+def test_every_command_refuses_a_bad_checkpoint_in_one_line(base, tmp_path, edit, reseal, message, by_header):
+    bad = edited(base, tmp_path / "bad.safetensors", edit, reseal)
+    commands = [["generate", "-m", str(bad), "-n", "5"], ["eval", "-m", str(bad), "-"],
+                ["train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors")]]
+    if by_header:
+        commands.append(["inspect", str(bad)])
+    for argv in commands:
+        code, out, err = run_cli(*argv, stdin=TEXT)
+        assert_clean(code, err, allowed=(1,))
+        assert message in err and str(bad) in err, (argv, err)
+        assert out == ""
+
+
+def test_a_truncated_or_padded_file_is_named(base, tmp_path):
+    blob = base.read_bytes()
+    for name, data in [("cut", blob[:-3]), ("long", blob + b"\0" * 8), ("header", blob[:100])]:
+        path = tmp_path / f"{name}.safetensors"
+        path.write_bytes(data)
+        code, _, err = run_cli("generate", "-m", str(path), "-n", "3")
+        assert_clean(code, err, allowed=(1,))
+        assert "truncated or padded" in err or "not a safetensors" in err
+
+
+def test_a_newer_format_asks_for_an_upgrade(base, tmp_path):
+    bad = edited(base, tmp_path / "new.safetensors", _meta_top("format_version", 9))
+    code, _, err = run_cli("inspect", str(bad))
+    assert code == 1 and "newer rnncli" in err
+
+
+def _meta_top(key, value):
+    def edit(table, meta, data):
+        meta[key] = value
+        return data
+    return edit
+
+
+def test_resume_writes_to_its_own_file_never_to_a_path_stored_inside(base, tmp_path):
+    """A checkpoint's stored `out` is where its run wrote; a downloaded file must not choose where
+    this machine writes."""
+    elsewhere = tmp_path / "victim.txt"
+    hostile = edited(base, tmp_path / "h.safetensors", _meta("train", "out", str(elsewhere)))
+    corpus = tmp_path / "c.txt"
+    corpus.write_bytes(TEXT)
+    code, _, err = run_cli("train", str(corpus), "--resume", str(hostile), "--steps", "5")
+    assert_clean(code, err, allowed=(0,))
+    assert not elsewhere.exists()
+    assert json.loads(run_cli("inspect", str(hostile), "--json")[1])["progress"]["step"] == 5
+
+
+def test_weights_only_and_version_1_checkpoints_still_load(base, tmp_path):
+    table, meta, data = take_apart(base)
+    model = {k: v for k, v in table.items() if not k.startswith(checkpoint.TRAINING_PREFIXES)}
+    arrays = checkpoint.read_tensors(base, table, dict(meta, format_version=2), list(model))
+    slim = tmp_path / "slim.safetensors"
+    checkpoint.save(slim, arrays, {k: meta[k] for k in ("model", "train", "tokenizer")})
+    code, out, err = run_cli("generate", "-m", str(slim), "-n", "10", "--rng-seed", "1")
+    assert code == 0 and len(out) == 10, err
+    code, _, err = run_cli("train", "-", "--resume", str(slim), stdin=TEXT)
+    assert code == 1 and "cannot be resumed" in err
+    old = edited(base, tmp_path / "v1.safetensors", _meta_top("format_version", 1), reseal=False)
+    assert run_cli("generate", "-m", str(old), "-n", "3")[0] == 0
+
+
+def test_kernels_never_receive_an_id_outside_the_vocabulary(base):
+    from rnncli.sample import Decoder
+    from rnncli.config import SampleConfig
+
+    model, tok, _ = load_model(str(base))
+    V = model.cfg.vocab_size
+    h, c = model.zero_state(2)
+    for bad in (V, -1, 10**6):
+        ids = np.zeros((3, 2), np.int64)
+        ids[1, 1] = bad
+        with pytest.raises(RnncliError, match="outside the vocabulary"):
+            model.loss(ids, np.zeros_like(ids), h, c)
+        with pytest.raises(RnncliError, match="outside the vocabulary"):
+            model.loss(np.zeros_like(ids), ids, h, c)
+        with pytest.raises(RnncliError, match="outside the vocabulary"):
+            next(Decoder(model, SampleConfig()).tokens(np.array([0, bad]), 3))
+
+
+def test_the_real_command_line_says_one_line(base, tmp_path):
+    bad = edited(base, tmp_path / "bad.safetensors", _vocab_plus(5))
+    r = subprocess.run([sys.executable, "-m", "rnncli", "generate", "-m", str(bad)], capture_output=True, timeout=120)
+    assert r.returncode == 1 and r.stdout == b""
+    assert r.stderr.decode().count("\n") == 1 and "vocabulary has" in r.stderr.decode()
