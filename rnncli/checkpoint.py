@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import struct
 import zlib
 from pathlib import Path
@@ -23,7 +24,7 @@ VERSION = 2  # 2: CRC-32 of the header and of every tensor ("checksums" in the m
 TRAINING_PREFIXES = ("optimizer.", "resume.", "state.")
 DTYPES = {"float32": "F32", "float64": "F64", "int64": "I64", "int32": "I32", "uint8": "U8", "uint16": "U16"}
 ITEMSIZE = {"F32": 4, "F64": 8, "I64": 8, "I32": 4, "U8": 1, "U16": 2}
-MAX_HEADER = 1 << 28
+MAX_HEADER = 100_000_000  # as safetensors itself
 
 
 def _damaged(path, problem: str) -> RnncliError:
@@ -58,7 +59,8 @@ def _check_table(path, table: dict, data_size: int) -> None:
     for name, entry in table.items():
         ok = isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}
         ok = ok and isinstance(entry["dtype"], str) and entry["dtype"] in ITEMSIZE and isinstance(entry["shape"], list)
-        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in entry["shape"])
+        ok = ok and len(entry["shape"]) <= 8  # (math.prod of a long list would take forever)
+        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= data_size for d in entry["shape"])
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
         ok = ok and isinstance(offsets, list) and len(offsets) == 2
         ok = ok and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
@@ -77,12 +79,45 @@ def _check_table(path, table: dict, data_size: int) -> None:
         raise _damaged(path, f"the tensors hold {at} bytes but the file has {data_size} (truncated or padded)")
 
 
-def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(tensor table, decoded metadata) of a checkpoint, reading only its header; the structure and
-    the header's checksum are checked, what the settings mean is validate.py's business."""
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
+def _unreadable(path, e: OSError) -> RnncliError:
+    if isinstance(e, FileNotFoundError):
+        return RnncliError(f"no such checkpoint: {path}")
+    if isinstance(e, IsADirectoryError):
+        return RnncliError(f"{path} is a directory, not a checkpoint")
+    return RnncliError(f"cannot read {path}: {e.strerror or e}")
+
+
+def _number(text) -> int | None:
+    """A plain decimal of at most nine digits, else None (str.isdigit also takes '²')."""
+    return int(text) if isinstance(text, str) and re.fullmatch(r"[0-9]{1,9}", text) else None
+
+
+class Reader:
+    """An open checkpoint whose structure and header checksum are checked; tensors are read from
+    the same open file (a rename by another writer in between cannot mix two files). What the
+    settings mean is validate.py's business."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        try:
+            self.file = open(self.path, "rb")
+        except OSError as e:
+            raise _unreadable(self.path, e) from None
+        try:
+            self.table, self.meta = self._header()
+        except BaseException:
+            self.file.close()
+            raise
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.file.close()
+
+    def _header(self) -> tuple[dict, dict]:
+        path, f = self.path, self.file
+        try:
             size = os.fstat(f.fileno()).st_size
             head = f.read(8)
             if len(head) < 8:
@@ -93,68 +128,67 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
             header = _strict_json(f.read(n))
             if not isinstance(header, dict):
                 raise ValueError("not an object")
-    except FileNotFoundError:
-        raise RnncliError(f"no such checkpoint: {path}") from None
-    except IsADirectoryError:
-        raise RnncliError(f"{path} is a directory, not a checkpoint") from None
-    except PermissionError:
-        raise RnncliError(f"cannot read {path}: permission denied") from None
-    except OSError as e:
-        raise RnncliError(f"cannot read {path}: {e.strerror}") from None
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise RnncliError(f"{path} is not a safetensors checkpoint") from None
-    raw = header.pop("__metadata__", None) or {}
-    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-        raise RnncliError(f"{path} is not a safetensors checkpoint (its metadata is not a map of strings)")
-    if raw.get("format") != FORMAT:
-        raise RnncliError(f"{path} is a safetensors file but not an rnncli checkpoint")
-    version = raw.get("format_version", "")
-    if not version.isdigit() or not 1 <= int(version) <= VERSION:
-        newer = version.isdigit() and int(version) > VERSION
-        raise RnncliError(f"{path} was written by a newer rnncli (format {version}); upgrade rnncli" if newer
-                          else f"{path} has an unknown format version {version!r}")
-    _check_table(path, header, size - 8 - n)
-    meta = {}
-    for key, value in raw.items():
+        except OSError as e:
+            raise _unreadable(path, e) from None
+        except (ValueError, UnicodeDecodeError, RecursionError):
+            raise RnncliError(f"{path} is not a safetensors checkpoint") from None
+        self.data_start = 8 + n
+        raw = header.pop("__metadata__", None) or {}
+        if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+            raise RnncliError(f"{path} is not a safetensors checkpoint (its metadata is not a map of strings)")
+        if raw.get("format") != FORMAT:
+            raise RnncliError(f"{path} is a safetensors file but not an rnncli checkpoint")
+        version = _number(raw.get("format_version"))
+        if version is None or not 1 <= version <= VERSION:
+            raise RnncliError(f"{path} was written by a newer rnncli (format {version}); upgrade rnncli"
+                              if version and version > VERSION else
+                              f"{path} has an unknown format version {raw.get('format_version')!r:.40}")
+        _check_table(path, header, size - self.data_start)
+        meta = {}
+        for key, value in raw.items():
+            try:
+                meta[key] = _strict_json(value)
+            except (ValueError, RecursionError):
+                meta[key] = value
+        meta["format_version"] = version
+        if version >= 2:
+            sums = meta.get("checksums")
+            if not isinstance(sums, dict) or not isinstance(sums.get("tensors"), dict):
+                raise _damaged(path, "its checksums are missing")
+            if sums.get("header") != _header_crc(header, raw):
+                raise _damaged(path, "the header does not match its checksum")
+            if set(sums["tensors"]) != set(header):
+                raise _damaged(path, "the checksums do not name the tensors it holds")
+        return header, meta
+
+    def tensors(self, names) -> dict:
+        """The named tensors (as validate.py accepted the header), each checked against its CRC-32
+        (files of format 2 on)."""
+        import numpy as np
+
+        path, f, table = self.path, self.file, self.table
+        sums = self.meta["checksums"]["tensors"] if self.meta["format_version"] >= 2 else None
+        out = {}
         try:
-            meta[key] = _strict_json(value)
-        except (ValueError, RecursionError):
-            meta[key] = value
-    meta["format_version"] = int(version)
-    if meta["format_version"] >= 2:
-        sums = meta.get("checksums")
-        if not isinstance(sums, dict) or not isinstance(sums.get("tensors"), dict):
-            raise _damaged(path, "its checksums are missing")
-        if sums.get("header") != _header_crc(header, raw):
-            raise _damaged(path, "the header does not match its checksum")
-        if set(sums["tensors"]) != set(header):
-            raise _damaged(path, "the checksums do not name the tensors it holds")
-    return header, meta
-
-
-def read_tensors(path: str | os.PathLike, table: dict, meta: dict, names) -> dict:
-    """The named tensors of a checkpoint whose header read_header returned (and validate.py
-    accepted), each checked against its CRC-32 (files of format 2 on)."""
-    import numpy as np
-
-    sums = meta["checksums"]["tensors"] if meta["format_version"] >= 2 else None
-    tensors = {}
-    try:
-        with open(path, "rb") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
             for name in sorted(names, key=lambda k: table[k]["data_offsets"][0]):
                 entry = table[name]
                 begin, end = entry["data_offsets"]
                 arr = np.empty(entry["shape"], np.dtype(_NUMPY[entry["dtype"]]).newbyteorder("<"))
-                f.seek(8 + n + begin)
+                f.seek(self.data_start + begin)
                 if f.readinto(memoryview(arr).cast("B")) != end - begin:
                     raise _damaged(path, f"tensor {name!r} is cut short")
                 if sums is not None and sums[name] != f"{zlib.crc32(arr):08x}":
                     raise _damaged(path, f"the data of tensor {name!r} does not match its checksum")
-                tensors[name] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
-    except OSError as e:
-        raise RnncliError(f"cannot read {path}: {e.strerror}") from None
-    return tensors
+                out[name] = arr.astype(arr.dtype.newbyteorder("="), copy=False)
+        except OSError as e:
+            raise _unreadable(path, e) from None
+        return out
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(tensor table, decoded metadata) of a checkpoint, reading only its header (no numpy)."""
+    with Reader(path) as r:
+        return r.table, r.meta
 
 
 _NUMPY = {v: k for k, v in DTYPES.items()}
@@ -163,12 +197,10 @@ _NUMPY = {v: k for k, v in DTYPES.items()}
 def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
     """Write tensors (name -> numpy array) and metadata atomically: temporary file, fsync, rename.
     The safetensors layout is written directly, one tensor at a time, so saving never holds a
-    second copy of the whole file in memory. Temporary files that killed runs left beside `path`
-    are removed first."""
+    second copy of the whole file in memory."""
     path = Path(path)
-    _remove_stale_temporaries(path)
     arrays = {name: arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False) for name, arr in tensors.items()}
-    raw = {key: json.dumps(value) for key, value in meta.items()}
+    raw = {key: json.dumps(value, allow_nan=False) for key, value in meta.items()}
     raw["format"], raw["format_version"] = FORMAT, str(VERSION)
     table, offset = {}, 0
     for name, arr in arrays.items():
@@ -201,32 +233,6 @@ def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
         pass
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _remove_stale_temporaries(path: Path) -> None:
-    """Delete `.NAME.tmpPID` files beside `path` whose writer no longer runs (a SIGKILL mid-save)."""
-    prefix = f".{path.name}.tmp"
-    try:
-        names = os.listdir(path.parent)
-    except OSError:
-        return
-    for name in names:
-        pid = name[len(prefix):]
-        if name.startswith(prefix) and pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
-            try:
-                os.unlink(path.parent / name)
-            except OSError:
-                pass
-
-
 class WriteLock:
     """An exclusive claim on writing a checkpoint path, held by one run at a time: flock on
     `.NAME.lock` beside it, released (and the file removed) by `release()` or when the process ends,
@@ -254,9 +260,29 @@ class WriteLock:
             except FileNotFoundError:
                 pass
             os.close(fd)
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:
+            os.close(fd)
+            raise RnncliError(f"cannot write the checkpoint {path}: {e.strerror}") from None
         self.fd = fd
+        self._remove_temporaries(Path(path))
+
+    @staticmethod
+    def _remove_temporaries(path: Path) -> None:
+        """Whoever holds the lock is the only writer of `path`, so any `.NAME.tmp*` beside it was
+        left by a run killed while saving: remove them."""
+        prefix = f".{path.name}.tmp"
+        try:
+            stale = [name for name in os.listdir(path.parent) if name.startswith(prefix)]
+        except OSError:
+            return
+        for name in stale:
+            try:
+                os.unlink(path.parent / name)
+            except OSError:
+                pass
 
     def release(self) -> None:
         if self.fd is not None:

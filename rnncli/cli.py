@@ -101,13 +101,13 @@ def generate(
 ):
     """Stream text continuing a seed to stdout."""
     cfg = SampleConfig(length, temperature, top_k, top_p, greedy, rng_seed)
-    from rnncli import validate
+    from rnncli.model import load_model
     from rnncli.sample import generate as run
     from rnncli.ui import notice_compiling
 
-    validate.read(model)  # a bad file fails here, before any notice
+    loaded = load_model(model)  # a bad file fails here, before any notice
     notice_compiling("decode")
-    for piece in run(model, seed, cfg, echo=echo, on_warning=_warn):
+    for piece in run(loaded, seed, cfg, echo=echo, on_warning=_warn):
         sys.stdout.write(piece)
         sys.stdout.flush()
     if sys.stdout.isatty():
@@ -122,15 +122,15 @@ def evaluate(
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Score text: nats per token, bits per character, perplexity."""
-    from rnncli import validate
     from rnncli.evaluate import score_text
+    from rnncli.model import load_model
     from rnncli.ui import notice_compiling
 
     if not text and sys.stdin.isatty():
         raise RnncliError("no text to score: name files, or pipe text in (- reads the terminal)")
-    validate.read(model)
+    loaded = load_model(model)
     notice_compiling("sequence_forward")
-    score = score_text(text or ["-"], model, threads=threads, on_warning=_warn)
+    score = score_text(text or ["-"], loaded, threads=threads, on_warning=_warn)
     if json_out:
         print(json.dumps(score.to_json()))
     else:
@@ -184,6 +184,9 @@ class _Stdout:
             return self._stream.write(text)
         except OSError as e:
             raise OutputError(e) from None
+        except UnicodeEncodeError as e:
+            raise RnncliError(f"standard output ({e.encoding}) cannot show {e.object[e.start:e.end]!r}; "
+                              "set PYTHONIOENCODING=utf-8") from None
 
     def flush(self):
         try:

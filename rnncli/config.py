@@ -13,10 +13,12 @@ from rnncli.errors import RnncliError
 CELLS = ("rnn", "gru", "lstm")  # the kernels know a cell by its index in this tuple
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of `hidden` rows in weight_ih / weight_hh
 TOKENIZERS = ("char", "byte", "word")
+UNK = "<unk>"  # the word tokenizer's first entry: words outside the vocabulary
 SCHEDULES = ("constant", "cosine", "linear")
 
 
-def _check(ok: bool, message: str) -> None:
+def require(ok: bool, message: str) -> None:
+    """Raise RnncliError(message) unless ok."""
     if not ok:
         raise RnncliError(message)
 
@@ -37,11 +39,11 @@ class ModelConfig:
     dropout: float = 0.0
 
     def __post_init__(self):
-        _check(self.cell in CELLS, f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
-        _check(self.vocab_size >= 1, "the vocabulary is empty")
+        require(self.cell in CELLS, f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        require(self.vocab_size >= 1, "the vocabulary is empty")
         for name in ("layers", "hidden", "embed"):
-            _check(getattr(self, name) >= 1, f"--{name} must be at least 1, not {getattr(self, name)}")
-        _check(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}")
+            require(getattr(self, name) >= 1, f"--{name} must be at least 1, not {getattr(self, name)}")
+        require(0.0 <= self.dropout < 1.0, f"--dropout must be in [0, 1), not {self.dropout}")
 
     @property
     def gates(self) -> int:
@@ -98,20 +100,20 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("batch", "seq", "eval_every", "max_vocab"):
-            _check(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
-        _check(self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
-        _check(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0 and self.eps > 0, "Adam's betas must be in [0, 1) and eps > 0")
-        _check(self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, not {self.lr}")
-        _check(self.clip >= 0, f"--clip must be >= 0 (0 turns clipping off), not {self.clip}")
-        _check(0.0 <= self.val_frac < 1.0, f"--val-frac must be in [0, 1), not {self.val_frac}")
-        _check(self.lr_schedule in SCHEDULES, f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
-        _check(0.0 <= self.lr_min_frac <= 1.0, f"--lr-min-frac must be in [0, 1], not {self.lr_min_frac}")
-        _check(self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}")
-        _check(self.tokenizer in TOKENIZERS, f"unknown --tokenizer {self.tokenizer!r}: choose one of {', '.join(TOKENIZERS)}")
-        _check(self.steps is None or self.steps >= 1, f"--steps must be at least 1, not {self.steps}")
-        _check(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
-        _check(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
-        _check(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
+            require(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+        require(self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
+        require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0 and self.eps > 0, "Adam's betas must be in [0, 1) and eps > 0")
+        require(self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, not {self.lr}")
+        require(self.clip >= 0, f"--clip must be >= 0 (0 turns clipping off), not {self.clip}")
+        require(0.0 <= self.val_frac < 1.0, f"--val-frac must be in [0, 1), not {self.val_frac}")
+        require(self.lr_schedule in SCHEDULES, f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        require(0.0 <= self.lr_min_frac <= 1.0, f"--lr-min-frac must be in [0, 1], not {self.lr_min_frac}")
+        require(self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}")
+        require(self.tokenizer in TOKENIZERS, f"unknown --tokenizer {self.tokenizer!r}: choose one of {', '.join(TOKENIZERS)}")
+        require(self.steps is None or self.steps >= 1, f"--steps must be at least 1, not {self.steps}")
+        require(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
+        require(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
+        require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
 
     @property
     def stop_steps(self) -> int | None:
@@ -133,11 +135,11 @@ class SampleConfig:
     rng_seed: int | None = None
 
     def __post_init__(self):
-        _check(self.length >= 0, f"--length must be >= 0, not {self.length}")
-        _check(self.rng_seed is None or self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
-        _check(self.temperature >= 0 and math.isfinite(self.temperature), f"--temperature must be a number >= 0, not {self.temperature}")
-        _check(self.top_k >= 0, f"--top-k must be >= 0 (0 keeps every token), not {self.top_k}")
-        _check(0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], not {self.top_p}")
+        require(self.length >= 0, f"--length must be >= 0, not {self.length}")
+        require(self.rng_seed is None or self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
+        require(self.temperature >= 0 and math.isfinite(self.temperature), f"--temperature must be a number >= 0, not {self.temperature}")
+        require(self.top_k >= 0, f"--top-k must be >= 0 (0 keeps every token), not {self.top_k}")
+        require(0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], not {self.top_p}")
 
 
 def to_dict(cfg) -> dict:
@@ -145,7 +147,7 @@ def to_dict(cfg) -> dict:
 
 
 _KINDS = {
-    "int": ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "int": ("a whole number below 2**53", lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53),
     "float": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
     "str": ("a string", lambda v: isinstance(v, str)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
@@ -156,17 +158,17 @@ def check_kind(name: str, value, kind: str) -> None:
     """Raise unless a stored value is of `kind`: int, float, str or bool, with " | None" allowed."""
     base, _, optional = kind.partition(" | ")
     what, ok = _KINDS[base]
-    _check((value is None and optional == "None") or ok(value), f"the setting {name} is {value!r}, not {what}")
+    require((value is None and optional == "None") or ok(value), f"the setting {name} is {value!r}, not {what}")
 
 
 def from_dict(cls, data):
     """Rebuild a config from stored JSON, ignoring keys a newer or older version added; every value
     is checked against its field's type (a checkpoint may come from anywhere) and then its range."""
-    _check(isinstance(data, dict), "its settings are not a JSON object")
+    require(isinstance(data, dict), "its settings are not a JSON object")
     values = {}
     for f in fields(cls):
         if f.name not in data:
-            _check(f.default is not dataclasses.MISSING, f"the setting {f.name} is missing")
+            require(f.default is not dataclasses.MISSING, f"the setting {f.name} is missing")
             continue
         v = data[f.name]
         check_kind(f.name, v, f.type)

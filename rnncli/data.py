@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from rnncli.config import UNK
 from rnncli.errors import RnncliError
 
 WORD_RE = re.compile(r"\w+|[^\w\s]|\s")
-UNK = "<unk>"
 
 
 def read_bytes(sources: list[str]) -> bytes:
@@ -42,21 +42,20 @@ BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codec
         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
 
 
-def decode_text(data: bytes, what: str = "the input") -> str:
-    """Text from bytes: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so (the mark dropped)."""
+def decode_text(data: bytes, what: str = "the input", hint: str = "") -> str:
+    """Text from bytes: UTF-8, or UTF-16/UTF-32 when a byte-order mark says so (the mark dropped).
+    `hint` ends the error message (what the caller's user can do about it)."""
     encoding = next((enc for bom, enc in BOMS if data.startswith(bom)), "utf-8")
     try:
         return data.decode(encoding)
     except UnicodeDecodeError as e:
-        raise RnncliError(
-            f"{what} is not {encoding.upper().replace('-SIG', '')} text (bad byte at offset {e.start}); "
-            "use --tokenizer byte for arbitrary bytes"
-        ) from None
+        name = encoding.upper().replace("-SIG", "")
+        raise RnncliError(f"{what} is not {name} text (bad byte at offset {e.start}){hint}") from None
 
 
-def text_for(kind: str, data: bytes, what: str = "the input") -> bytes | str:
+def text_for(kind: str, data: bytes, what: str = "the input", hint: str = "") -> bytes | str:
     """What a tokenizer of this kind reads from raw bytes: the bytes themselves, or decoded text."""
-    return data if kind == "byte" else decode_text(data, what)
+    return data if kind == "byte" else decode_text(data, what, hint)
 
 
 def _id_dtype(vocab_size: int):

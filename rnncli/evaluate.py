@@ -39,16 +39,17 @@ def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
     return max(1, min(max_batch, (n_tokens - 1) // (16 * seq)))
 
 
-def score_text(sources: list[str], checkpoint: str, threads: int | None = None, on_warning=None) -> Score:
-    """Score files (or `-` for stdin) with a checkpoint, state carried across the text."""
+def score_text(sources: list[str], loaded, threads: int | None = None, on_warning=None) -> Score:
+    """Score files (or `-` for stdin) with a model (model.load_model's (model, tokenizer,
+    metadata)), state carried across the text."""
     from rnncli import memory
     from rnncli.data import read_bytes, text_for
-    from rnncli.model import load_model, use_threads, workspace_bytes
+    from rnncli.model import thread_count, use_threads, workspace_bytes
 
-    model, tokenizer, meta = load_model(checkpoint)
+    model, tokenizer, meta = loaded
     train_cfg = meta["train"]
     use_threads(threads)
-    text = text_for(tokenizer.kind, read_bytes(sources), "the text")
+    text = text_for(tokenizer.kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
     ids, missing = tokenizer.encode(text)
     if missing and on_warning:
         what = "characters" if tokenizer.kind == "char" else "words (scored as <unk>)"
@@ -58,7 +59,7 @@ def score_text(sources: list[str], checkpoint: str, threads: int | None = None, 
     seq = train_cfg.seq
     B = eval_streams_batch(len(ids), seq, train_cfg.batch)
     streams = Streams(ids, B, seq)
-    memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False), "scoring with this model",
+    memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False, thread_count(threads)), "scoring with this model",
                    "score a shorter text")
     total, count = score_streams(model, streams)
     chars = max(1, round(count_chars(text) * count / len(ids)))

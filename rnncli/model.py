@@ -204,7 +204,7 @@ class Model:
         return float(loss)
 
 
-def workspace_bytes(cfg, T: int, B: int, training: bool, threads: int = 2) -> int:
+def workspace_bytes(cfg, T: int, B: int, training: bool, threads: int) -> int:
     """About the bytes that running (T, B) windows takes: Model._buffers, the layer-0 table and
     the transposes, the parameters and, when training, their gradients, Adam's moments, the best
     weights and the per-thread partial sums. For refusing what will not fit, before allocating."""
@@ -246,15 +246,21 @@ def numba_threads() -> int:
 def use_threads(n: int | None) -> None:
     """Run kernels on n threads (None: all cores). BLAS itself runs single-threaded: each kernel
     thread calls it on its own share of the work (see kernels/cpu.py)."""
-    import os
-
     import numba
     import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS Numba calls, so that it is limited too)
     from threadpoolctl import threadpool_limits
 
-    n = n or os.cpu_count() or 1
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(thread_count(n))
     threadpool_limits(1, user_api="blas")
+
+
+def thread_count(n: int | None) -> int:
+    """The kernel threads a run asking for n (None: all cores) gets."""
+    import os
+
+    import numba
+
+    return min(n or os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)
 
 
 def load_model(path: str):

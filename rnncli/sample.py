@@ -63,14 +63,13 @@ class Decoder:
 
 
 def generate(
-    checkpoint: str, seed: str, cfg: SampleConfig, echo: bool = True,
+    loaded, seed: str, cfg: SampleConfig, echo: bool = True,
     on_warning: Callable[[str], None] | None = None,
 ) -> Iterator[str]:
-    """Text continuing `seed` from a checkpoint's model: the seed first (if echo), then the sample.
-    The decoder's own loop is serial (batch 1); OpenBLAS may thread its larger products."""
-    from rnncli.model import load_model
-
-    model, tok, _ = load_model(checkpoint)
+    """Text continuing `seed` from a model (model.load_model's (model, tokenizer, metadata)): the
+    seed first (if echo), then the sample. The decoder's own loop is serial (batch 1); OpenBLAS
+    may thread its larger products."""
+    model, tok, _ = loaded
     ids, missing = tok.encode(seed)
     if missing and on_warning:
         on_warning(f"left out of the seed, not in the model's vocabulary: {''.join(missing)[:80]!r}")

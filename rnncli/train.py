@@ -20,7 +20,7 @@ from rnncli.config import ModelConfig, TrainConfig, to_dict
 from rnncli.data import Streams, Tokenizer, read_bytes, split_val, text_for
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
-from rnncli.model import Model, use_threads, workspace_bytes
+from rnncli.model import Model, thread_count, use_threads, workspace_bytes
 from rnncli.optim import Adam, learning_rate
 from rnncli.params import Params, init_params
 
@@ -39,16 +39,30 @@ class Trainer:
         if not resume:  # bad flags are named before any corpus is read
             ModelConfig(vocab_size=1, **model)
             TrainConfig(**train)
+        elif set(train) - RESUMABLE or model:
+            fixed = sorted(set(train) - RESUMABLE) + sorted(model)
+            raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
+        if allow_new_corpus and not resume:
+            raise RnncliError("--allow-new-corpus goes with --resume")
+        out = train.get("out") or resume or TrainConfig.out
+        out_dir = os.path.dirname(os.path.abspath(out))
+        if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+            raise RnncliError(f"cannot write the checkpoint {out}: {out_dir} is not a writable folder")
+        self.lock = checkpoint.WriteLock(out)  # before reading a checkpoint another run may be writing
+        try:
+            self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus)
+        except BaseException:
+            self.close()
+            raise
+
+    def _prepare(self, sources: list[str], model: dict, train: dict, resume: str | None, allow_new_corpus: bool):
         data = read_bytes(sources)
         self.notes: list[str] = []  # warnings for people; the caller decides how to show them
         self.corpus = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved
-            fixed = sorted(set(train) - RESUMABLE) + sorted(model)
-            if fixed:
-                raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
-            self.cfg = dataclasses.replace(contents.train, **{"out": resume, **train})
+            self.cfg = dataclasses.replace(contents.train, **train)
             self.tokenizer = Tokenizer.from_json(contents.tokenizer)
             mcfg = contents.model
             self._check_corpus(contents, allow_new_corpus)
@@ -56,7 +70,8 @@ class Trainer:
             self.cfg = TrainConfig(**train)
             mcfg = None
         cfg = self.cfg
-        text = text_for(cfg.tokenizer, data, "the corpus")
+        hint = "" if resume else "; use --tokenizer byte for arbitrary bytes"
+        text = text_for(cfg.tokenizer, data, "the corpus", hint)
         if not text:
             raise RnncliError("the corpus is empty")
         if text.isspace():
@@ -84,18 +99,9 @@ class Trainer:
                     "raise --val-frac or use --val-frac 0"
                 )
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-        threads = cfg.threads or os.cpu_count() or 1
-        memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, threads), "training this model",
-                       "lower --hidden, --layers, --embed, --batch or --seq")
-        out_dir = os.path.dirname(os.path.abspath(cfg.out))
-        if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
-            raise RnncliError(f"cannot write the checkpoint {cfg.out}: {out_dir} is not a writable folder")
-        self.lock = checkpoint.WriteLock(cfg.out)
-        try:
-            self._start(mcfg, saved)
-        except BaseException:
-            self.close()
-            raise
+        memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, thread_count(cfg.threads)),
+                       "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
+        self._start(mcfg, saved)
 
     def _start(self, mcfg: ModelConfig, saved) -> None:
         cfg = self.cfg
@@ -104,7 +110,7 @@ class Trainer:
         self.model = Model(init_params(mcfg, self.rng))
         self.grads = self.model.params.zeros_like()
         self.adam = Adam(mcfg.n_params, cfg)
-        self.best, self.best_step, self.saved_step = None, None, None
+        self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
@@ -156,10 +162,13 @@ class Trainer:
         if self.window >= self.streams.n_windows:
             self.epoch, self.window = self.epoch + 1, 0
 
-    def save(self, path: str | None = None) -> str:
+    def save(self) -> str:
         """Write the checkpoint: the best weights (or the latest, with no validation) under the model
         names, plus all that resuming needs."""
         p = self.model.params
+        for what, values in (("weights", p.data), ("Adam moments", self.adam.m), ("Adam moments", self.adam.v)):
+            if not np.isfinite(values).all():  # an update overflowed: keep the last good file as it is
+                raise self._diverged(what, "non-finite", self.step)
         best = self.best if self.best is not None else p
         tensors = dict(best.views)
         if self.best is not None:
@@ -183,11 +192,9 @@ class Trainer:
             "corpus": self.corpus,
             "rnncli_version": __version__,
         }
-        path = path or self.cfg.out
-        checkpoint.save(path, tensors, meta)
-        if path == self.cfg.out:
-            self.saved_step = self.step
-        return path
+        checkpoint.save(self.cfg.out, tensors, meta)
+        self.saved_step = self.step
+        return self.cfg.out
 
     # --- the loop ----------------------------------------------------------------------------
     def _elapsed(self) -> float:
@@ -225,14 +232,15 @@ class Trainer:
         m *= np.float32(1.0 / keep)
         return m
 
-    def _diverged(self, what: str, value: float) -> RnncliError:
+    def _diverged(self, what: str, value, step: int | None = None) -> RnncliError:
         """The error that ends a run whose numbers stopped being finite; the weights are not updated
         with them, and the checkpoint on disk (the last good state) is left as it is."""
         cfg = self.cfg
         kept = (f"{cfg.out} keeps the last good state (step {self.saved_step})" if self.saved_step is not None
                 else "no checkpoint was written")
         clip = f"a smaller --clip (now {cfg.clip:g})" if cfg.clip > 0 else "clipping (--clip 1)"
-        return RnncliError(f"training diverged at step {self.step + 1}: the {what} became {value}; {kept}; "
+        step = self.step + 1 if step is None else step
+        return RnncliError(f"training diverged at step {step}: the {what} became {value}; {kept}; "
                            f"try a lower --lr (this run's is {cfg.lr:g}) or {clip}")
 
     def run(self):
@@ -284,6 +292,7 @@ class Trainer:
                     event["best_val_loss"] = self.best_val
                 self.save()
             yield event
+        self.finished = True
         yield {
             "event": "done", "step": self.step, "checkpoint": str(self.cfg.out), "elapsed_s": self._elapsed(),
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,

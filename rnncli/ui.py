@@ -36,11 +36,13 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
                  allow_new_corpus: bool = False) -> None:
     """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
     the step under way, save it and exit 128 + the signal (a second one stops at once, without
-    saving). Standard output failing (`--json | head`, a full disk) saves too, then ends as
-    main says for output errors."""
+    saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
+    Standard output failing (`--json | head`, a full disk) saves too, then ends as main says for
+    output errors."""
+    import errno
     import signal
 
-    from rnncli.errors import Stopped
+    from rnncli.errors import OutputError, RnncliError, Stopped
     from rnncli.train import Trainer
 
     console = Console(stderr=True, soft_wrap=True)
@@ -50,43 +52,38 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         asked.append(signum)
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
+    def save_and_say(why: str) -> str:
+        path = trainer.save()
+        return f"stopped {why} at step {trainer.step}; saved {path} (continue with --resume {path})"
+
     with Trainer(corpus, model, settings, resume, allow_new_corpus) as trainer:
         for note in trainer.notes:
             console.print(f"rnncli: warning: {note}", markup=False)
         notice_compiling("sequence_backward")
-        signals = [getattr(signal, name) for name in STOP_SIGNALS if hasattr(signal, name)]
+        signals = [sig for sig in (getattr(signal, name, None) for name in STOP_SIGNALS)
+                   if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
         previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
-            _run(trainer, asked, console, json_out)
+            _show_events(trainer, _until(trainer.run(), asked), console, json_out)
+        except OutputError as e:
+            message = save_and_say(f"as the output failed ({e.strerror})")
+            if e.errno == errno.EPIPE:
+                raise
+            raise RnncliError(f"cannot write the output: {message}") from None
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if asked:
-            path = trainer.save()
-            console.print(f"rnncli: stopped by {signal.Signals(asked[0]).name} at step {trainer.step}; saved {path} "
-                          f"(continue with --resume {path})", markup=False)
+        if asked and not trainer.finished:
+            console.print(f"rnncli: {save_and_say(f'by {signal.Signals(asked[0]).name}')}", markup=False)
             raise Stopped(asked[0])
 
 
-def _run(trainer, asked: list, console: Console, json_out: bool) -> None:
-    """Show the events as JSON lines or a progress bar; if standard output fails, save first."""
-    import errno
-
-    from rnncli.errors import OutputError, RnncliError
-
-    events = _until(trainer.run(), asked)
-    try:
-        if json_out:
-            for ev in events:
-                print(json.dumps(ev), flush=True)
-        else:
-            _show(trainer, console, events)
-    except OutputError as e:
-        path = trainer.save()
-        if e.errno == errno.EPIPE:
-            raise
-        raise RnncliError(f"cannot write the output ({e.strerror}); stopped at step {trainer.step} "
-                          f"and saved {path} (continue with --resume {path})") from None
+def _show_events(trainer, events, console: Console, json_out: bool) -> None:
+    if json_out:
+        for ev in events:
+            print(json.dumps(ev), flush=True)
+    else:
+        _show(trainer, console, events)
 
 
 def _until(events, asked: list):

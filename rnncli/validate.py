@@ -10,17 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnncli.checkpoint import TRAINING_PREFIXES, read_header, read_tensors
-from rnncli.config import TOKENIZERS, ModelConfig, TrainConfig, check_kind, from_dict
+from rnncli.checkpoint import TRAINING_PREFIXES, Reader, read_header
+from rnncli.config import TOKENIZERS, UNK, ModelConfig, TrainConfig, check_kind, from_dict
+from rnncli.config import require as _require
 from rnncli.errors import RnncliError
 
 PROGRESS = {"step": "int", "epoch": "int", "window": "int", "adam_step": "int", "tokens_seen": "int",
             "elapsed_s": "float", "best_val_loss": "float | None", "best_step": "int | None"}
-UNK = "<unk>"
-
-
-class Invalid(RnncliError):
-    pass
 
 
 @dataclass(frozen=True)
@@ -36,14 +32,10 @@ class Contents:
     resumable: bool  # holds the optimizer, the carried state and the progress
 
 
-def _require(ok: bool, problem: str) -> None:
-    if not ok:
-        raise Invalid(problem)
-
-
-def _tokenizer(tok, vocab_size: int) -> None:
+def _tokenizer(tok, vocab_size: int, kind: str) -> None:
     _require(isinstance(tok, dict) and tok.get("kind") in TOKENIZERS,
              f"unknown tokenizer {tok.get('kind') if isinstance(tok, dict) else tok!r}")
+    _require(tok["kind"] == kind, f"its tokenizer is {tok['kind']} but its settings say {kind}")
     if tok["kind"] == "byte":
         _require(vocab_size == 256, f"a byte tokenizer needs a vocabulary of 256, the model has {vocab_size}")
         return
@@ -52,6 +44,8 @@ def _tokenizer(tok, vocab_size: int) -> None:
              "the vocabulary is not a list of non-empty strings")
     _require(len(vocab) == vocab_size, f"the vocabulary has {len(vocab)} entries, the model's vocab_size is {vocab_size}")
     _require(len(set(vocab)) == len(vocab), "the vocabulary repeats an entry")
+    _require(not any("\ud800" <= ch <= "\udfff" for t in vocab for ch in t),
+             "the vocabulary holds a lone surrogate, which is no character")
     if tok["kind"] == "char":
         _require(all(len(t) == 1 for t in vocab), "a character vocabulary holds an entry that is not one character")
         _require(all(a < b for a, b in zip(vocab, vocab[1:])), "the character vocabulary is not in code-point order")
@@ -78,7 +72,7 @@ def _tensors(table: dict, model: ModelConfig, train: TrainConfig) -> bool:
     for prefix in groups:
         missing = sorted(set(groups[prefix]) - found[prefix])
         if missing and (found[prefix] or prefix == ""):  # a group is all there or (training state) absent
-            raise Invalid(f"tensor {prefix}{missing[0]} is missing")
+            raise RnncliError(f"tensor {prefix}{missing[0]} is missing")
     training = [p for p in groups if p not in ("", "resume.")]
     _require(len({complete[p] for p in training}) == 1, "its training state is incomplete")
     return complete["state."]
@@ -109,40 +103,47 @@ def _progress(meta: dict, resumable: bool) -> None:
              "its corpus fingerprint is malformed")
 
 
-def read(path: str) -> Contents:
-    """The checked header of a checkpoint; one clear RnncliError naming the file if anything is off."""
-    table, meta = read_header(path)
+def _checked(path, table: dict, meta: dict) -> Contents:
+    """The header's contents as configs, or one clear RnncliError naming the file."""
     try:
         try:
             model = from_dict(ModelConfig, meta.get("model"))
             train = from_dict(TrainConfig, meta.get("train"))
         except RnncliError as e:
-            raise Invalid(f"bad settings: {e}") from None
-        _tokenizer(meta.get("tokenizer"), model.vocab_size)
+            raise RnncliError(f"bad settings: {e}") from None
+        _tokenizer(meta.get("tokenizer"), model.vocab_size, train.tokenizer)
         resumable = _tensors(table, model, train)
         if resumable or "progress" in meta or "history" in meta:
             _progress(meta, resumable)
-    except Invalid as e:
+    except RnncliError as e:
         raise RnncliError(f"{path} is not a valid rnncli checkpoint: {e}") from None
     return Contents(str(path), table, meta, model, train, meta["tokenizer"], resumable)
 
 
+def read(path: str) -> Contents:
+    """The checked header of a checkpoint (no tensors read, no numpy)."""
+    return _checked(path, *read_header(path))
+
+
 def load(path: str, training: bool = False) -> tuple[Contents, dict]:
     """(checked header, tensors): the model's tensors, and with `training` the optimizer's and the
-    carried state too; every tensor read is checked to be finite."""
+    carried state too; every tensor read is checked to be finite (and Adam's second moments >= 0)."""
     import numpy as np
 
-    contents = read(path)
-    if training and not contents.resumable:
-        raise RnncliError(f"{path} holds weights only (no optimizer state): it cannot be resumed")
-    if training:
-        try:  # numpy checks the random generator's state as it takes it; try it on a spare one
-            np.random.PCG64().state = contents.meta["rng"]
-        except Exception:  # noqa: BLE001 (whatever numpy makes of foreign data)
-            raise RnncliError(f"{path} is not a valid rnncli checkpoint: its random generator state is damaged") from None
-    names = [n for n in contents.table if training or not n.startswith(TRAINING_PREFIXES)]
-    tensors = read_tensors(path, contents.table, contents.meta, names)
+    with Reader(path) as reader:
+        contents = _checked(path, reader.table, reader.meta)
+        if training and not contents.resumable:
+            raise RnncliError(f"{path} holds weights only (no optimizer state): it cannot be resumed")
+        if training:
+            try:  # numpy checks the random generator's state as it takes it; try it on a spare one
+                np.random.PCG64().state = contents.meta["rng"]
+            except Exception:  # noqa: BLE001 (whatever numpy makes of foreign data)
+                raise RnncliError(f"{path} is not a valid rnncli checkpoint: its random generator state is damaged") from None
+        tensors = reader.tensors([n for n in contents.table if training or not n.startswith(TRAINING_PREFIXES)])
     for name, arr in tensors.items():
-        if not np.isfinite(arr).all():
-            raise RnncliError(f"{path} is not a valid rnncli checkpoint: tensor {name} holds NaN or infinite values")
+        bad = "NaN or infinite values" if not np.isfinite(arr).all() else None
+        if name.startswith("optimizer.exp_avg_sq.") and (arr < 0).any():
+            bad = "negative second moments"
+        if bad:
+            raise RnncliError(f"{path} is not a valid rnncli checkpoint: tensor {name} holds {bad}")
     return contents, tensors

@@ -13,20 +13,22 @@ from pathlib import Path
 
 from rnncli import checkpoint, cli
 
+RAW = ("format", "format_version")  # metadata strings that are not JSON documents of their own
+
 
 def take_apart(path) -> tuple[dict, dict, bytes]:
     """(tensor table, decoded metadata, data bytes) of a checkpoint file."""
     blob = Path(path).read_bytes()
     (n,) = struct.unpack("<Q", blob[:8])
     header = json.loads(blob[8 : 8 + n])
-    meta = {k: v if k == "format" else json.loads(v) for k, v in header.pop("__metadata__").items()}
+    meta = {k: v if k in RAW else json.loads(v) for k, v in header.pop("__metadata__").items()}
     return header, meta, blob[8 + n :]
 
 
 def put_together(path, table: dict, meta: dict, data: bytes, reseal: bool = True) -> None:
     """Write a checkpoint from parts; with `reseal`, checksums that agree with whatever the parts
     now hold (where the table's offsets can be read at all)."""
-    raw = {k: v if k == "format" and isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
+    raw = {k: v if k in RAW and isinstance(v, str) else json.dumps(v) for k, v in meta.items()}
     if reseal:
         sums = {}
         for name, entry in table.items():

@@ -43,8 +43,9 @@ def test_word_keeps_whitespace_and_maps_rare_words_to_unk():
     assert full.decoder()(full.encode(text)[0]) == text
 
 
-def test_non_utf8_in_char_mode_suggests_byte(tmp_path):
-    with pytest.raises(RnncliError, match="--tokenizer byte"):
+def test_non_utf8_in_char_mode_names_the_offset(tmp_path):
+    """(The advice, --tokenizer byte, is the trainer's to give: see test_cli's BINARY case.)"""
+    with pytest.raises(RnncliError, match="not UTF-8 text .bad byte at offset 3"):
         Tokenizer.build("char", b"ok \xff\xfe bad")
 
 

@@ -173,16 +173,17 @@ def test_sigkill_twenty_times_leaves_a_valid_checkpoint(tmp_path):
     _kill_loop(tmp_path, 20)
 
 
-def test_stale_temporaries_are_removed_by_the_next_save(tmp_path):
+def test_stale_temporaries_are_removed_by_the_next_run(tmp_path):
+    """Only the run holding the lock writes a path, so any temporary beside it is a dead run's."""
     out = tmp_path / "m.safetensors"
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
-    stale = tmp_path / f".m.safetensors.tmp{dead.stdout.strip()}"
-    live = tmp_path / f".m.safetensors.tmp{os.getppid()}"  # a process that still runs: not ours to delete
-    stale.write_bytes(b"half a checkpoint")
-    live.write_bytes(b"someone else's save in progress")
+    stale = [tmp_path / ".m.safetensors.tmp999999", tmp_path / f".m.safetensors.tmp{os.getpid()}",
+             tmp_path / ".m.safetensors.tmp\u00b2"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    (tmp_path / ".other.safetensors.tmp1").write_bytes(b"not ours")
     code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "2", "--out", str(out))
     assert code == 0, err
-    assert not stale.exists() and live.exists()
+    assert not any(path.exists() for path in stale) and (tmp_path / ".other.safetensors.tmp1").exists()
 
 
 def test_a_second_run_on_the_same_checkpoint_refuses(tmp_path):
@@ -194,10 +195,13 @@ def test_a_second_run_on_the_same_checkpoint_refuses(tmp_path):
         code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "2", "--out", str(out))
         assert_clean(code, err, allowed=(1,))
         assert f"another rnncli run (pid {first.pid}) is writing {out}" in err
+        code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", "100000")  # nor resume it
+        assert code == 1 and "another rnncli run" in err
     finally:
         first.terminate()
         first.communicate(timeout=60)
     assert first.returncode == 143
+    assert "another rnncli run" not in run_cli("inspect", str(out))[2]
     code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", "100000", "--time", "1")
     assert code == 0, err  # the lock went with the first run
 
@@ -239,3 +243,24 @@ def test_resume_on_other_text_refuses_unless_asked(ckpt, tmp_path):
     assert code == 0 and "not in the model's vocabulary" in err and "other than the one" in err
     code, _, err = run_cli("train", CORPUS, "--resume", str(ckpt), "--steps", "5", "--out", str(tmp_path / "same.safetensors"))
     assert code == 0 and err.count("warning") == 0, err
+
+
+def test_a_signal_ignored_at_start_stays_ignored(tmp_path):
+    """Under nohup (SIGHUP ignored) a hang-up must not stop the run."""
+    out = tmp_path / "m.safetensors"
+    p = rnncli_popen("train", CORPUS, *TINY, "--steps", "100000", "--json", "--out", str(out),
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                     preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
+    p.stdout.readline()
+    p.send_signal(signal.SIGHUP)
+    time.sleep(1.0)
+    assert p.poll() is None  # still training
+    p.send_signal(signal.SIGTERM)
+    p.communicate(timeout=60)
+    assert p.returncode == 143
+
+
+def test_allow_new_corpus_goes_with_resume(tmp_path):
+    code, _, err = run_cli("train", CORPUS, "--allow-new-corpus", "--out", str(tmp_path / "m.safetensors"))
+    assert_clean(code, err, allowed=(1,))
+    assert "--allow-new-corpus goes with --resume" in err

@@ -85,6 +85,13 @@ def _drop_tensor(tensor):
     return edit
 
 
+def _meta_top(key, value):
+    def edit(table, meta, data):
+        meta[key] = value
+        return data
+    return edit
+
+
 CASES = [
     # (edit, checksums recomputed, what the one line says, whether inspect (header only) catches it)
     (_vocab_plus(3), True, "the vocabulary has", True),
@@ -110,6 +117,12 @@ CASES = [
     (_drop_tensor("optimizer.exp_avg.head.bias"), True, "tensor optimizer.exp_avg.head.bias is missing", True),
     (_drop_tensor("state.c"), True, "tensor state.c is missing", True),
     (_meta("checksums", "header", "00000000"), False, "the header does not match its checksum", True),
+    (_vocab_entry(3, "\ud800"), True, "lone surrogate", True),
+    (_meta("progress", "step", 10**400), True, "below 2**53", True),
+    (_meta("tokenizer", "kind", "word"), True, "its tokenizer is word but its settings say char", True),
+    (_table("head.bias", "shape", [1] * 100_000), True, "is malformed", True),
+    (_meta_top("format_version", "\u00b2"), True, "unknown format version", True),
+    (_meta_top("format_version", "9" * 5000), True, "unknown format version", True),
 ]
 
 
@@ -125,6 +138,19 @@ def test_every_command_refuses_a_bad_checkpoint_in_one_line(base, tmp_path, edit
         assert_clean(code, err, allowed=(1,))
         assert message in err and str(bad) in err, (argv, err)
         assert out == ""
+
+
+def test_resume_checks_the_training_state_too(base, tmp_path):
+    """generate and eval read only the model's tensors; --resume also reads Adam's and the state."""
+    for edit, message in [(_bytes_of("optimizer.exp_avg_sq.head.bias", -1.0), "negative second moments"),
+                          (_flip("optimizer.exp_avg.rnn.weight_hh_l0"), "does not match its checksum"),
+                          (_bytes_of("state.c", np.nan), "NaN or infinite"),
+                          (_meta_top("rng", {"bit_generator": "PCG64", "state": {"state": -1, "inc": 1}}), "random generator")]:
+        bad = edited(base, tmp_path / "bad.safetensors", edit, reseal="checksum" not in message)
+        assert run_cli("generate", "-m", str(bad), "-n", "3")[0] == 0
+        code, _, err = run_cli("train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors"), stdin=TEXT)
+        assert_clean(code, err, allowed=(1,))
+        assert message in err
 
 
 def test_a_truncated_or_padded_file_is_named(base, tmp_path):
@@ -143,13 +169,6 @@ def test_a_newer_format_asks_for_an_upgrade(base, tmp_path):
     assert code == 1 and "newer rnncli" in err
 
 
-def _meta_top(key, value):
-    def edit(table, meta, data):
-        meta[key] = value
-        return data
-    return edit
-
-
 def test_resume_writes_to_its_own_file_never_to_a_path_stored_inside(base, tmp_path):
     """A checkpoint's stored `out` is where its run wrote; a downloaded file must not choose where
     this machine writes."""
@@ -166,7 +185,8 @@ def test_resume_writes_to_its_own_file_never_to_a_path_stored_inside(base, tmp_p
 def test_weights_only_and_version_1_checkpoints_still_load(base, tmp_path):
     table, meta, data = take_apart(base)
     model = {k: v for k, v in table.items() if not k.startswith(checkpoint.TRAINING_PREFIXES)}
-    arrays = checkpoint.read_tensors(base, table, dict(meta, format_version=2), list(model))
+    with checkpoint.Reader(base) as reader:
+        arrays = reader.tensors(list(model))
     slim = tmp_path / "slim.safetensors"
     checkpoint.save(slim, arrays, {k: meta[k] for k in ("model", "train", "tokenizer")})
     code, out, err = run_cli("generate", "-m", str(slim), "-n", "10", "--rng-seed", "1")
