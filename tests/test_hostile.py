@@ -39,9 +39,15 @@ def _vocab_plus(n, resize=False):
     return edit
 
 
-def _meta(section, key, value):
+def _set(part, *path_and_value):
+    """Set meta[path] or table[path] (part: "meta" or "table") to a value."""
+    *path, value = path_and_value
+
     def edit(table, meta, data):
-        meta[section][key] = value
+        node = meta if part == "meta" else table
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
         return data
     return edit
 
@@ -61,20 +67,6 @@ def _flip(tensor):
     return edit
 
 
-def _vocab_entry(i, value):
-    def edit(table, meta, data):
-        meta["tokenizer"]["vocab"][i] = value
-        return data
-    return edit
-
-
-def _table(tensor, key, value):
-    def edit(table, meta, data):
-        table[tensor][key] = value
-        return data
-    return edit
-
-
 def _drop_tensor(tensor):
     def edit(table, meta, data):
         begin, end = table.pop(tensor)["data_offsets"]
@@ -85,44 +77,37 @@ def _drop_tensor(tensor):
     return edit
 
 
-def _meta_top(key, value):
-    def edit(table, meta, data):
-        meta[key] = value
-        return data
-    return edit
-
-
 CASES = [
     # (edit, checksums recomputed, what the one line says, whether inspect (header only) catches it)
     (_vocab_plus(3), True, "the vocabulary has", True),
     (_vocab_plus(3, resize=True), True, "embedding.weight has shape", True),
     (_vocab_plus(-3, resize=False), True, "the vocabulary has", True),
-    (_meta("model", "hidden", "12"), True, "the setting hidden is '12', not a whole number", True),
-    (_meta("model", "layers", 0), True, "--layers must be at least 1", True),
-    (_meta("model", "cell", "transformer"), True, "unknown cell", True),
-    (_meta("train", "seq", 2.5), True, "the setting seq is 2.5", True),
-    (_meta("tokenizer", "kind", "bpe"), True, "unknown tokenizer", True),
-    (_vocab_entry(3, "ab"), True, "not one character", True),
-    (_vocab_entry(3, "\n"), True, "repeats an entry", True),
-    (_meta("progress", "step", -1), True, "progress.step is negative", True),
+    (_set("meta", "model", "hidden", "12"), True, "the setting hidden is '12', not a whole number", True),
+    (_set("meta", "model", "layers", 0), True, "--layers must be at least 1", True),
+    (_set("meta", "model", "cell", "transformer"), True, "unknown cell", True),
+    (_set("meta", "train", "seq", 2.5), True, "the setting seq is 2.5", True),
+    (_set("meta", "tokenizer", "kind", "bpe"), True, "unknown tokenizer", True),
+    (_set("meta", "tokenizer", "vocab", 3, "ab"), True, "not one character", True),
+    (_set("meta", "tokenizer", "vocab", 3, "\n"), True, "repeats an entry", True),
+    (_set("meta", "progress", "step", -1), True, "progress.step is negative", True),
     (_bytes_of("head.bias", np.nan), True, "NaN or infinite", False),
     (_bytes_of("rnn.weight_hh_l1", np.inf), True, "NaN or infinite", False),
     (_flip("rnn.weight_ih_l0"), False, "does not match its checksum", False),
-    (_meta("model", "hidden", 13), False, "the header does not match its checksum", True),
-    (_table("head.bias", "dtype", "F16"), True, "is malformed", True),
-    (_table("head.bias", "dtype", "I32"), True, "is I32, not F32", True),
-    (_table("head.bias", "shape", [3, 2]), True, "offsets", True),
-    (_table("head.bias", "data_offsets", [0, 4]), True, "offsets", True),
+    (_set("meta", "model", "hidden", 13), False, "the header does not match its checksum", True),
+    (_set("table", "head.bias", "dtype", "F16"), True, "is malformed", True),
+    (_set("table", "head.bias", "dtype", "I32"), True, "is I32, not F32", True),
+    (_set("table", "head.bias", "shape", [3, 2]), True, "offsets", True),
+    (_set("table", "head.bias", "data_offsets", [0, 4]), True, "offsets", True),
     (_drop_tensor("rnn.bias_hh_l1"), True, "tensor rnn.bias_hh_l1 is missing", True),
     (_drop_tensor("optimizer.exp_avg.head.bias"), True, "tensor optimizer.exp_avg.head.bias is missing", True),
     (_drop_tensor("state.c"), True, "tensor state.c is missing", True),
-    (_meta("checksums", "header", "00000000"), False, "the header does not match its checksum", True),
-    (_vocab_entry(3, "\ud800"), True, "lone surrogate", True),
-    (_meta("progress", "step", 10**400), True, "below 2**53", True),
-    (_meta("tokenizer", "kind", "word"), True, "its tokenizer is word but its settings say char", True),
-    (_table("head.bias", "shape", [1] * 100_000), True, "is malformed", True),
-    (_meta_top("format_version", "\u00b2"), True, "unknown format version", True),
-    (_meta_top("format_version", "9" * 5000), True, "unknown format version", True),
+    (_set("meta", "checksums", "header", "00000000"), False, "the header does not match its checksum", True),
+    (_set("meta", "tokenizer", "vocab", 3, "\ud800"), True, "lone surrogate", True),
+    (_set("meta", "progress", "step", 10**400), True, "below 2**53", True),
+    (_set("meta", "tokenizer", "kind", "word"), True, "its tokenizer is word but its settings say char", True),
+    (_set("table", "head.bias", "shape", [1] * 100_000), True, "is malformed", True),
+    (_set("meta", "format_version", "\u00b2"), True, "unknown format version", True),
+    (_set("meta", "format_version", "9" * 5000), True, "unknown format version", True),
 ]
 
 
@@ -145,7 +130,7 @@ def test_resume_checks_the_training_state_too(base, tmp_path):
     for edit, message in [(_bytes_of("optimizer.exp_avg_sq.head.bias", -1.0), "negative second moments"),
                           (_flip("optimizer.exp_avg.rnn.weight_hh_l0"), "does not match its checksum"),
                           (_bytes_of("state.c", np.nan), "NaN or infinite"),
-                          (_meta_top("rng", {"bit_generator": "PCG64", "state": {"state": -1, "inc": 1}}), "random generator")]:
+                          (_set("meta", "rng", {"bit_generator": "PCG64", "state": {"state": -1, "inc": 1}}), "random generator")]:
         bad = edited(base, tmp_path / "bad.safetensors", edit, reseal="checksum" not in message)
         assert run_cli("generate", "-m", str(bad), "-n", "3")[0] == 0
         code, _, err = run_cli("train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors"), stdin=TEXT)
@@ -164,7 +149,7 @@ def test_a_truncated_or_padded_file_is_named(base, tmp_path):
 
 
 def test_a_newer_format_asks_for_an_upgrade(base, tmp_path):
-    bad = edited(base, tmp_path / "new.safetensors", _meta_top("format_version", 9))
+    bad = edited(base, tmp_path / "new.safetensors", _set("meta", "format_version", 9))
     code, _, err = run_cli("inspect", str(bad))
     assert code == 1 and "newer rnncli" in err
 
@@ -173,7 +158,7 @@ def test_resume_writes_to_its_own_file_never_to_a_path_stored_inside(base, tmp_p
     """A checkpoint's stored `out` is where its run wrote; a downloaded file must not choose where
     this machine writes."""
     elsewhere = tmp_path / "victim.txt"
-    hostile = edited(base, tmp_path / "h.safetensors", _meta("train", "out", str(elsewhere)))
+    hostile = edited(base, tmp_path / "h.safetensors", _set("meta", "train", "out", str(elsewhere)))
     corpus = tmp_path / "c.txt"
     corpus.write_bytes(TEXT)
     code, _, err = run_cli("train", str(corpus), "--resume", str(hostile), "--steps", "5")
@@ -193,7 +178,7 @@ def test_weights_only_and_version_1_checkpoints_still_load(base, tmp_path):
     assert code == 0 and len(out) == 10, err
     code, _, err = run_cli("train", "-", "--resume", str(slim), stdin=TEXT)
     assert code == 1 and "cannot be resumed" in err
-    old = edited(base, tmp_path / "v1.safetensors", _meta_top("format_version", 1), reseal=False)
+    old = edited(base, tmp_path / "v1.safetensors", _set("meta", "format_version", 1), reseal=False)
     assert run_cli("generate", "-m", str(old), "-n", "3")[0] == 0
 
 
