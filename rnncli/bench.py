@@ -4,7 +4,8 @@ alternating within every repeat.
 
 Every measurement does a warm-up first (compiling, caches, allocator), reported apart from the timed
 runs. Work is the same on both sides: the same model, batch layout (B streams of T tokens, state
-carried), loss, global-norm clipping and Adam; generation samples one token at a time at batch 1.
+carried), loss, global-norm clipping and Adam; generation samples one token at a time, at batch 1
+(`generate`) or for 64 samples at once (`generate-batch`, characters counted over all of them).
 """
 from __future__ import annotations
 
@@ -47,6 +48,9 @@ def _configs() -> dict[str, BenchConfig]:
 
 
 CONFIGS = _configs()
+MEASURES = ("train", "eval", "generate", "generate-batch")
+GENERATE = ("generate", "generate-batch")  # batch 1, streaming; BATCH_ROWS samples decoded together
+BATCH_ROWS = 64
 
 
 def _timed(fn, n: int) -> float:
@@ -93,22 +97,25 @@ class Ours:
         self.model.loss(self.ids, self.targets, self.h, self.c)
         self.h, self.c = self.model.final_state(*self.ids.shape)
 
-    def generate(self, n: int):
+    def generate(self, n: int, rows: int = 1):
+        """n tokens for each of `rows` samples decoded together (1: the streaming case)."""
         from rnncli.sample import Decoder
 
-        dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0))
-        for _ in dec.tokens(np.array([0]), n):
+        dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0), streams=range(rows))
+        dec.prime([np.array([0])])
+        for _ in dec.tokens(n):
             pass
 
 
 def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
     """Warm up once, then time `repeats` runs of the measured work; rates per second."""
     tokens = cfg.batch * cfg.seq
-    if what != "generate" and hasattr(impl, "use_threads"):
+    if what not in GENERATE and hasattr(impl, "use_threads"):
         impl.use_threads()
-    if what == "generate":
-        warm = _timed(lambda: impl.generate(50), 1)
-        runs = [cfg.gen_chars / _timed(lambda: impl.generate(cfg.gen_chars), 1) for _ in range(repeats)]
+    if what in GENERATE:
+        rows, n = (1, cfg.gen_chars) if what == "generate" else (BATCH_ROWS, cfg.gen_chars // 8)
+        warm = _timed(lambda: impl.generate(50, rows), 1)
+        runs = [rows * n / _timed(lambda: impl.generate(n, rows), 1) for _ in range(repeats)]
     else:
         step = impl.train_step if what == "train" else impl.eval_step
         warm = _timed(step, 2)

@@ -71,10 +71,10 @@ class Theirs:
                                               reduction="sum").item()
         self.state = detach(self.state)
 
-    def generate(self, n: int):
+    def generate(self, n: int, rows: int = 1):
         with torch.inference_mode():
-            x, state = torch.zeros(1, 1, dtype=torch.long), None
+            x, state = torch.zeros(1, rows, dtype=torch.long), None
             for _ in range(n):
                 logits, state = self.net(x, state)
-                x = torch.multinomial(torch.softmax(logits[0, 0], -1), 1).view(1, 1)
-                x.item()  # streaming: each token reaches Python before the next step
+                x = torch.multinomial(torch.softmax(logits[0], -1), 1).view(1, rows)
+                x.tolist()  # streaming: each step's tokens reach Python before the next step

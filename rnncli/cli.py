@@ -87,31 +87,36 @@ def train(
     run_training(corpus, model, settings, resume, json_out, allow_new_corpus)
 
 
+S = SampleConfig
+
+
 @app.command()
 def generate(
     model: str = _model_option(),
     seed: str = typer.Option("", "--seed", "-s", help="text to continue"),
-    length: int = typer.Option(SampleConfig.length, "--length", "-n", help="tokens to generate"),
-    temperature: float = typer.Option(SampleConfig.temperature, "--temperature", "-t", help="0 is greedy"),
-    top_k: int = typer.Option(SampleConfig.top_k, help="sample among the k likeliest tokens (0: all)"),
-    top_p: float = typer.Option(SampleConfig.top_p, help="sample among the likeliest tokens holding this mass"),
+    length: int = typer.Option(S.length, "--length", "-n", help="tokens to generate (each sample)"),
+    temperature: float = typer.Option(S.temperature, "--temperature", "-t", help="0 is greedy"),
+    top_k: int = typer.Option(S.top_k, help="sample among the k likeliest tokens (0: all)"),
+    top_p: float = typer.Option(S.top_p, help="sample among the likeliest tokens holding this mass"),
+    min_p: float = typer.Option(S.min_p, help="drop tokens less likely than this share of the likeliest"),
+    repeat_penalty: float = typer.Option(S.repeat_penalty, help="make tokens seen in the last --repeat-last-n less likely (1: off)"),
+    repeat_last_n: int = typer.Option(S.repeat_last_n, help="tokens the repetition penalty looks back over"),
     greedy: bool = typer.Option(False, "--greedy", help="always take the likeliest token"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the output repeatable"),
-    echo: bool = typer.Option(True, "--echo/--no-echo", help="print the seed before the continuation"),
+    echo: bool = typer.Option(True, "--echo/--no-echo", help="print the seed (or prompt) before the continuation"),
+    stop: List[str] = typer.Option(None, "--stop", help="end right before this text (repeatable)"),
+    max_time: Optional[float] = typer.Option(None, help="stop generating after this many seconds"),
+    num_samples: int = typer.Option(S.num_samples, "--num-samples", "-N", help="samples of the seed, decoded together"),
+    prompts: Optional[str] = typer.Option(None, "--prompts", help="prompts, one per line, from a file (- reads stdin)"),
+    stats: bool = typer.Option(False, "--stats", help="speed figures on stderr at the end"),
+    json_out: bool = typer.Option(False, "--json", help="one JSON object per sample"),
 ):
-    """Stream text continuing a seed to stdout."""
-    cfg = SampleConfig(length, temperature, top_k, top_p, greedy, rng_seed)
-    from rnncli.model import load_model
-    from rnncli.sample import generate as run
-    from rnncli.ui import notice_compiling
+    """Stream text continuing a seed (or answer prompts) to stdout."""
+    cfg = SampleConfig(length, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, greedy, rng_seed,
+                       tuple(stop or ()), max_time, num_samples)
+    from rnncli.ui import run_generation
 
-    loaded = load_model(model)  # a bad file fails here, before any notice
-    notice_compiling("decode")
-    for piece in run(loaded, seed, cfg, echo=echo, on_warning=_warn):
-        sys.stdout.write(piece)
-        sys.stdout.flush()
-    if sys.stdout.isatty():
-        sys.stdout.write("\n")
+    run_generation(model, seed, prompts, cfg, echo, json_out, stats, _warn)
 
 
 @app.command("eval")
@@ -156,7 +161,7 @@ def inspect(
 @app.command()
 def bench(
     config: List[str] = typer.Option(None, "--config", "-c", help="small-lstm, medium-gru, ..., small, medium or all", show_default="all"),
-    measure: List[str] = typer.Option(["train", "eval", "generate"], help="train, eval, generate"),
+    measure: List[str] = typer.Option(["train", "eval", "generate"], help="train, eval, generate, generate-batch"),
     repeats: int = typer.Option(3, help="timed runs of each measurement; medians are shown"),
     threads: Optional[int] = _threads_option(),
     against_torch: bool = typer.Option(False, "--against-torch", help="run the same work in PyTorch, interleaved"),
@@ -166,9 +171,11 @@ def bench(
     from rnncli.bench import expand
     from rnncli.ui import run_bench
 
-    bad = [m for m in measure if m not in ("train", "eval", "generate")]
+    from rnncli.bench import MEASURES
+
+    bad = [m for m in measure if m not in MEASURES]
     if bad or repeats < 1:
-        raise RnncliError(f"--measure takes train, eval, generate; --repeats at least 1 (got {bad or repeats})")
+        raise RnncliError(f"--measure takes {', '.join(MEASURES)}; --repeats at least 1 (got {bad or repeats})")
     run_bench(expand(config), measure, repeats, threads, against_torch, json_out)
 
 

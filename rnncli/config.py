@@ -125,14 +125,21 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class SampleConfig:
-    """How to draw text from a model."""
+    """How to draw text from a model: the sampler chain (llama.cpp's order: repetition penalty,
+    top-k, top-p, min-p, temperature), when to stop, and how many samples."""
 
     length: int = 500
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 1.0
+    min_p: float = 0.0
+    repeat_penalty: float = 1.0
+    repeat_last_n: int = 64
     greedy: bool = False
     rng_seed: int | None = None
+    stop: tuple = ()
+    max_time: float | None = None
+    num_samples: int = 1
 
     def __post_init__(self):
         require(self.length >= 0, f"--length must be >= 0, not {self.length}")
@@ -140,6 +147,18 @@ class SampleConfig:
         require(self.temperature >= 0 and math.isfinite(self.temperature), f"--temperature must be a number >= 0, not {self.temperature}")
         require(self.top_k >= 0, f"--top-k must be >= 0 (0 keeps every token), not {self.top_k}")
         require(0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], not {self.top_p}")
+        require(0.0 <= self.min_p <= 1.0, f"--min-p must be in [0, 1], not {self.min_p}")
+        require(self.repeat_penalty > 0 and math.isfinite(self.repeat_penalty),
+                f"--repeat-penalty must be a positive number (1 is off), not {self.repeat_penalty}")
+        require(0 <= self.repeat_last_n <= 1 << 20, f"--repeat-last-n must be in [0, 1048576], not {self.repeat_last_n}")
+        require(all(self.stop), "--stop takes a non-empty string")
+        require(self.max_time is None or (self.max_time > 0 and math.isfinite(self.max_time)),
+                f"--max-time must be a positive number of seconds, not {self.max_time}")
+        require(self.num_samples >= 1, f"--num-samples must be at least 1, not {self.num_samples}")
+
+    @property
+    def effective_temperature(self) -> float:
+        return 0.0 if self.greedy else self.temperature
 
 
 def to_dict(cfg) -> dict:

@@ -1,85 +1,260 @@
-"""Generation as an iterator of text pieces, streamed as the compiled decoder makes them."""
+"""Generation: a Decoder that runs B rows through the compiled kernels at once, and `generate`,
+which turns prompts into answers (pieces of text as they are made, then a record per answer),
+with stop strings, a time limit and speed figures. It never prints."""
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 import numpy as np
 
 from rnncli.config import SampleConfig
 
-CHUNK = 64  # tokens per compiled call: small enough to stream, large enough to cost nothing
+CHUNK = 128  # tokens per compiled call: small enough to stream, large enough to cost nothing
+BATCH = 64  # answers decoded together (their products are matrix products over the rows)
 TABLE_LIMIT = 1 << 22  # floats in layer 0's per-token projection table, beyond which it is not built
 
 
-class Decoder:
-    """A model's weights laid out for the batch-1 decoder (transposed, stacked per layer), its
-    recurrent state and a random stream; `tokens` continues from wherever the last call stopped."""
+def row_rng(seed: int | None, stream: int, root: np.random.SeedSequence | None = None) -> np.random.Generator:
+    """Random stream number `stream` of a seed: stream 0 is default_rng(seed), the others its
+    children, so answer i draws the same numbers however many answers are decoded beside it."""
+    root = root or np.random.SeedSequence(seed)
+    return np.random.default_rng(root if stream == 0 else np.random.SeedSequence(root.entropy, spawn_key=(stream,)))
 
-    def __init__(self, model, cfg: SampleConfig):
+
+class Decoder:
+    """A model's weights laid out for the decoder (transposed, stacked per layer), the recurrent
+    state of one row per random stream, and the sampler settings; `tokens` continues from wherever
+    the last call stopped."""
+
+    def __init__(self, model, cfg: SampleConfig, streams=(0,), root: np.random.SeedSequence | None = None):
+        from rnncli.kernels.decode import Weights
+        from rnncli.kernels.sampling import Sampling
+
+        from rnncli.kernels.gemm import reads_rows
+
         p, c = model.params, model.cfg
         L, G, H = c.layers, c.gates * c.hidden, c.hidden
         layers = [p.layer(k) for k in range(L)]
-        W_ihT = np.zeros((max(L - 1, 0), H, G), np.float32)
-        for k in range(1, L):
-            W_ihT[k - 1] = layers[k][0].T
-        table0 = np.zeros((0, G), np.float32)
-        if c.vocab_size * G <= TABLE_LIMIT:
-            table0 = model.layer0_table()
-        self.weights = (
-            np.ascontiguousarray(table0, dtype=np.float32),
-            np.ascontiguousarray(p["embedding.weight"]),
+        # the transposes feed BLAS (one row: priming, streaming); gemm.product may read the
+        # weights as they are when several rows are decoded together
+        rows_too = len(streams) > 1 and reads_rows(G, H)
+        stack = lambda ws: np.ascontiguousarray(np.stack(ws)) if ws else np.zeros((0, 0, 0), np.float32)  # noqa: E731
+        table0 = model.layer0_table() if c.vocab_size * G <= TABLE_LIMIT else np.zeros((0, G), np.float32)
+        self.weights = Weights(
+            np.ascontiguousarray(table0, dtype=np.float32), np.ascontiguousarray(p["embedding.weight"]),
             np.ascontiguousarray(layers[0][0].T),
-            W_ihT,
-            np.ascontiguousarray(np.stack([w[1].T for w in layers])),
-            np.stack([w[2] for w in layers]),
-            np.stack([w[3] for w in layers]),
-            np.ascontiguousarray(p["head.weight"].T),
-            p["head.bias"].copy(),
+            stack([w[0] for w in layers[1:]] if rows_too else []), stack([w[0].T for w in layers[1:]]).reshape(-1, H, G),
+            stack([w[1] for w in layers] if rows_too else []), stack([w[1].T for w in layers]),
+            np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
+            np.ascontiguousarray(p["head.weight"].T), p["head.bias"].copy(),
         )
-        self.cell = c.cell_code
-        self.h = np.zeros((L, 1, H), np.float32)
-        self.c = np.zeros((L, 1, H if c.cell == "lstm" else 0), np.float32)
-        A, V = 0 if c.cell == "rnn" else 4 * H, c.vocab_size
-        self.vocab_size = V
-        self.scratch = tuple(np.zeros(shape, np.float32) for shape in [(1, G), (1, G), (1, A), (1, V), (V,)])
-        self.cfg = cfg
-        self.temperature = 0.0 if cfg.greedy else cfg.temperature
-        self.rng = np.random.default_rng(cfg.rng_seed)
+        self.cell, self.mcfg, self.cfg = c.cell_code, c, cfg
+        self.vocab_size = c.vocab_size
+        self.rngs = [row_rng(cfg.rng_seed, i, root) for i in streams]
+        self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
+        self.parts = 1
+        if len(self.rngs) > 1:  # rows shared among the kernel threads, each calling 1-thread BLAS
+            from rnncli.model import numba_threads, use_threads
 
-    def tokens(self, prompt: np.ndarray, n: int) -> Iterator[np.ndarray]:
-        """Feed `prompt` ids, then yield n sampled ids in chunks."""
-        from rnncli.kernels.decode import decode
+            use_threads(None)
+            self.parts = numba_threads()
+        self.h, self.c, self.rows = self._state(len(self.rngs))
+        self.sampling = Sampling(float(cfg.repeat_penalty), cfg.top_k, float(cfg.top_p), float(cfg.min_p),
+                                 float(cfg.effective_temperature))
+
+    def _state(self, B: int):
+        """Zero state (L, B, H) and scratch for B rows (kernels/decode.py's Rows)."""
+        from rnncli.kernels.decode import Rows
+
+        c = self.mcfg
+        L, G, H, V = c.layers, c.gates * c.hidden, c.hidden, c.vocab_size
+        A = 0 if c.cell == "rnn" else 4 * H
+        f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
+        rows = Rows(np.zeros(B, np.int64), f32(B, c.embed), f32(B, G), f32(B, G), f32(B, A), f32(B, V), f32(B, V),
+                    np.zeros((B, V), np.uint8), np.zeros((B, self.recent), np.int64), np.zeros(B, np.int64))
+        return f32(L, B, H), f32(L, B, H if c.cell == "lstm" else 0), rows
+
+    def prime(self, prompts: list[np.ndarray]) -> None:
+        """Row b starts from prompts[b] (a single prompt: every row). Each distinct prompt is fed
+        once, at batch 1, and its state copied to the rows that share it."""
+        from rnncli.kernels.decode import feed
         from rnncli.model import check_ids
 
-        prompt = prompt.astype(np.int64)
-        check_ids(prompt, self.vocab_size)
+        prompts = prompts * len(self.rngs) if len(prompts) == 1 else prompts
+        fed = {}
+        for b, ids in enumerate(prompts):
+            ids = np.ascontiguousarray(ids, np.int64)
+            if ids.tobytes() not in fed:
+                check_ids(ids, self.vocab_size)
+                state = self._state(1)
+                feed(self.cell, self.weights, *state, ids)
+                fed[ids.tobytes()] = state
+            h, c, one = fed[ids.tobytes()]
+            self.h[:, b], self.c[:, b] = h[:, 0], c[:, 0]
+            self.rows.logits[b], self.rows.recent[b], self.rows.seen[b] = one.logits[0], one.recent[0], one.seen[0]
+
+    def tokens(self, n: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
+        """Sample n more tokens for every row; yields (k, B) arrays of ids, k <= chunk."""
+        from rnncli.kernels.decode import decode, decode_rows
+
+        B = len(self.rngs)
         while n > 0:
-            out = np.empty(min(CHUNK, n), np.int64)
-            decode(self.cell, self.weights, self.h, self.c, prompt, out, self.rng.random(len(out)),
-                   self.temperature, self.cfg.top_k, self.cfg.top_p, self.scratch)
-            n -= len(out)
-            prompt = out[-1:]
+            k = min(chunk, n)
+            uniforms = np.empty((k, B))
+            for b, g in enumerate(self.rngs):
+                uniforms[:, b] = g.random(k)
+            out = np.empty((k, B), np.int64)
+            args = (self.cell, self.weights, self.h, self.c, self.rows, self.sampling, uniforms, out)
+            decode(*args, self.parts) if self.parts > 1 else decode_rows(*args, 0, B)
+            n -= k
             yield out
 
 
-def generate(
-    loaded, seed: str, cfg: SampleConfig, echo: bool = True,
-    on_warning: Callable[[str], None] | None = None,
-) -> Iterator[str]:
-    """Text continuing `seed` from a model (model.load_model's (model, tokenizer, metadata)): the
-    seed first (if echo), then the sample. The decoder's own loop is serial (batch 1); OpenBLAS
-    may thread its larger products."""
+class StopScanner:
+    """Finds the first stop string in text that arrives in pieces. Text that could still be the
+    start of a stop string is held back until the next piece settles it."""
+
+    def __init__(self, stops):
+        self.stops, self.held = tuple(stops), ""
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """(text that is safe to show, whether a stop string was found: the text ends before it)."""
+        text = self.held + piece
+        hits = [i for i in (text.find(s) for s in self.stops) if i >= 0]
+        if hits:
+            self.held = ""
+            return text[: min(hits)], True
+        keep = 0  # the longest end of text that begins some stop string
+        for s in self.stops:
+            for n in range(min(len(s) - 1, len(text)), keep, -1):
+                if s.startswith(text[len(text) - n:]):
+                    keep = n
+                    break
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep], False
+
+    def flush(self) -> str:
+        held, self.held = self.held, ""
+        return held
+
+
+@dataclass
+class Answer:
+    """One finished continuation."""
+
+    index: int  # 1-based: the sample's number, counted over all prompts
+    prompt: str
+    text: str = ""  # the continuation alone
+    tokens: int = 0  # tokens generated (for a stop, up to the one that completed it)
+    stop_reason: str = "length"  # length, stop (a stop string), time (--max-time)
+    stats: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return dict(self.__dict__, chars=len(self.text))
+
+
+class _Row:
+    """One answer being made: its text decoder (stateful for bytes) and stop scanner."""
+
+    def __init__(self, answer: Answer, tok, stops):
+        self.answer, self.to_text = answer, tok.decoder()
+        self.scanner = StopScanner(stops) if stops else None
+        self.done, self.parts = False, []  # the text so far, joined once at the end
+
+    def add(self, text: str) -> None:
+        self.parts.append(text)
+
+    def take(self, ids: np.ndarray) -> str:
+        """The text these new ids add; ends the row at a stop string."""
+        if self.scanner is None:
+            self.answer.tokens += len(ids)
+            return self.to_text(ids)
+        shown = []
+        for t in ids:
+            self.answer.tokens += 1
+            text, hit = self.scanner.feed(self.to_text([t]))
+            shown.append(text)
+            if hit:
+                self.done, self.answer.stop_reason = True, "stop"
+                break
+        return "".join(shown)
+
+
+def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable[[str], None] | None = None,
+             chunk: int = CHUNK) -> Iterator[tuple]:
+    """Answers to prompts, each prompt cfg.num_samples times, BATCH answers decoded together.
+    Yields ("piece", index, text) as an answer's text is made (stop strings ruled out first),
+    ("answer", Answer) as each ends (in order), and last ("stats", dict) for the whole run.
+    loaded: model.load_model's (model, tokenizer, metadata)."""
     model, tok, _ = loaded
-    ids, missing = tok.encode(seed)
-    if missing and on_warning:
-        on_warning(f"left out of the seed, not in the model's vocabulary: {''.join(missing)[:80]!r}")
+    jobs = [p for p in prompts for _ in range(cfg.num_samples)]
+    root, warned, totals = np.random.SeedSequence(cfg.rng_seed), set(), dict.fromkeys(
+        ("prompt_tokens", "prompt_s", "tokens", "chars", "decode_s"), 0)
+    start = time.perf_counter()
+    for first in range(0, len(jobs), BATCH):
+        batch = jobs[first : first + BATCH]
+        rows = [_Row(Answer(first + i + 1, p), tok, cfg.stop) for i, p in enumerate(batch)]
+        ids = [_prompt_ids(tok, p, warned, on_warning) for p in batch]
+        dec = Decoder(model, cfg, range(first, first + len(batch)), root)
+        t0 = time.perf_counter()
+        dec.prime(ids)
+        t1 = time.perf_counter()
+        first_token = None
+        for out in dec.tokens(cfg.length, chunk):
+            first_token = first_token or time.perf_counter() - t0
+            for b, row in enumerate(rows):
+                if not row.done:
+                    text = row.take(out[:, b])
+                    row.add(text)
+                    if text:
+                        yield "piece", row.answer.index, text
+            if all(row.done for row in rows):
+                break
+            if cfg.max_time and time.perf_counter() - t1 > cfg.max_time:
+                for row in rows:
+                    if not row.done:
+                        row.done, row.answer.stop_reason = True, "time"
+                break
+        t2 = time.perf_counter()
+        distinct = {a.tobytes(): len(a) for a in ids}
+        stats = {"prompt_tokens": sum(distinct.values()), "prompt_s": t1 - t0, "first_token_s": first_token or 0.0,
+                 "tokens": sum(r.answer.tokens for r in rows), "decode_s": t2 - t1}
+        for row in rows:
+            if row.scanner and row.answer.stop_reason != "stop":
+                rest = row.scanner.flush()
+                row.add(rest)
+                if rest:
+                    yield "piece", row.answer.index, rest
+            row.answer.text = "".join(row.parts)
+            stats["chars"] = stats.get("chars", 0) + len(row.answer.text)
+        for key in totals:
+            totals[key] += stats[key]
+        totals.setdefault("first_token_s", stats["first_token_s"])  # the run's first, from its start
+        for row in rows:
+            row.answer.stats = _rates(stats)
+            yield "answer", row.answer
+    yield "stats", dict(_rates(totals), wall_s=time.perf_counter() - start)
+
+
+def _rates(s: dict) -> dict:
+    """Speed figures as llama.cpp prints them, from token counts and seconds."""
+    per = lambda n, t: n / t if t > 0 else None  # noqa: E731
+    out = dict(s, prompt_tokens_per_s=per(s["prompt_tokens"], s["prompt_s"]),
+               tokens_per_s=per(s["tokens"], s["decode_s"]), chars_per_s=per(s["chars"], s["decode_s"]))
+    return out
+
+
+def _prompt_ids(tok, prompt: str, warned: set, on_warning) -> np.ndarray:
+    """A prompt's ids; characters the model never saw are named once and left out; an empty
+    prompt starts from a newline (or a space, or the first token)."""
+    ids, missing = tok.encode(prompt)
+    new = [m for m in missing if m not in warned]
+    if new and on_warning:
+        warned.update(new)
+        on_warning(f"left out of the prompt, not in the model's vocabulary: {''.join(new)[:80]!r}")
     if len(ids) == 0:
         start = next((t for t in ("\n", " ") if t in tok.vocab), tok.vocab[0])
         ids = np.array([tok.vocab.index(start)])
-    to_text = tok.decoder()
-    if echo and seed:
-        yield seed
-    for out in Decoder(model, cfg).tokens(ids, cfg.length):
-        text = to_text(out)
-        if text:
-            yield text
+    return np.asarray(ids, np.int64)

@@ -127,6 +127,61 @@ def _show(trainer, console: Console, events) -> None:
     sys.stderr.flush()
 
 
+def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool,
+                   show_stats: bool, on_warning) -> None:
+    """Run `rnncli generate`: one sample streamed as it is made; with -N, samples one after another
+    under a `--- sample i ---` line (the first streamed); with --prompts, one line per answer
+    (newlines escaped); with --json, one JSON object per answer. --stats: speed on stderr."""
+    from rnncli.data import decode_text, read_bytes
+    from rnncli.errors import RnncliError
+    from rnncli.model import load_model
+    from rnncli.sample import generate
+
+    loaded = load_model(model_path)  # a bad file fails here, before any notice
+    if prompts_file is not None:
+        if seed:
+            raise RnncliError("--seed and --prompts: give one or the other")
+        prompts = decode_text(read_bytes([prompts_file]), "the prompts").splitlines()
+        if not prompts:
+            raise RnncliError(f"no prompts in {prompts_file}: give one per line")
+    else:
+        prompts = [seed]
+    lines, several = prompts_file is not None, cfg.num_samples > 1
+    notice_compiling("decode")
+    out = sys.stdout
+    if not (json_out or lines):
+        out.write(("--- sample 1 ---\n" if several else "") + (seed if echo else ""))
+        out.flush()
+    for event in generate(loaded, prompts, cfg, on_warning=on_warning):
+        kind = event[0]
+        if kind == "piece" and not (json_out or lines) and event[1] == 1:
+            out.write(event[2])
+            out.flush()
+        elif kind == "answer":
+            a = event[1]
+            if json_out:
+                out.write(json.dumps(a.to_json()) + "\n")
+            elif lines:
+                line = (a.prompt if echo else "") + a.text
+                out.write(line.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r") + "\n")
+            elif a.index > 1:
+                out.write(f"--- sample {a.index} ---\n" + (seed if echo else "") + a.text + "\n")
+            elif several:
+                out.write("\n")
+            out.flush()
+        elif kind == "stats" and show_stats:
+            print(_speed_line(event[1]), file=sys.stderr)
+    if not (json_out or lines or several) and out.isatty():
+        out.write("\n")
+
+
+def _speed_line(s: dict) -> str:
+    rate = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
+    return (f"rnncli: prompt {s['prompt_tokens']} tokens at {rate(s['prompt_tokens_per_s'])} tok/s; "
+            f"first token after {1000 * s['first_token_s']:.1f} ms; {s['tokens']:,} tokens, {s['chars']:,} chars "
+            f"in {s['decode_s']:.2f} s: {rate(s['tokens_per_s'])} tok/s, {rate(s['chars_per_s'])} chars/s")
+
+
 def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool):
     """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
     import os
@@ -156,7 +211,7 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     if against_torch:
         table.add_column("torch /s", justify="right")
         table.add_column("ratio", justify="right")
-    unit = {"train": "tok", "eval": "tok", "generate": "char"}
+    unit = {"train": "tok", "eval": "tok", "generate": "char", "generate-batch": "char"}
     ours = [r for r in rows if r["impl"] == "rnncli"]
     for r in ours:
         cells = [r["config"], r["measure"], f"{r['rate']:,.0f} {unit[r['measure']]}", f"{r['gflops']:.1f}",

@@ -197,7 +197,7 @@ def test_kernels_never_receive_an_id_outside_the_vocabulary(base):
         with pytest.raises(RnncliError, match="outside the vocabulary"):
             model.loss(np.zeros_like(ids), ids, h, c)
         with pytest.raises(RnncliError, match="outside the vocabulary"):
-            next(Decoder(model, SampleConfig()).tokens(np.array([0, bad]), 3))
+            Decoder(model, SampleConfig()).prime([np.array([0, bad])])
 
 
 def test_the_real_command_line_says_one_line(base, tmp_path):

@@ -1,10 +1,14 @@
-"""The compiled decoder against the model's own forward pass, and the sampling rules."""
+"""The compiled decoder against the model's own forward pass; batched rows against single ones;
+each sampler against the float64 reference; stop strings across chunk edges; the answers' records."""
 import numpy as np
 import pytest
+from scipy.stats import chisquare
 
 from rnncli import sample
 from rnncli.config import SampleConfig
-from rnncli.kernels.decode import sample_token
+from rnncli.data import Tokenizer
+from rnncli.kernels import reference
+from rnncli.kernels.sampling import Sampling, choose, cut_min_p, cut_top_k, cut_top_p, draw, penalize
 from rnncli.model import Model
 from tests.helpers import CELLS, random_case
 
@@ -16,26 +20,149 @@ def test_greedy_decoding_follows_the_models_logits(cell, table, monkeypatch):
     params = random_case(cell, V=17, E=6, H=9, L=3)[0]
     model = Model(params)
     prompt = np.array([3, 1, 4, 1, 5])
-    out = np.concatenate(list(sample.Decoder(model, SampleConfig(greedy=True)).tokens(prompt, 70)))
+    dec = sample.Decoder(model, SampleConfig(greedy=True))
+    dec.prime([prompt])
+    out = np.concatenate([o[:, 0] for o in dec.tokens(70, chunk=16)])
     seq = np.concatenate([prompt, out[:-1]]).reshape(-1, 1)
     logits = model.logits(seq, *model.zero_state(1))[len(prompt) - 1 :, 0]
     np.testing.assert_array_equal(out, logits.argmax(-1))
 
 
-def test_sampling_follows_the_distribution_and_its_cuts():
-    logits = np.log(np.array([1.0, 2.0, 3.0], np.float32))  # probabilities 1/6, 2/6, 3/6
-    probs = np.empty(3, np.float32)
-    draw = lambda u, t=1.0, k=0, p=1.0: sample_token(logits, t, k, p, u, probs)  # noqa: E731
-    assert [draw(u) for u in (0.1, 0.2, 0.4, 0.6, 0.99)] == [0, 1, 1, 2, 2]
-    assert [draw(u, k=2) for u in (0.0, 0.35, 0.45, 0.99)] == [1, 1, 2, 2]  # 2/5, 3/5
-    assert [draw(u, p=0.5) for u in (0.0, 0.99)] == [2, 2]  # the likeliest alone holds half
-    assert [draw(u, k=1) for u in (0.0, 0.99)] == [2, 2]
-    assert draw(0.0, t=0.0) == 2  # temperature 0 is greedy
-    cold = [draw(u, t=0.05) for u in np.linspace(0, 0.99, 50)]
-    assert cold.count(2) >= 49
+@pytest.mark.parametrize("cell", CELLS)
+def test_rows_decoded_together_equal_rows_decoded_alone(cell):
+    """Row i of a batch (its own prompt, its own random stream) makes the same tokens, from logits
+    within 1e-5, as the same stream decoded alone."""
+    model = Model(random_case(cell, V=23, E=6, H=16, L=2)[0])
+    cfg = SampleConfig(rng_seed=11, top_k=10, min_p=0.05, repeat_penalty=1.3, repeat_last_n=8)
+    prompts = [np.array([1, 2, 3]), np.array([4]), np.array([5, 6, 7, 8, 9]), np.array([1, 2, 3])]
+    together = sample.Decoder(model, cfg, streams=range(4))
+    together.prime(prompts)
+    batch = np.concatenate(list(together.tokens(40, chunk=7)))
+    for i, p in enumerate(prompts):
+        alone = sample.Decoder(model, cfg, streams=[i])
+        alone.prime([p])
+        np.testing.assert_array_equal(np.concatenate(list(alone.tokens(40)))[:, 0], batch[:, i])
+        np.testing.assert_allclose(alone.rows.logits[0], together.rows.logits[i], atol=1e-5)
 
 
-def test_generation_is_repeatable_by_seed():
+def _chain(logits, recent, s):
+    """The compiled chain's distribution: the cuts, then draw's weights, normalised."""
+    z = logits.astype(np.float32).copy()
+    B, V = z.shape
+    penalize(z, recent, np.full(B, recent.shape[1]), s.penalty, np.zeros((B, V), np.uint8))
+    cut_top_k(z, s.top_k)
+    cut_top_p(z, s.top_p)
+    cut_min_p(z, s.min_p)
+    probs, out = np.zeros((B, V), np.float32), np.zeros(B, np.int64)
+    draw(z, s.temperature, np.zeros(B), out, probs)
+    if s.temperature <= 0:
+        return np.eye(V)[out]
+    return probs / probs.sum(axis=1, keepdims=True)
+
+
+SETTINGS = [Sampling(1.0, 0, 1.0, 0.0, 1.0), Sampling(1.5, 0, 1.0, 0.0, 1.0), Sampling(1.0, 5, 1.0, 0.0, 0.7),
+            Sampling(1.0, 0, 0.8, 0.0, 1.0), Sampling(1.0, 0, 1.0, 0.1, 1.3), Sampling(1.3, 8, 0.9, 0.05, 0.8),
+            Sampling(0.7, 0, 1.0, 0.0, 1.0), Sampling(2.0, 3, 1.0, 0.0, 0.0)]
+
+
+@pytest.mark.parametrize("s", SETTINGS, ids=str)
+def test_each_sampler_keeps_what_the_reference_keeps_with_its_probabilities(s):
+    rng = np.random.default_rng(3)
+    logits = (2.0 * rng.standard_normal((6, 30))).astype(np.float32)
+    recent = rng.integers(0, 30, (6, 10))
+    got = _chain(logits, recent, s)
+    for b in range(6):
+        want = reference.sample_probs(logits[b], recent[b], *s)
+        np.testing.assert_array_equal(got[b] > 0, want > 0)
+        np.testing.assert_allclose(got[b], want, atol=1e-6)
+
+
+@pytest.mark.parametrize("s", SETTINGS[1:6], ids=str)
+def test_draws_follow_the_reference_distribution(s):
+    """Chi-square over 20,000 draws of the whole chain, fixed seed."""
+    rng = np.random.default_rng(5)
+    logits = np.repeat(rng.standard_normal((1, 12)).astype(np.float32), 20000, axis=0)
+    recent = np.repeat(rng.integers(0, 12, (1, 4)), 20000, axis=0)
+    out = np.zeros(20000, np.int64)
+    choose(logits.copy(), recent, np.full(20000, 4), s, rng.random(20000), out, np.zeros_like(logits),
+           np.zeros((20000, 12), np.uint8))
+    want = reference.sample_probs(logits[0], recent[0], *s)
+    kept = want > 0
+    counts = np.bincount(out, minlength=12)
+    assert counts[~kept].sum() == 0
+    assert chisquare(counts[kept], 20000 * want[kept]).pvalue > 1e-3
+
+
+def test_generation_is_repeatable_by_seed_and_sample_i_does_not_depend_on_n():
     model = Model(random_case("lstm", V=17, E=6, H=9, L=2)[0])
-    run = lambda seed: np.concatenate(list(sample.Decoder(model, SampleConfig(rng_seed=seed)).tokens(np.array([1]), 200)))  # noqa: E731
-    assert np.array_equal(run(5), run(5)) and not np.array_equal(run(5), run(6))
+
+    def run(seed, n_samples):
+        dec = sample.Decoder(model, SampleConfig(rng_seed=seed), streams=range(n_samples))
+        dec.prime([np.array([1])])
+        return np.concatenate(list(dec.tokens(200)))
+
+    assert np.array_equal(run(5, 1), run(5, 1)) and not np.array_equal(run(5, 1), run(6, 1))
+    wide = run(5, 5)
+    np.testing.assert_array_equal(wide[:, :2], run(5, 2))
+    assert not np.array_equal(wide[:, 0], wide[:, 1])
+
+
+def _loaded(kind="char", V=None):
+    text = "the cat sat on the mat; é è ê\n" * 3
+    tok = Tokenizer.build(kind, text.encode())
+    model = Model(random_case("gru", V=len(tok), E=5, H=12, L=1)[0])
+    return model, tok, {}
+
+
+def _answers(loaded, prompts, chunk=sample.CHUNK, **settings):
+    cfg = SampleConfig(**{"rng_seed": 2, "length": 300, **settings})
+    return [e[1] for e in sample.generate(loaded, prompts, cfg, chunk=chunk) if e[0] == "answer"]
+
+
+@pytest.mark.parametrize("kind", ["char", "byte", "word"])
+@pytest.mark.parametrize("chunk", [1, 2, 64])
+def test_a_stop_string_ends_the_text_right_before_it_across_chunk_edges(kind, chunk):
+    loaded = _loaded(kind)
+    full = _answers(loaded, ["the"], num_samples=3)
+    for a in full:
+        assert a.stop_reason == "length" and a.tokens == 300
+    target = full[1].text
+    stop = next(target[i : i + 2] for i in range(40, len(target)) if target[i : i + 2].strip()
+                and target.find(target[i : i + 2]) >= 20)
+    got = _answers(loaded, ["the"], chunk=chunk, num_samples=3, stop=(stop, "\x00never"))
+    for before, after in zip(full, got):
+        cut = before.text.find(stop)
+        assert after.text == (before.text if cut < 0 else before.text[:cut])
+        assert after.stop_reason == ("length" if cut < 0 else "stop")
+    if kind != "byte":  # one token a character or word: the stop's last token is counted, no more
+        assert got[1].tokens <= 300 and len(got[1].text) < len(full[1].text)
+
+
+def test_a_multibyte_stop_string_with_the_byte_tokenizer():
+    loaded = _loaded("byte")
+    full = _answers(loaded, ["é"], length=2000)[0].text
+    accented = next((ch for ch in full if ord(ch) > 127 and ch != "\ufffd"), None)
+    if accented is None:
+        pytest.skip("the random model made no multi-byte character")
+    got = _answers(loaded, ["é"], length=2000, chunk=1, stop=(accented,))[0]
+    assert got.text == full[: full.find(accented)] and got.stop_reason == "stop"
+
+
+def test_answers_carry_their_prompt_index_reason_and_speed():
+    loaded = _loaded()
+    answers = _answers(loaded, ["the", "cat", ""], length=20, num_samples=2)
+    assert [a.index for a in answers] == [1, 2, 3, 4, 5, 6]
+    assert [a.prompt for a in answers] == ["the", "the", "cat", "cat", "", ""]
+    record = answers[0].to_json()
+    assert {"index", "prompt", "text", "tokens", "chars", "stop_reason", "stats"} <= record.keys()
+    assert record["tokens"] == 20 and record["stats"]["tokens_per_s"] > 0
+    timed = _answers(loaded, ["the"], length=10**7, max_time=0.05)[0]
+    assert timed.stop_reason == "time" and 0 < timed.tokens < 10**7
+
+
+def test_stop_scanner_holds_back_only_what_may_begin_a_stop_string():
+    s = sample.StopScanner(["abc", "xy"])
+    assert s.feed("hello a") == ("hello ", False)
+    assert s.feed("b") == ("", False)
+    assert s.feed("d x") == ("abd ", False)
+    assert s.feed("y and more") == ("", True)

@@ -1,90 +1,114 @@
-"""Compiled generation: feed a prompt and sample tokens at batch 1 without returning to Python.
+"""Compiled generation for B rows at once: feed a prompt, then sample and feed back tokens without
+returning to Python. At B = 1 the products are vector-matrix; with more rows they are matrix
+products over the rows, which is where batched sampling gets its speed.
 
-The cell math is the same forward_step the training driver uses, run on (1, H) rows in place.
-Weights arrive pre-transposed and stacked per layer (see sample.py).
+The cell math is the same forward_step the training driver uses, run on (B, H) rows in place.
+Weights arrive pre-transposed and stacked per layer (sample.py builds them).
 """
+from collections import namedtuple
+
 import numpy as np
+from numba import prange
 
 from rnncli.kernels.cells import forward_step
+from rnncli.kernels.gemm import product
 from rnncli.kernels.jit import kernel
+from rnncli.kernels.sampling import choose
+
+# table0 (V, G) or (0, G): E W_ih0^T + b_ih0, so that layer 0's projection is a row copy;
+# emb (V, E); W_ih0T (E, G); W_ih (L-1, G, H) and W_ihT (L-1, H, G), W_hh (L, G, H) and W_hhT (L, H, G),
+# of each pair only the one gemm.product reads filled (the other (L, 0, 0)); b_ih, b_hh (L, G);
+# W_outT (H, V); b_out (V,)
+Weights = namedtuple("Weights", "table0 emb W_ih0T W_ih W_ihT W_hh W_hhT b_ih b_hh W_outT b_out")
+# per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); logits, probs (B, V);
+# marks (B, V) uint8, zero; recent (B, R) int64 ring of the last tokens; seen (B,) how many went in
+Rows = namedtuple("Rows", "toks x gx gh act logits probs marks recent seen")
+
+
+@kernel(inline=True)
+def _share(n, parts, k):
+    return k * n // parts, (k + 1) * n // parts
+
+
+@kernel(inline=True)
+def _product(A, W, WT, C):
+    """C = A @ W.T: one row (streaming) through BLAS's vector-matrix product, as it always was;
+    more rows through gemm.product's kernels, which suit a few rows times the same weights."""
+    if A.shape[0] == 1:
+        np.dot(A, WT, C)
+    else:
+        product(A, W, WT, C)
 
 
 @kernel
-def sample_token(logits, temperature, top_k, top_p, u, probs):
-    """Draw a token from logits (V,) with uniform u in [0, 1): argmax when temperature <= 0, else
-    softmax(logits / temperature) cut to the top_k most likely (0: all), then to the smallest set
-    whose mass reaches top_p of what is left."""
-    V = logits.shape[0]
-    best = 0
-    for v in range(1, V):
-        if logits[v] > logits[best]:
-            best = v
-    if temperature <= 0.0:
-        return best
-    inv_t = np.float32(1.0 / temperature)
-    for v in range(V):
-        probs[v] = np.exp((logits[v] - logits[best]) * inv_t)
-    if (0 < top_k < V) or top_p < 1.0:
-        order = np.argsort(probs)[::-1]
-        keep = top_k if 0 < top_k < V else V
-        mass = 0.0
-        for i in range(keep):
-            mass += probs[order[i]]
-        cum = 0.0
-        for i in range(keep):
-            cum += probs[order[i]]
-            if cum >= top_p * mass:
-                keep = i + 1
-                break
-        for i in range(keep, V):
-            probs[order[i]] = 0.0
-    total = 0.0
-    for v in range(V):
-        total += probs[v]
-    target = u * total
-    cum = 0.0
-    for v in range(V):
-        cum += probs[v]
-        if cum > target and probs[v] > 0.0:
-            return v
-    return best
-
-
-@kernel
-def step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits):
-    """Advance every layer by one token and leave the next token's logits (1, V) in `logits`.
-    h, c (L, 1, H) are updated in place. table0 (V, G), when not empty, holds E W_ih0^T + b_ih0,
-    so that layer 0's input projection is a row copy."""
+def step(cell, w, h, c, r, b0, b1):
+    """Advance every layer of rows b0..b1 by their tokens r.toks[b] and leave the next token's
+    logits in r.logits[b0:b1]. h, c (L, B, H) are updated in place; the tokens join r.recent."""
     L = h.shape[0]
-    G = gx.shape[1]
+    G = r.gx.shape[1]
+    R = r.recent.shape[1]
+    for b in range(b0, b1):
+        if R > 0:
+            r.recent[b, r.seen[b] % R] = r.toks[b]
+        r.seen[b] += 1
+    gx, gh = r.gx[b0:b1], r.gh[b0:b1]
     for layer in range(L):
-        if layer == 0 and table0.shape[0] > 0:
-            for j in range(G):
-                gx[0, j] = table0[tok, j]
+        if layer == 0 and w.table0.shape[0] > 0:
+            for b in range(b0, b1):
+                for j in range(G):
+                    r.gx[b, j] = w.table0[r.toks[b], j]
         else:
             if layer == 0:
-                np.dot(emb[tok : tok + 1], W_ih0T, gx)
+                for b in range(b0, b1):
+                    for e in range(r.x.shape[1]):
+                        r.x[b, e] = w.emb[r.toks[b], e]
+                np.dot(r.x[b0:b1], w.W_ih0T, gx)
             else:
-                np.dot(h[layer - 1], W_ihT[layer - 1], gx)
-            for j in range(G):
-                gx[0, j] += b_ih[layer, j]
-        np.dot(h[layer], W_hhT[layer], gh)
-        forward_step(cell, gx, gh, b_hh[layer], h[layer], c[layer], h[layer], c[layer], act)
-    np.dot(h[L - 1], W_outT, logits)
-    for v in range(logits.shape[1]):
-        logits[0, v] += b_out[v]
+                _product(h[layer - 1, b0:b1], w.W_ih[layer - 1], w.W_ihT[layer - 1], gx)
+            for b in range(b0, b1):
+                for j in range(G):
+                    r.gx[b, j] += w.b_ih[layer, j]
+        _product(h[layer, b0:b1], w.W_hh[layer], w.W_hhT[layer], gh)
+        hl, cl = h[layer, b0:b1], c[layer, b0:b1]
+        forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hl, cl, r.act[b0:b1])
+    np.dot(h[L - 1, b0:b1], w.W_outT, r.logits[b0:b1])
+    for b in range(b0, b1):
+        for v in range(r.logits.shape[1]):
+            r.logits[b, v] += w.b_out[v]
 
 
 @kernel
-def decode(cell, weights, h, c, prompt, out, uniforms, temperature, top_k, top_p, scratch):
-    """Feed the prompt ids, then sample len(out) ids into `out`, each fed back but the last (the
-    caller passes it as the next prompt). weights, scratch: tuples built by sample.py."""
-    table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out = weights
-    gx, gh, act, logits, probs = scratch
+def feed(cell, w, h, c, r, prompt):
+    """Feed the prompt ids (P,) to every row, one token a step (rows start from the state they have)."""
+    B = r.toks.shape[0]
     for i in range(prompt.shape[0]):
-        step(cell, prompt[i], table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits)
+        for b in range(B):
+            r.toks[b] = prompt[i]
+        step(cell, w, h, c, r, 0, B)
+
+
+@kernel
+def decode_rows(cell, w, h, c, r, s, uniforms, out, b0, b1):
+    """decode for rows b0..b1 in the calling thread (streaming calls it for its one row, so that
+    BLAS may thread the vector-matrix products as it likes)."""
     for i in range(out.shape[0]):
-        tok = sample_token(logits[0], temperature, top_k, top_p, uniforms[i], probs)
-        out[i] = tok
-        if i + 1 < out.shape[0]:
-            step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out, h, c, gx, gh, act, logits)
+        if b0 == 0 and b1 == r.toks.shape[0]:  # all rows: no slices to make (each costs reference counting)
+            choose(r.logits, r.recent, r.seen, s, uniforms[i], r.toks, r.probs, r.marks)
+        else:
+            choose(r.logits[b0:b1], r.recent[b0:b1], r.seen[b0:b1], s, uniforms[i, b0:b1], r.toks[b0:b1],
+                   r.probs[b0:b1], r.marks[b0:b1])
+        for b in range(b0, b1):
+            out[i, b] = r.toks[b]
+        step(cell, w, h, c, r, b0, b1)
+
+
+@kernel(parallel=True)
+def decode(cell, w, h, c, r, s, uniforms, out, parts):
+    """Sample n tokens for every row from the logits the last step left, feeding each back:
+    out (n, B), uniforms (n, B) in [0, 1), s the Sampling settings (sampling.py). Rows are
+    independent, so each of `parts` threads runs the whole loop for its own slice of them."""
+    B = out.shape[1]
+    parts = min(parts, B)
+    for k in prange(parts):
+        b0, b1 = _share(B, parts, k)
+        decode_rows(cell, w, h, c, r, s, uniforms, out, b0, b1)

@@ -137,3 +137,34 @@ def adam_step(P, G, m, v, step, lr, beta1=0.9, beta2=0.999, eps=1e-8, clip=0.0):
         denom = np.sqrt(v[name] / (1 - beta2**step)) + eps
         P[name] -= lr * m_hat / denom
     return norm
+
+
+def sample_probs(logits, recent, penalty=1.0, top_k=0, top_p=1.0, min_p=0.0, temperature=1.0):
+    """The distribution the sampler chain draws one token from, for one row of logits (V,), in
+    llama.cpp's order:
+      penalty:     each distinct token in `recent` (the last tokens): logit / penalty if > 0, else * penalty
+      top_k:       keep the k largest logits (0: all)
+      top_p:       keep the fewest likeliest tokens whose softmax mass (temperature 1) reaches top_p
+      min_p:       keep tokens with p >= min_p * max p
+      temperature: softmax(logits / temperature) over what is kept; 0 puts all mass on the largest
+    """
+    z = np.array(logits, np.float64)
+    for t in set(int(t) for t in recent):
+        z[t] = z[t] / penalty if z[t] > 0 else z[t] * penalty
+    keep = np.ones(len(z), bool)
+    order = np.argsort(-z, kind="stable")
+    if 0 < top_k < len(z):
+        keep[order[top_k:]] = False
+    if top_p < 1.0:
+        p = np.where(keep, np.exp(z - z.max()), 0.0)
+        ranked = p[order] / p.sum()
+        n = int(np.searchsorted(np.cumsum(ranked), top_p)) + 1  # first prefix reaching top_p
+        keep[order[n:]] = False
+    if min_p > 0.0:
+        keep &= z - z[keep].max() >= np.log(min_p)
+    out = np.zeros(len(z))
+    if temperature <= 0.0:
+        out[np.argmax(np.where(keep, z, -np.inf))] = 1.0
+        return out
+    w = np.where(keep, np.exp((z - z[keep].max()) / temperature), 0.0)
+    return w / w.sum()
