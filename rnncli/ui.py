@@ -162,8 +162,7 @@ def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, ec
             if json_out:
                 out.write(json.dumps(a.to_json()) + "\n")
             elif lines:
-                line = (a.prompt if echo else "") + a.text
-                out.write(line.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r") + "\n")
+                out.write(((a.prompt if echo else "") + a.text).translate(ONE_LINE) + "\n")
             elif a.index > 1:
                 out.write(f"--- sample {a.index} ---\n" + (seed if echo else "") + a.text + "\n")
             elif several:
@@ -173,6 +172,10 @@ def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, ec
             print(_speed_line(event[1]), file=sys.stderr)
     if not (json_out or lines or several) and out.isatty():
         out.write("\n")
+
+
+# every character str.splitlines() breaks at, and the backslash, written as escapes
+ONE_LINE = str.maketrans({ch: ch.encode("unicode_escape").decode() for ch in "\\\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
 
 
 def _speed_line(s: dict) -> str:
