@@ -1,6 +1,8 @@
 """Compiled generation for B rows at once: feed a prompt, then sample and feed back tokens without
 returning to Python. At B = 1 the products are vector-matrix; with more rows they are matrix
-products over the rows, which is where batched sampling gets its speed.
+products over the rows, which is where batched sampling gets its speed. The products go to BLAS
+(np.dot): either one call over all rows, which BLAS threads itself (decode_rows), or each kernel
+thread with its own share of the rows (decode); sample.Decoder picks by size.
 
 The cell math is the same forward_step the training driver uses, run on (B, H) rows in place.
 Weights arrive pre-transposed and stacked per layer (sample.py builds them).
@@ -11,33 +13,21 @@ import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import forward_step
-from rnncli.kernels.gemm import product
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
 
 # table0 (V, G) or (0, G): E W_ih0^T + b_ih0, so that layer 0's projection is a row copy;
-# emb (V, E); W_ih0T (E, G); W_ih (L-1, G, H) and W_ihT (L-1, H, G), W_hh (L, G, H) and W_hhT (L, H, G),
-# of each pair only the one gemm.product reads filled (the other (L, 0, 0)); b_ih, b_hh (L, G);
-# W_outT (H, V); b_out (V,)
-Weights = namedtuple("Weights", "table0 emb W_ih0T W_ih W_ihT W_hh W_hhT b_ih b_hh W_outT b_out")
-# per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); logits, probs (B, V);
-# marks (B, V) uint8, zero; recent (B, R) int64 ring of the last tokens; seen (B,) how many went in
-Rows = namedtuple("Rows", "toks x gx gh act logits probs marks recent seen")
+# emb (V, E); W_ih0T (E, G); W_ihT (L-1, H, G); W_hhT (L, H, G); b_ih, b_hh (L, G); W_outT (H, V); b_out (V,)
+Weights = namedtuple("Weights", "table0 emb W_ih0T W_ihT W_hhT b_ih b_hh W_outT b_out")
+# per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); hn (B, H), cn (B, C) the new
+# state; logits, probs (B, V); marks (B, V) uint8, zero; recent (B, R) int64 ring of the last
+# tokens; seen (B,) how many went in
+Rows = namedtuple("Rows", "toks x gx gh act hn cn logits probs marks recent seen")
 
 
 @kernel(inline=True)
 def _share(n, parts, k):
     return k * n // parts, (k + 1) * n // parts
-
-
-@kernel(inline=True)
-def _product(A, W, WT, C):
-    """C = A @ W.T: one row (streaming) through BLAS's vector-matrix product, as it always was;
-    more rows through gemm.product's kernels, which suit a few rows times the same weights."""
-    if A.shape[0] == 1:
-        np.dot(A, WT, C)
-    else:
-        product(A, W, WT, C)
 
 
 @kernel
@@ -64,13 +54,24 @@ def step(cell, w, h, c, r, b0, b1):
                         r.x[b, e] = w.emb[r.toks[b], e]
                 np.dot(r.x[b0:b1], w.W_ih0T, gx)
             else:
-                _product(h[layer - 1, b0:b1], w.W_ih[layer - 1], w.W_ihT[layer - 1], gx)
+                np.dot(h[layer - 1, b0:b1], w.W_ihT[layer - 1], gx)
             for b in range(b0, b1):
                 for j in range(G):
                     r.gx[b, j] += w.b_ih[layer, j]
-        _product(h[layer, b0:b1], w.W_hh[layer], w.W_hhT[layer], gh)
+        np.dot(h[layer, b0:b1], w.W_hhT[layer], gh)
         hl, cl = h[layer, b0:b1], c[layer, b0:b1]
-        forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hl, cl, r.act[b0:b1])
+        if cell == 0:  # the rnn's new h reads nothing of the old: in place costs nothing
+            forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hl, cl, r.act[b0:b1])
+            continue
+        # gru, lstm: into other arrays, then copied; written in place, LLVM's run-time check that
+        # the arrays are apart fails and the cell math runs unvectorized (the lstm's 2x slower)
+        hn, cn = r.hn[b0:b1], r.cn[b0:b1]
+        forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hn, cn, r.act[b0:b1])
+        for b in range(b1 - b0):  # (loops: numba's slice assignment costs more at these sizes)
+            for j in range(hn.shape[1]):
+                hl[b, j] = hn[b, j]
+            for j in range(cn.shape[1]):
+                cl[b, j] = cn[b, j]
     np.dot(h[L - 1, b0:b1], w.W_outT, r.logits[b0:b1])
     for b in range(b0, b1):
         for v in range(r.logits.shape[1]):
