@@ -30,7 +30,7 @@ def _share(n, parts, k):
     return k * n // parts, (k + 1) * n // parts
 
 
-@kernel
+@kernel(inline=True)
 def step(cell, w, h, c, r, b0, b1):
     """Advance every layer of rows b0..b1 by their tokens r.toks[b] and leave the next token's
     logits in r.logits[b0:b1]. h, c (L, B, H) are updated in place; the tokens join r.recent."""
