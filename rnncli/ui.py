@@ -141,7 +141,8 @@ def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, ec
     if prompts_file is not None:
         if seed:
             raise RnncliError("--seed and --prompts: give one or the other")
-        prompts = decode_text(read_bytes([prompts_file]), "the prompts").splitlines()
+        prompts = decode_text(read_bytes([prompts_file]), "the prompts").split("\n")
+        prompts = [p[:-1] if p.endswith("\r") else p for p in prompts[: -1 if prompts[-1] == "" else None]]
         if not prompts:
             raise RnncliError(f"no prompts in {prompts_file}: give one per line")
     else:

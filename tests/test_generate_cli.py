@@ -93,3 +93,8 @@ def test_bad_generation_options_are_one_line(models, args, message):
     code, out, err = run_cli("generate", "-m", models["char"], *args, stdin=b"Monday\n")
     assert_clean(code, err, allowed=(1, 2))
     assert message in err and out == ""
+
+
+def test_prompt_lines_split_at_newlines_only(models):
+    out, _ = gen(models["char"], "--prompts", "-", "-n", "5", "--json", stdin="Mon\x0cday\r\nTue\n".encode())
+    assert [json.loads(line)["prompt"] for line in out.splitlines()] == ["Mon\x0cday", "Tue"]
