@@ -74,8 +74,8 @@ class Decoder:
         f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
         C = H if c.cell == "lstm" else 0
         rows = Rows(np.zeros(B, np.int64), f32(B, c.embed), f32(B, G), f32(B, G), f32(B, A), f32(B, H), f32(B, C),
-                    f32(B, V), f32(B, V),
-                    np.zeros((B, V), np.uint8), np.zeros((B, self.recent), np.int64), np.zeros(B, np.int64))
+                    f32(B, V), f32(B, V), np.zeros((B, self.recent), np.int64),
+                    np.zeros((B, V if self.recent else 0), np.int32), np.zeros(B, np.int64))
         return f32(L, B, H), f32(L, B, C), rows
 
     def prime(self, prompts: list[np.ndarray]) -> None:
@@ -95,7 +95,9 @@ class Decoder:
                 fed[ids.tobytes()] = state
             h, c, one = fed[ids.tobytes()]
             self.h[:, b], self.c[:, b] = h[:, 0], c[:, 0]
-            self.rows.logits[b], self.rows.recent[b], self.rows.seen[b] = one.logits[0], one.recent[0], one.seen[0]
+            for mine, theirs in ((self.rows.logits, one.logits), (self.rows.recent, one.recent),
+                                 (self.rows.counts, one.counts), (self.rows.seen, one.seen)):
+                mine[b] = theirs[0]
 
     def tokens(self, n: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
         """Sample n more tokens for every row; yields (k, B) arrays of ids, k <= chunk."""

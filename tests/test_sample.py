@@ -45,11 +45,16 @@ def test_rows_decoded_together_equal_rows_decoded_alone(cell):
         np.testing.assert_allclose(alone.rows.logits[0], together.rows.logits[i], atol=1e-5)
 
 
+def _counts(recent, V):
+    return np.stack([np.bincount(row, minlength=V) for row in recent]).astype(np.int32)
+
+
 def _chain(logits, recent, s):
     """The compiled chain's distribution: the cuts, then draw's weights, normalised."""
     z = logits.astype(np.float32).copy()
     B, V = z.shape
-    penalize(z, recent, np.full(B, recent.shape[1]), s.penalty, np.zeros((B, V), np.uint8))
+    if s.penalty != 1.0:
+        penalize(z, _counts(recent, V), s.penalty)
     cut_top_k(z, s.top_k)
     cut_top_p(z, s.top_p)
     cut_min_p(z, s.min_p)
@@ -84,8 +89,7 @@ def test_draws_follow_the_reference_distribution(s):
     logits = np.repeat(rng.standard_normal((1, 12)).astype(np.float32), 20000, axis=0)
     recent = np.repeat(rng.integers(0, 12, (1, 4)), 20000, axis=0)
     out = np.zeros(20000, np.int64)
-    choose(logits.copy(), recent, np.full(20000, 4), s, rng.random(20000), out, np.zeros_like(logits),
-           np.zeros((20000, 12), np.uint8))
+    choose(logits.copy(), _counts(recent, 12), s, rng.random(20000), out, np.zeros_like(logits))
     want = reference.sample_probs(logits[0], recent[0], *s)
     kept = want > 0
     counts = np.bincount(out, minlength=12)

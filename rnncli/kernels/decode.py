@@ -20,9 +20,10 @@ from rnncli.kernels.sampling import choose
 # emb (V, E); W_ih0T (E, G); W_ihT (L-1, H, G); W_hhT (L, H, G); b_ih, b_hh (L, G); W_outT (H, V); b_out (V,)
 Weights = namedtuple("Weights", "table0 emb W_ih0T W_ihT W_hhT b_ih b_hh W_outT b_out")
 # per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); hn (B, H), cn (B, C) the new
-# state; logits, probs (B, V); marks (B, V) uint8, zero; recent (B, R) int64 ring of the last
-# tokens; seen (B,) how many went in
-Rows = namedtuple("Rows", "toks x gx gh act hn cn logits probs marks recent seen")
+# state; logits, probs (B, V); recent (B, R) int64 ring of the last tokens (R = 0: no penalty);
+# counts (B, V) int32 how often each token is in the ring (0 columns when R = 0); seen (B,) how
+# many tokens went in
+Rows = namedtuple("Rows", "toks x gx gh act hn cn logits probs recent counts seen")
 
 
 @kernel(inline=True)
@@ -38,8 +39,12 @@ def step(cell, w, h, c, r, b0, b1):
     G = r.gx.shape[1]
     R = r.recent.shape[1]
     for b in range(b0, b1):
-        if R > 0:
-            r.recent[b, r.seen[b] % R] = r.toks[b]
+        if R > 0:  # the token joins the ring, pushing out the one R tokens back
+            at = r.seen[b] % R
+            if r.seen[b] >= R:
+                r.counts[b, r.recent[b, at]] -= 1
+            r.recent[b, at] = r.toks[b]
+            r.counts[b, r.toks[b]] += 1
         r.seen[b] += 1
     gx, gh = r.gx[b0:b1], r.gh[b0:b1]
     for layer in range(L):
@@ -94,10 +99,9 @@ def decode_rows(cell, w, h, c, r, s, uniforms, out, b0, b1):
     BLAS may thread the vector-matrix products as it likes)."""
     for i in range(out.shape[0]):
         if b0 == 0 and b1 == r.toks.shape[0]:  # all rows: no slices to make (each costs reference counting)
-            choose(r.logits, r.recent, r.seen, s, uniforms[i], r.toks, r.probs, r.marks)
+            choose(r.logits, r.counts, s, uniforms[i], r.toks, r.probs)
         else:
-            choose(r.logits[b0:b1], r.recent[b0:b1], r.seen[b0:b1], s, uniforms[i, b0:b1], r.toks[b0:b1],
-                   r.probs[b0:b1], r.marks[b0:b1])
+            choose(r.logits[b0:b1], r.counts[b0:b1], s, uniforms[i, b0:b1], r.toks[b0:b1], r.probs[b0:b1])
         for b in range(b0, b1):
             out[i, b] = r.toks[b]
         step(cell, w, h, c, r, b0, b1)

@@ -15,23 +15,16 @@ Sampling = namedtuple("Sampling", "penalty top_k top_p min_p temperature")
 
 
 @kernel
-def penalize(logits, recent, seen, penalty, marks):
-    """llama.cpp's repetition penalty: every distinct token among row b's last tokens (the ring
-    recent[b], of which min(seen[b], R) entries are filled) has a positive logit divided by
-    `penalty` and a negative one multiplied by it. marks (B, V) uint8 is zero scratch, left zero."""
-    if penalty == 1.0:
-        return
+def penalize(logits, counts, penalty):
+    """llama.cpp's repetition penalty: each token among row b's last tokens (counts[b, v] > 0: how
+    often v is among them) has a positive logit divided by `penalty`, a negative one multiplied
+    by it. One pass along the row, which vectorizes."""
     p = np.float32(penalty)
     for b in range(logits.shape[0]):
-        n = min(seen[b], recent.shape[1])
-        for k in range(n):
-            t = recent[b, k]
-            if marks[b, t] == 0:
-                marks[b, t] = 1
-                x = logits[b, t]
-                logits[b, t] = x / p if x > 0 else x * p
-        for k in range(n):
-            marks[b, recent[b, k]] = 0
+        for v in range(logits.shape[1]):
+            x = logits[b, v]
+            y = x / p if x > 0 else x * p
+            logits[b, v] = y if counts[b, v] > 0 else x
 
 
 @kernel
@@ -112,11 +105,11 @@ def draw(logits, temperature, u, out, probs):
 
 
 @kernel(inline=True)
-def choose(logits, recent, seen, s, u, out, probs, marks):
-    """The whole chain on (B, V) logits (modified in place): out[b] is row b's token. A sampler
-    that is off is not called at all (a call passing arrays costs reference counting)."""
-    if s.penalty != 1.0 and recent.shape[1] > 0:
-        penalize(logits, recent, seen, s.penalty, marks)
+def choose(logits, counts, s, u, out, probs):
+    """The whole chain on (B, V) logits (modified in place): out[b] is row b's token; counts as
+    penalize takes them. A sampler that is off is not called at all."""
+    if s.penalty != 1.0:
+        penalize(logits, counts, s.penalty)
     if 0 < s.top_k < logits.shape[1]:
         cut_top_k(logits, s.top_k)
     if s.top_p < 1.0:
