@@ -40,6 +40,18 @@ def sigmoid32(x):
     return half + half * tanh32(half * x)
 
 
+@kernel(inline=True)
+def expneg32(x):
+    """exp(x) for x <= 0 (-inf too), as (1 + t) / (1 - t) with t = tanh32(x / 2): within ~3e-7 of
+    exp(x), never negative, and pure arithmetic, so that LLVM vectorizes it (np.exp is a libm call
+    an element, ~7 ns). The sampler weighs tokens with it."""
+    t = tanh32(np.float32(0.5) * x)
+    w = (np.float32(1.0) + t) / (np.float32(1.0) - t)
+    # below -15.8 tanh32 is clamped (exp is under 1.4e-7 there): exactly 0, so that a token cut
+    # to -inf can never be drawn
+    return w if w > np.float32(0.0) and x > np.float32(-15.8) else np.float32(0.0)
+
+
 @kernel
 def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
     """One time step for all rows. gx = W_ih x + b_ih (B, G); gh = W_hh h_prev (B, G) without bias,
