@@ -101,7 +101,8 @@ class Ours:
         """n tokens for each of `rows` samples decoded together (1: the streaming case)."""
         from rnncli.sample import Decoder
 
-        dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0), streams=range(rows))
+        dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0), streams=range(rows),
+                      threads=self.threads if rows > 1 else None)  # (streaming leaves threads alone)
         dec.prime([np.array([0])])
         for _ in dec.tokens(n):
             pass

@@ -150,7 +150,7 @@ class SampleConfig:
         require(0.0 <= self.min_p <= 1.0, f"--min-p must be in [0, 1], not {self.min_p}")
         require(self.repeat_penalty > 0 and math.isfinite(self.repeat_penalty),
                 f"--repeat-penalty must be a positive number (1 is off), not {self.repeat_penalty}")
-        require(0 <= self.repeat_last_n <= 1 << 20, f"--repeat-last-n must be in [0, 1048576], not {self.repeat_last_n}")
+        require(0 <= self.repeat_last_n <= 1 << 16, f"--repeat-last-n must be in [0, 65536], not {self.repeat_last_n}")
         require(all(self.stop), "--stop takes a non-empty string")
         require(self.max_time is None or (self.max_time > 0 and math.isfinite(self.max_time)),
                 f"--max-time must be a positive number of seconds, not {self.max_time}")

@@ -125,13 +125,13 @@ class Tokenizer:
         return arr, sorted(missing)
 
     def decoder(self):
-        """A function from an iterable of ids to text, keeping state across calls (for bytes split
-        inside a UTF-8 character while streaming)."""
+        """A function (ids, final=False) -> text, keeping state across calls (for bytes split inside
+        a UTF-8 character while streaming; with final, a sequence left unfinished shows as U+FFFD)."""
         if self.kind == "byte":
             dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-            return lambda ids: dec.decode(bytes(int(i) for i in ids))
+            return lambda ids, final=False: dec.decode(bytes(int(i) for i in ids), final)
         vocab = self.vocab
-        return lambda ids: "".join(vocab[int(i)] for i in ids)
+        return lambda ids, final=False: "".join(vocab[int(i)] for i in ids)
 
 
 def count_chars(data: bytes | str) -> int:

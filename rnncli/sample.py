@@ -3,6 +3,7 @@ which turns prompts into answers (pieces of text as they are made, then a record
 with stop strings, a time limit and speed figures. It never prints."""
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -33,7 +34,8 @@ class Decoder:
     state of one row per random stream, and the sampler settings; `tokens` continues from wherever
     the last call stopped."""
 
-    def __init__(self, model, cfg: SampleConfig, streams=(0,), root: np.random.SeedSequence | None = None):
+    def __init__(self, model, cfg: SampleConfig, streams=(0,), root: np.random.SeedSequence | None = None,
+                 threads: int | None = None):
         from rnncli.kernels.decode import Weights
         from rnncli.kernels.sampling import Sampling
 
@@ -54,15 +56,20 @@ class Decoder:
         self.vocab_size = c.vocab_size
         self.rngs = [row_rng(cfg.rng_seed, i, root) for i in streams]
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
-        self.parts = 1  # one thread drives BLAS, which threads its products itself
-        if len(self.rngs) > 1 and G * H < SHARE_ROWS_BELOW:  # small products: rows shared among
-            from rnncli.model import numba_threads, use_threads  # the kernel threads, 1-thread BLAS each
+        self.parts = 1  # one thread drives BLAS, which threads its products itself (on `threads`)
+        if len(self.rngs) > 1:
+            from threadpoolctl import threadpool_limits
 
-            use_threads(None)
-            self.parts = numba_threads()
+            from rnncli.model import numba_threads, thread_count, use_threads
+
+            if G * H < SHARE_ROWS_BELOW:  # small products: rows shared among the kernel threads
+                use_threads(threads)  # (and BLAS on one thread in each)
+                self.parts = numba_threads()
+            elif threads:
+                threadpool_limits(thread_count(threads), user_api="blas")
         self.h, self.c, self.rows = self._state(len(self.rngs))
-        self.sampling = Sampling(float(cfg.repeat_penalty), cfg.top_k, float(cfg.top_p), float(cfg.min_p),
-                                 float(cfg.effective_temperature))
+        self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),
+                                 float(cfg.top_p), float(cfg.min_p), float(cfg.effective_temperature))
 
     def _state(self, B: int):
         """Zero state (L, B, H) and scratch for B rows (kernels/decode.py's Rows)."""
@@ -170,6 +177,16 @@ class _Row:
     def add(self, text: str) -> None:
         self.parts.append(text)
 
+    def finish(self) -> str:
+        """The answer's last text (held back by the stop scanner, or a byte sequence cut short,
+        shown as U+FFFD), unless it ended on a stop string; joins its text."""
+        rest = ""
+        if self.answer.stop_reason != "stop":
+            rest = (self.scanner.flush() if self.scanner else "") + self.to_text([], final=True)
+            self.add(rest)
+        self.answer.text = "".join(self.parts)
+        return rest
+
     def take(self, ids: np.ndarray) -> str:
         """The text these new ids add; ends the row at a stop string."""
         if self.scanner is None:
@@ -193,21 +210,23 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
     ("answer", Answer) as each ends (in order), and last ("stats", dict) for the whole run.
     loaded: model.load_model's (model, tokenizer, metadata)."""
     model, tok, _ = loaded
-    jobs = [p for p in prompts for _ in range(cfg.num_samples)]
+    n_jobs, per = len(prompts) * cfg.num_samples, cfg.num_samples
     root, warned, totals = np.random.SeedSequence(cfg.rng_seed), set(), dict.fromkeys(
         ("prompt_tokens", "prompt_s", "tokens", "chars", "decode_s"), 0)
+    chunk = min(chunk, 16) if cfg.max_time else chunk  # the time limit is looked at between chunks
     start = time.perf_counter()
-    for first in range(0, len(jobs), BATCH):
-        batch = jobs[first : first + BATCH]
+    for first in range(0, n_jobs, BATCH):
+        batch = [prompts[i // per] for i in range(first, min(first + BATCH, n_jobs))]
         rows = [_Row(Answer(first + i + 1, p), tok, cfg.stop) for i, p in enumerate(batch)]
         ids = [_prompt_ids(tok, p, warned, on_warning) for p in batch]
         dec = Decoder(model, cfg, range(first, first + len(batch)), root)
         t0 = time.perf_counter()
         dec.prime(ids)
         t1 = time.perf_counter()
-        first_token = None
-        for out in dec.tokens(cfg.length, chunk):
-            first_token = first_token or time.perf_counter() - t0
+        first_token, made = None, 0
+        # one token first, so that the time to it is the time to a token, not to a chunk
+        for out in itertools.chain(dec.tokens(min(1, cfg.length)), dec.tokens(cfg.length - 1, chunk)):
+            first_token, made = first_token or time.perf_counter() - t0, made + len(out)
             for b, row in enumerate(rows):
                 if not row.done:
                     text = row.take(out[:, b])
@@ -216,7 +235,7 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
                         yield "piece", row.answer.index, text
             if all(row.done for row in rows):
                 break
-            if cfg.max_time and time.perf_counter() - t1 > cfg.max_time:
+            if cfg.max_time and made < cfg.length and time.perf_counter() - t1 > cfg.max_time:
                 for row in rows:
                     if not row.done:
                         row.done, row.answer.stop_reason = True, "time"
@@ -224,18 +243,15 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
         t2 = time.perf_counter()
         distinct = {a.tobytes(): len(a) for a in ids}
         stats = {"prompt_tokens": sum(distinct.values()), "prompt_s": t1 - t0, "first_token_s": first_token or 0.0,
-                 "tokens": sum(r.answer.tokens for r in rows), "decode_s": t2 - t1}
+                 "tokens": sum(r.answer.tokens for r in rows), "decode_s": t2 - t1, "chars": 0}
         for row in rows:
-            if row.scanner and row.answer.stop_reason != "stop":
-                rest = row.scanner.flush()
-                row.add(rest)
-                if rest:
-                    yield "piece", row.answer.index, rest
-            row.answer.text = "".join(row.parts)
-            stats["chars"] = stats.get("chars", 0) + len(row.answer.text)
+            rest = row.finish()
+            if rest:
+                yield "piece", row.answer.index, rest
+            stats["chars"] += len(row.answer.text)
         for key in totals:
             totals[key] += stats[key]
-        totals.setdefault("first_token_s", stats["first_token_s"])  # the run's first, from its start
+        totals.setdefault("first_token_s", stats["first_token_s"])  # the first batch's: prompt fed, first token
         for row in rows:
             row.answer.stats = _rates(stats)
             yield "answer", row.answer

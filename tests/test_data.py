@@ -80,3 +80,8 @@ def test_split_val_holds_out_the_end():
     train, val = split_val(np.arange(100), 0.05)
     assert len(val) == 5 and val[0] == 95 and len(train) == 95
     assert len(split_val(np.arange(100), 0.0)[1]) == 0
+
+
+def test_a_byte_sequence_cut_short_shows_at_the_end():
+    dec = Tokenizer.build("byte", b"").decoder()
+    assert dec([0x61, 0xC3]) == "a" and dec([], final=True) == "\ufffd"

@@ -170,3 +170,24 @@ def test_stop_scanner_holds_back_only_what_may_begin_a_stop_string():
     assert s.feed("b") == ("", False)
     assert s.feed("d x") == ("abd ", False)
     assert s.feed("y and more") == ("", True)
+
+
+def test_no_ring_means_no_penalty_and_a_huge_top_k_keeps_all():
+    """--repeat-last-n 0 turns the penalty off (and no kernel reads counts it does not have)."""
+    model = Model(random_case("gru", V=19, E=5, H=12, L=1)[0])
+
+    def greedy(**settings):
+        dec = sample.Decoder(model, SampleConfig(greedy=True, **settings))
+        dec.prime([np.array([1, 2])])
+        return np.concatenate(list(dec.tokens(60)))[:, 0]
+
+    np.testing.assert_array_equal(greedy(repeat_penalty=1.8, repeat_last_n=0), greedy())
+    np.testing.assert_array_equal(greedy(top_k=10**20), greedy())
+    assert not np.array_equal(greedy(repeat_penalty=1.8, repeat_last_n=8), greedy())
+
+
+def test_time_is_the_reason_only_when_the_length_was_not_reached():
+    loaded = _loaded()
+    assert _answers(loaded, ["the"], length=1, max_time=1e-9)[0].stop_reason == "length"
+    cut = _answers(loaded, ["the"], length=500, max_time=1e-9)[0]
+    assert cut.stop_reason == "time" and cut.tokens == 1  # the first token comes alone, then the clock

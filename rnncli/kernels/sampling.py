@@ -110,7 +110,7 @@ def draw(logits, temperature, u, out, probs):
 def choose(logits, counts, s, u, out, probs):
     """The whole chain on (B, V) logits (modified in place): out[b] is row b's token; counts as
     penalize takes them. A sampler that is off is not called at all."""
-    if s.penalty != 1.0:
+    if s.penalty != 1.0 and counts.shape[1] == logits.shape[1]:  # (no counts kept: no penalty)
         penalize(logits, counts, s.penalty)
     if 0 < s.top_k < logits.shape[1]:
         cut_top_k(logits, s.top_k)
