@@ -4,7 +4,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-
 from rnncli.data import Streams, count_chars
 from rnncli.errors import RnncliError
 
