@@ -168,10 +168,8 @@ def bench(
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Measure training, scoring and generation speed (optionally beside PyTorch)."""
-    from rnncli.bench import expand
+    from rnncli.bench import MEASURES, expand
     from rnncli.ui import run_bench
-
-    from rnncli.bench import MEASURES
 
     bad = [m for m in measure if m not in MEASURES]
     if bad or repeats < 1:

@@ -52,24 +52,28 @@ class Decoder:
             np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
             np.ascontiguousarray(p["head.weight"].T), p["head.bias"].copy(),
         )
-        self.cell, self.mcfg, self.cfg = c.cell_code, c, cfg
-        self.vocab_size = c.vocab_size
-        self.rngs = [row_rng(cfg.rng_seed, i, root) for i in streams]
+        self.cell, self.mcfg, self.cfg, self.threads = c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
+        self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),
+                                 float(cfg.top_p), float(cfg.min_p), float(cfg.effective_temperature))
+        self.restart(streams, root)
+
+    def restart(self, streams, root: np.random.SeedSequence | None = None) -> None:
+        """Fresh rows, one per random stream, on the same weights (the next batch of answers)."""
+        c = self.mcfg
+        self.rngs = [row_rng(self.cfg.rng_seed, i, root) for i in streams]
         self.parts = 1  # one thread drives BLAS, which threads its products itself (on `threads`)
         if len(self.rngs) > 1:
             from threadpoolctl import threadpool_limits
 
             from rnncli.model import numba_threads, thread_count, use_threads
 
-            if G * H < SHARE_ROWS_BELOW:  # small products: rows shared among the kernel threads
-                use_threads(threads)  # (and BLAS on one thread in each)
+            if c.gates * c.hidden * c.hidden < SHARE_ROWS_BELOW:  # small products: rows shared among
+                use_threads(self.threads)  # the kernel threads (and BLAS on one thread in each)
                 self.parts = numba_threads()
-            elif threads:
-                threadpool_limits(thread_count(threads), user_api="blas")
+            elif self.threads:
+                threadpool_limits(thread_count(self.threads), user_api="blas")
         self.h, self.c, self.rows = self._state(len(self.rngs))
-        self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),
-                                 float(cfg.top_p), float(cfg.min_p), float(cfg.effective_temperature))
 
     def _state(self, B: int):
         """Zero state (L, B, H) and scratch for B rows (kernels/decode.py's Rows)."""
@@ -96,7 +100,7 @@ class Decoder:
         for b, ids in enumerate(prompts):
             ids = np.ascontiguousarray(ids, np.int64)
             if ids.tobytes() not in fed:
-                check_ids(ids, self.vocab_size)
+                check_ids(ids, self.mcfg.vocab_size)
                 state = self._state(1)
                 feed(self.cell, self.weights, *state, ids)
                 fed[ids.tobytes()] = state
@@ -219,7 +223,10 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
         batch = [prompts[i // per] for i in range(first, min(first + BATCH, n_jobs))]
         rows = [_Row(Answer(first + i + 1, p), tok, cfg.stop) for i, p in enumerate(batch)]
         ids = [_prompt_ids(tok, p, warned, on_warning) for p in batch]
-        dec = Decoder(model, cfg, range(first, first + len(batch)), root)
+        if first == 0:
+            dec = Decoder(model, cfg, range(len(batch)), root)
+        else:  # the weights laid out once, for every batch
+            dec.restart(range(first, first + len(batch)), root)
         t0 = time.perf_counter()
         dec.prime(ids)
         t1 = time.perf_counter()

@@ -122,9 +122,10 @@ class Trainer:
     def _check_corpus(self, contents, allow_new_corpus: bool) -> None:
         """A resumed run reads the text it was trained on, unless asked to move to other text."""
         before = contents.meta.get("corpus")
-        if before is None or before["sha256"] == self.corpus["sha256"] or allow_new_corpus:
-            if before is not None and before["sha256"] != self.corpus["sha256"]:
-                self.notes.append("continuing on a corpus other than the one this run started on")
+        if before is None or before["sha256"] == self.corpus["sha256"]:
+            return
+        if allow_new_corpus:
+            self.notes.append("continuing on a corpus other than the one this run started on")
             return
         raise RnncliError(
             f"{contents.path} was trained on other text ({before.get('bytes', '?')} bytes, sha256 "

@@ -191,3 +191,12 @@ def test_time_is_the_reason_only_when_the_length_was_not_reached():
     assert _answers(loaded, ["the"], length=1, max_time=1e-9)[0].stop_reason == "length"
     cut = _answers(loaded, ["the"], length=500, max_time=1e-9)[0]
     assert cut.stop_reason == "time" and cut.tokens == 1  # the first token comes alone, then the clock
+
+
+def test_later_batches_reuse_the_weights_and_match_one_big_batch(monkeypatch):
+    loaded = _loaded()
+    split = _answers(loaded, ["the", "cat"], length=12, num_samples=35)  # 70 answers: batches of 64 and 6
+    monkeypatch.setattr(sample, "BATCH", 128)
+    whole = _answers(loaded, ["the", "cat"], length=12, num_samples=35)
+    assert [a.index for a in split] == list(range(1, 71))
+    assert [a.text for a in split] == [a.text for a in whole]
