@@ -15,6 +15,7 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of `hidden` rows in weight_ih 
 TOKENIZERS = ("char", "byte", "word")
 UNK = "<unk>"  # the word tokenizer's first entry: words outside the vocabulary
 SCHEDULES = ("constant", "cosine", "linear")
+DEVICES = ("auto", "cpu", "cuda")  # where kernels run (rnncli/device.py); auto: CUDA when a GPU is there
 
 
 def require(ok: bool, message: str) -> None:
@@ -52,6 +53,22 @@ class ModelConfig:
     @property
     def cell_code(self) -> int:
         return CELLS.index(self.cell)
+
+    @property
+    def gate_width(self) -> int:
+        """G: the rows of weight_ih / weight_hh, the width of a step's pre-activations."""
+        return self.gates * self.hidden
+
+    @property
+    def act_width(self) -> int:
+        """A: what a step keeps for backward per row (kernels/cells.py): gru r, z, n, hn; lstm i, f,
+        g, o; the rnn nothing (its h is enough)."""
+        return 0 if self.cell == "rnn" else 4 * self.hidden
+
+    @property
+    def cstate_width(self) -> int:
+        """C: the width of the cell state c (the lstm's alone; 0 for the others)."""
+        return self.hidden if self.cell == "lstm" else 0
 
     def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Every parameter's PyTorch name and shape, in the order they sit in the flat buffer."""
@@ -97,6 +114,7 @@ class TrainConfig:
     rng_seed: int = 0
     threads: int | None = None
     out: str = "rnncli.safetensors"
+    device: str = "auto"
 
     def __post_init__(self):
         for name in ("batch", "seq", "eval_every", "max_vocab"):
@@ -114,6 +132,7 @@ class TrainConfig:
         require(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
         require(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
+        _check_device(self.device)
 
     @property
     def stop_steps(self) -> int | None:
@@ -140,6 +159,7 @@ class SampleConfig:
     stop: tuple = ()
     max_time: float | None = None
     num_samples: int = 1
+    device: str = "auto"
 
     def __post_init__(self):
         require(self.length >= 0, f"--length must be >= 0, not {self.length}")
@@ -155,10 +175,15 @@ class SampleConfig:
         require(self.max_time is None or (self.max_time > 0 and math.isfinite(self.max_time)),
                 f"--max-time must be a positive number of seconds, not {self.max_time}")
         require(self.num_samples >= 1, f"--num-samples must be at least 1, not {self.num_samples}")
+        _check_device(self.device)
 
     @property
     def effective_temperature(self) -> float:
         return 0.0 if self.greedy else self.temperature
+
+
+def _check_device(device: str) -> None:
+    require(device in DEVICES, f"unknown --device {device!r}: choose one of {', '.join(DEVICES)}")
 
 
 def to_dict(cfg) -> dict:

@@ -6,23 +6,24 @@ import math
 import numpy as np
 
 from rnncli.config import TrainConfig
-from rnncli.kernels import cpu as K
-from rnncli.model import numba_threads
 
 
 class Adam:
     """torch.optim.Adam without weight decay, after torch.nn.utils.clip_grad_norm_-style clipping."""
 
-    def __init__(self, size: int, cfg: TrainConfig):
-        self.cfg = cfg
-        self.m = np.zeros(size, np.float32)
-        self.v = np.zeros(size, np.float32)
+    def __init__(self, size: int, cfg: TrainConfig, backend=None):
+        """Moments of `size` parameters, kept where `backend` (a kernels module; None: the CPU's)
+        keeps arrays, as the parameters and gradients given to step() are."""
+        if backend is None:
+            from rnncli.kernels import cpu as backend
+        self.cfg, self.K = cfg, backend
+        self.m = backend.zeros(size)
+        self.v = backend.zeros(size)
         self.step_count = 0
 
-    @staticmethod
-    def grad_norm(grads: np.ndarray) -> float:
+    def grad_norm(self, grads) -> float:
         """The gradient's global norm (before clipping); the caller checks it is finite."""
-        return math.sqrt(K.sum_squares(grads, numba_threads()))
+        return math.sqrt(self.K.sum_squares(grads))
 
     def step(self, params: np.ndarray, grads: np.ndarray, lr: float, norm: float | None = None) -> float:
         """Update params in place, the gradient clipped by its global norm (grad_norm's, if the
@@ -31,7 +32,7 @@ class Adam:
         norm = self.grad_norm(grads) if norm is None else norm
         scale = min(1.0, c.clip / (norm + 1e-6)) if c.clip > 0 else 1.0
         self.step_count += 1
-        K.adam_update(params, grads, self.m, self.v, lr, c.beta1, c.beta2, c.eps, float(self.step_count), scale)
+        self.K.adam_update(params, grads, self.m, self.v, lr, c.beta1, c.beta2, c.eps, float(self.step_count), scale)
         return norm
 
 

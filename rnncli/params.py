@@ -11,12 +11,15 @@ from rnncli.config import ModelConfig
 
 
 class Params:
-    """A flat float32 buffer and a dict of named views into it (same memory)."""
+    """A flat float32 buffer and a dict of named views into it (same memory). The buffer lives where
+    `backend` (a kernels module: cpu or cuda) keeps arrays; None: a NumPy array, nothing compiled."""
 
-    def __init__(self, cfg: ModelConfig, data: np.ndarray | None = None):
-        self.cfg = cfg
+    def __init__(self, cfg: ModelConfig, data=None, backend=None):
+        self.cfg, self.backend = cfg, backend
         total = cfg.n_params
-        self.data = np.zeros(total, np.float32) if data is None else data
+        if data is None:
+            data = backend.zeros(total) if backend else np.zeros(total, np.float32)
+        self.data = data
         assert self.data.shape == (total,) and self.data.dtype == np.float32
         self.views: dict[str, np.ndarray] = {}
         offset = 0
@@ -36,13 +39,24 @@ class Params:
         return v[f"rnn.weight_ih_l{k}"], v[f"rnn.weight_hh_l{k}"], v[f"rnn.bias_ih_l{k}"], v[f"rnn.bias_hh_l{k}"]
 
     def zeros_like(self) -> "Params":
-        return Params(self.cfg)
+        return Params(self.cfg, backend=self.backend)
 
     def copy(self) -> "Params":
-        return Params(self.cfg, self.data.copy())
+        return Params(self.cfg, self.backend.copy(self.data) if self.backend else self.data.copy(), self.backend)
+
+    def to(self, backend) -> "Params":
+        """These parameters where `backend` keeps arrays (the CPU's: the same memory)."""
+        return Params(self.cfg, backend.asarray(self.host().data), backend)
+
+    def host(self) -> "Params":
+        """These parameters as NumPy arrays (a copy when they live on a device)."""
+        return self if self.backend is None else Params(self.cfg, np.asarray(self.backend.to_host(self.data)))
 
     def load(self, tensors: dict[str, np.ndarray], prefix: str = "") -> "Params":
         """Copy named arrays (as in a checkpoint) into this buffer, checking every name and shape."""
+        if self.backend is not None:
+            self.backend.copy_into(self.data, self.backend.asarray(Params(self.cfg).load(tensors, prefix).data))
+            return self
         for name, view in self.views.items():
             arr = tensors[prefix + name]
             if arr.shape != view.shape:

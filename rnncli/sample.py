@@ -15,11 +15,6 @@ from rnncli.config import SampleConfig
 CHUNK = 128  # tokens per compiled call: small enough to stream, large enough to cost nothing
 BATCH = 64  # answers decoded together (their products are matrix products over the rows)
 TABLE_LIMIT = 1 << 22  # floats in layer 0's per-token projection table, beyond which it is not built
-# Below this many weights in a recurrent product (G x H), rows decoded together are shared among the
-# kernel threads (each calling single-threaded BLAS); from it on, one call over all rows, threaded by
-# BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
-# one call 1.14-1.6x faster for 2x512.
-SHARE_ROWS_BELOW = 1 << 18
 
 
 def row_rng(seed: int | None, stream: int, root: np.random.SeedSequence | None = None) -> np.random.Generator:
@@ -39,20 +34,21 @@ class Decoder:
         from rnncli.kernels.decode import Weights
         from rnncli.kernels.sampling import Sampling
 
-        p, c = model.params, model.cfg
-        L, G, H = c.layers, c.gates * c.hidden, c.hidden
+        K, p, c = model.K, model.params.host(), model.cfg
+        L, G, H = c.layers, c.gate_width, c.hidden
         layers = [p.layer(k) for k in range(L)]
         W_ihT = np.zeros((max(L - 1, 0), H, G), np.float32)
         for k in range(1, L):
             W_ihT[k - 1] = layers[k][0].T
-        table0 = model.layer0_table() if c.vocab_size * G <= TABLE_LIMIT else np.zeros((0, G), np.float32)
-        self.weights = Weights(
+        table0 = (K.to_host(model.layer0_table()) if c.vocab_size * G <= TABLE_LIMIT
+                  else np.zeros((0, G), np.float32))
+        self.weights = Weights(*(K.asarray(a) for a in (
             np.ascontiguousarray(table0, dtype=np.float32), np.ascontiguousarray(p["embedding.weight"]),
             np.ascontiguousarray(layers[0][0].T), W_ihT, np.ascontiguousarray(np.stack([w[1].T for w in layers])),
             np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
             np.ascontiguousarray(p["head.weight"].T), p["head.bias"].copy(),
-        )
-        self.cell, self.mcfg, self.cfg, self.threads = c.cell_code, c, cfg, threads
+        )))
+        self.K, self.cell, self.mcfg, self.cfg, self.threads = K, c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
         self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),
                                  float(cfg.top_p), float(cfg.min_p), float(cfg.effective_temperature))
@@ -60,39 +56,24 @@ class Decoder:
 
     def restart(self, streams, root: np.random.SeedSequence | None = None) -> None:
         """Fresh rows, one per random stream, on the same weights (the next batch of answers)."""
-        c = self.mcfg
         self.rngs = [row_rng(self.cfg.rng_seed, i, root) for i in streams]
-        self.parts = 1  # one thread drives BLAS, which threads its products itself (on `threads`)
-        if len(self.rngs) > 1:
-            from threadpoolctl import threadpool_limits
-
-            from rnncli.model import numba_threads, thread_count, use_threads
-
-            if c.gates * c.hidden * c.hidden < SHARE_ROWS_BELOW:  # small products: rows shared among
-                use_threads(self.threads)  # the kernel threads (and BLAS on one thread in each)
-                self.parts = numba_threads()
-            elif self.threads:
-                threadpool_limits(thread_count(self.threads), user_api="blas")
+        self.plan = self.K.prepare_decoding(self.mcfg, len(self.rngs), self.threads)
         self.h, self.c, self.rows = self._state(len(self.rngs))
 
     def _state(self, B: int):
         """Zero state (L, B, H) and scratch for B rows (kernels/decode.py's Rows)."""
         from rnncli.kernels.decode import Rows
 
-        c = self.mcfg
-        L, G, H, V = c.layers, c.gates * c.hidden, c.hidden, c.vocab_size
-        A = 0 if c.cell == "rnn" else 4 * H
-        f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
-        C = H if c.cell == "lstm" else 0
-        rows = Rows(np.zeros(B, np.int64), f32(B, c.embed), f32(B, G), f32(B, G), f32(B, A), f32(B, H), f32(B, C),
-                    f32(B, V), f32(B, V), np.zeros((B, self.recent), np.int64),
-                    np.zeros((B, V if self.recent else 0), np.int32), np.zeros(B, np.int64))
-        return f32(L, B, H), f32(L, B, C), rows
+        c, zeros = self.mcfg, self.K.zeros
+        L, G, H, V, A, C = c.layers, c.gate_width, c.hidden, c.vocab_size, c.act_width, c.cstate_width
+        rows = Rows(zeros(B, np.int64), zeros((B, c.embed)), zeros((B, G)), zeros((B, G)), zeros((B, A)),
+                    zeros((B, H)), zeros((B, C)), zeros((B, V)), zeros((B, V)), zeros((B, self.recent), np.int64),
+                    zeros((B, V if self.recent else 0), np.int32), zeros(B, np.int64))
+        return zeros((L, B, H)), zeros((L, B, C)), rows
 
     def prime(self, prompts: list[np.ndarray]) -> None:
         """Row b starts from prompts[b] (a single prompt: every row). Each distinct prompt is fed
         once, at batch 1, and its state copied to the rows that share it."""
-        from rnncli.kernels.decode import feed
         from rnncli.model import check_ids
 
         prompts = prompts * len(self.rngs) if len(prompts) == 1 else prompts
@@ -102,18 +83,17 @@ class Decoder:
             if ids.tobytes() not in fed:
                 check_ids(ids, self.mcfg.vocab_size)
                 state = self._state(1)
-                feed(self.cell, self.weights, *state, ids)
+                self.K.feed(self.K.prepare_decoding(self.mcfg, 1, None), self.cell, self.weights, *state,
+                            self.K.asarray(ids))
                 fed[ids.tobytes()] = state
             h, c, one = fed[ids.tobytes()]
-            self.h[:, b], self.c[:, b] = h[:, 0], c[:, 0]
-            for mine, theirs in ((self.rows.logits, one.logits), (self.rows.recent, one.recent),
-                                 (self.rows.counts, one.counts), (self.rows.seen, one.seen)):
-                mine[b] = theirs[0]
+            for mine, theirs in ((self.h[:, b], h[:, 0]), (self.c[:, b], c[:, 0]), (self.rows.logits[b], one.logits[0]),
+                                 (self.rows.recent[b], one.recent[0]), (self.rows.counts[b], one.counts[0]),
+                                 (self.rows.seen[b:b + 1], one.seen[0:1])):
+                self.K.copy_into(mine, theirs)
 
     def tokens(self, n: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
         """Sample n more tokens for every row; yields (k, B) arrays of ids, k <= chunk."""
-        from rnncli.kernels.decode import decode, decode_rows
-
         B = len(self.rngs)
         while n > 0:
             k = min(chunk, n)
@@ -121,8 +101,7 @@ class Decoder:
             for b, g in enumerate(self.rngs):
                 uniforms[:, b] = g.random(k)
             out = np.empty((k, B), np.int64)
-            args = (self.cell, self.weights, self.h, self.c, self.rows, self.sampling, uniforms, out)
-            decode(*args, self.parts) if self.parts > 1 else decode_rows(*args, 0, B)
+            self.K.decode(self.plan, self.cell, self.weights, self.h, self.c, self.rows, self.sampling, uniforms, out)
             n -= k
             yield out
 

@@ -52,6 +52,82 @@ def expneg32(x):
     return w if w > np.float32(0.0) and x > np.float32(-15.8) else np.float32(0.0)
 
 
+# --- the cell equations, one element at a time -------------------------------------------------
+# Written once, used twice: inlined into the CPU loops below, and compiled by numba-cuda as device
+# functions for the GPU kernels (which call these same dispatchers). Arguments are float32.
+
+
+@kernel(inline=True)
+def gru_n(xn, r, hn):
+    """The gru's candidate n = tanh(W_in x + b_in + r * (W_hn h + b_hn))."""
+    return tanh32(xn + r * hn)
+
+
+@kernel(inline=True)
+def gru_h(z, n, h_prev):
+    return (np.float32(1.0) - z) * n + z * h_prev
+
+
+@kernel(inline=True)
+def lstm_c(i, f, g, c_prev):
+    return f * c_prev + i * g
+
+
+@kernel(inline=True)
+def lstm_h(o, c):
+    return o * tanh32(c)
+
+
+@kernel(inline=True)
+def rnn_da(dh, h):
+    """The rnn's pre-activation gradient from that of h = tanh(a)."""
+    return dh * (np.float32(1.0) - h * h)
+
+
+@kernel(inline=True)
+def gru_dan(dh, z, n):
+    """Gradient of the gru's n pre-activation."""
+    one = np.float32(1.0)
+    return dh * (one - z) * (one - n * n)
+
+
+@kernel(inline=True)
+def gru_daz(dh, h_prev, n, z):
+    return dh * (h_prev - n) * z * (np.float32(1.0) - z)
+
+
+@kernel(inline=True)
+def gru_dar(dan, hn, r):
+    return dan * hn * r * (np.float32(1.0) - r)
+
+
+@kernel(inline=True)
+def lstm_do(dh, tc, o):
+    """Gradient of the output gate's pre-activation; tc = tanh(c)."""
+    return dh * tc * o * (np.float32(1.0) - o)
+
+
+@kernel(inline=True)
+def lstm_dc(dc, dh, o, tc):
+    """The whole gradient of c: what comes from the next step plus what comes through h."""
+    return dc + dh * o * (np.float32(1.0) - tc * tc)
+
+
+@kernel(inline=True)
+def lstm_di(dc, g, i):
+    return dc * g * i * (np.float32(1.0) - i)
+
+
+@kernel(inline=True)
+def lstm_df(dc, c_prev, f):
+    return dc * c_prev * f * (np.float32(1.0) - f)
+
+
+@kernel(inline=True)
+def lstm_dg(dc, i, g):
+    return dc * i * (np.float32(1.0) - g * g)
+
+
 @kernel
 def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
     """One time step for all rows. gx = W_ih x + b_ih (B, G); gh = W_hh h_prev (B, G) without bias,
@@ -62,7 +138,6 @@ def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
     and writes one block of one array without reading another block of that array (so it can
     prove the accesses apart): LLVM then vectorizes each loop."""
     B, H = h.shape
-    one = np.float32(1.0)
     for b in range(B):
         if cell == 0:
             for j in range(H):
@@ -75,12 +150,11 @@ def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
             for j in range(H):  # hn = W_hn h + b_hn, kept for backward
                 act[b, 3 * H + j] = gh[b, 2 * H + j]
             for j in range(H):  # n, first into gh's n block
-                gh[b, 2 * H + j] = tanh32(gx[b, 2 * H + j] + act[b, j] * gh[b, 2 * H + j])
+                gh[b, 2 * H + j] = gru_n(gx[b, 2 * H + j], act[b, j], gh[b, 2 * H + j])
             for j in range(H):
                 act[b, 2 * H + j] = gh[b, 2 * H + j]
             for j in range(H):
-                z = act[b, H + j]
-                h[b, j] = (one - z) * gh[b, 2 * H + j] + z * h_prev[b, j]
+                h[b, j] = gru_h(act[b, H + j], gh[b, 2 * H + j], h_prev[b, j])
         else:
             for j in range(4 * H):
                 gh[b, j] += gx[b, j] + b_hh[j]
@@ -91,9 +165,9 @@ def forward_step(cell, gx, gh, b_hh, h_prev, c_prev, h, c, act):
             for j in range(H):  # o
                 act[b, 3 * H + j] = sigmoid32(gh[b, 3 * H + j])
             for j in range(H):
-                cn = act[b, H + j] * c_prev[b, j] + act[b, j] * act[b, 2 * H + j]
+                cn = lstm_c(act[b, j], act[b, H + j], act[b, 2 * H + j], c_prev[b, j])
                 c[b, j] = cn
-                h[b, j] = act[b, 3 * H + j] * tanh32(cn)
+                h[b, j] = lstm_h(act[b, 3 * H + j], cn)
 
 
 @kernel
@@ -104,26 +178,22 @@ def backward_step(cell, dh_out, dh_next, dc_next, h_prev, h, c_prev, c, act, dgx
     gradient of h_prev that bypasses W_hh (gru: dh * z; others 0) and in dc_next that of c_prev.
     Loops are shaped as in forward_step, one written block each, so that they vectorize."""
     B, H = h.shape
-    one = np.float32(1.0)
     for b in range(B):
         for j in range(H):
             dh_next[b, j] += dh_out[b, j]  # now the whole gradient of h
         if cell == 0:
             for j in range(H):
-                hj = h[b, j]
-                dgx[b, j] = dh_next[b, j] * (one - hj * hj)
+                dgx[b, j] = rnn_da(dh_next[b, j], h[b, j])
             for j in range(H):
                 dh_next[b, j] = 0.0
         elif cell == 1:
             for j in range(H):  # dan, through n = tanh(.)
-                z, n = act[b, H + j], act[b, 2 * H + j]
-                dgx[b, 2 * H + j] = dh_next[b, j] * (one - z) * (one - n * n)
+                dgx[b, 2 * H + j] = gru_dan(dh_next[b, j], act[b, H + j], act[b, 2 * H + j])
             for j in range(H):  # daz
-                z, n = act[b, H + j], act[b, 2 * H + j]
-                dgx[b, H + j] = dh_next[b, j] * (h_prev[b, j] - n) * z * (one - z)
+                dgx[b, H + j] = gru_daz(dh_next[b, j], h_prev[b, j], act[b, 2 * H + j], act[b, H + j])
             for j in range(H):  # dar = dan * hn * r * (1 - r)
-                r, z, n, hn = act[b, j], act[b, H + j], act[b, 2 * H + j], act[b, 3 * H + j]
-                dgx[b, j] = dh_next[b, j] * (one - z) * (one - n * n) * hn * r * (one - r)
+                dan = gru_dan(dh_next[b, j], act[b, H + j], act[b, 2 * H + j])
+                dgx[b, j] = gru_dar(dan, act[b, 3 * H + j], act[b, j])
             for j in range(2 * H):
                 dgh[b, j] = dgx[b, j]
             for j in range(H):
@@ -133,17 +203,14 @@ def backward_step(cell, dh_out, dh_next, dc_next, h_prev, h, c_prev, c, act, dgx
         else:
             for j in range(H):  # do, and dc_next becomes the whole gradient of c
                 o, tc = act[b, 3 * H + j], tanh32(c[b, j])
-                dgx[b, 3 * H + j] = dh_next[b, j] * tc * o * (one - o)
-                dc_next[b, j] += dh_next[b, j] * o * (one - tc * tc)
+                dgx[b, 3 * H + j] = lstm_do(dh_next[b, j], tc, o)
+                dc_next[b, j] = lstm_dc(dc_next[b, j], dh_next[b, j], o, tc)
             for j in range(H):  # di
-                i, g = act[b, j], act[b, 2 * H + j]
-                dgx[b, j] = dc_next[b, j] * g * i * (one - i)
+                dgx[b, j] = lstm_di(dc_next[b, j], act[b, 2 * H + j], act[b, j])
             for j in range(H):  # df
-                f = act[b, H + j]
-                dgx[b, H + j] = dc_next[b, j] * c_prev[b, j] * f * (one - f)
+                dgx[b, H + j] = lstm_df(dc_next[b, j], c_prev[b, j], act[b, H + j])
             for j in range(H):  # dg
-                i, g = act[b, j], act[b, 2 * H + j]
-                dgx[b, 2 * H + j] = dc_next[b, j] * i * (one - g * g)
+                dgx[b, 2 * H + j] = lstm_dg(dc_next[b, j], act[b, j], act[b, 2 * H + j])
             for j in range(H):
                 dc_next[b, j] *= act[b, H + j]
                 dh_next[b, j] = 0.0

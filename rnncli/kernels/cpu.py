@@ -1,229 +1,189 @@
-"""The CPU backend: compiled sequence drivers shared by all cells, and the products around them.
+"""The CPU backend: the kernel API that model.py, optim.py and sample.py call, on NumPy arrays.
 
-All parallelism comes from one pool, Numba's threads, each calling single-threaded BLAS (through
-np.dot) on its own share of the rows: two BLAS pools and Numba's busy-waiting against each other on
-few cores cost more than they give. `parts` is the number of threads to share work among (calling
-Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
-direction runs the time loop in compiled code, each thread on its own slice of the batch (the
-streams are independent), with one recurrent product (gemm.product: our own kernels or BLAS, by
-shape) and the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32.
+kernels/cuda.py has the same names and signatures on device arrays. What is the CPU's own stays
+here: Numba's thread pool (each thread calling single-threaded BLAS on its share of the rows), the
+choice of which transpose of W_hh a recurrent product reads (gemm.reads_rows), the padding that
+keeps its rows off 4 KiB multiples, and the per-thread partial sums of the weight gradients. The
+compiled code is in cpu_kernels.py (training, scoring) and decode.py (generation).
 """
+from __future__ import annotations
+
+import os
+
+import numba
 import numpy as np
-from numba import prange
 
-from rnncli.kernels.cells import backward_step, forward_step
-from rnncli.kernels.gemm import product
-from rnncli.kernels.jit import kernel
+from rnncli.kernels import cpu_kernels as _k
+from rnncli.kernels import decode as _decode
+from rnncli.kernels.gemm import reads_rows
 
-
-@kernel(inline=True)
-def _share(n, parts, k):
-    """Bounds of part k when n rows are cut into `parts` near-equal slices."""
-    return k * n // parts, (k + 1) * n // parts
-
-
-@kernel
-def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1):
-    """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
-    Numba's parallel passes are slow to compile large bodies)."""
-    for t in range(gx.shape[0]):
-        product(hs[t, b0:b1], W_hh, W_hhT, gh[b0:b1])
-        forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
-                     hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
+NAME = "cpu"
+_NO_BIAS = np.zeros(0, np.float32)
+_EMPTY = np.zeros((0, 0), np.float32)
+# Below this many weights in a recurrent product (G x H), rows decoded together are shared among the
+# kernel threads (each calling single-threaded BLAS); from it on, one call over all rows, threaded by
+# BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
+# one call 1.14-1.6x faster for 2x512.
+SHARE_ROWS_BELOW = 1 << 18
 
 
-@kernel(parallel=True)
-def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts):
-    """Run one layer over T steps, each thread on its own slice of the batch.
-
-    gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hh (G, H) and W_hhT (H, G), C-contiguous; each product reads the one that suits its shape
-    (gemm.product), and W_hhT may be empty where it is not read, or have padded rows; b_hh (G,).
-    hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
-    act (T, B, A) is filled for backward; gh (B, G) is scratch.
-    """
-    B = gx.shape[1]
-    parts = min(parts, B)
-    for k in prange(parts):
-        b0, b1 = _share(B, parts, k)
-        _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1)
+# --- arrays --------------------------------------------------------------------------------------
+def asarray(a: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(a)
 
 
-@kernel
-def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1):
-    """The time loop of sequence_backward for batch rows b0..b1."""
-    for t in range(dhs.shape[0] - 1, -1, -1):
-        backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
-                      cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
-        product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1])
-        for b in range(b0, b1):
-            for j in range(tmp.shape[1]):
-                dh_next[b, j] += tmp[b, j]
+def to_host(a: np.ndarray) -> np.ndarray:
+    return a
 
 
-@kernel(parallel=True)
-def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
-    """Backpropagate one layer through its T steps, last to first, each thread on its own slice
-    of the batch.
-
-    dhs (T, B, H): gradient reaching each output from above. dh_next, dc_next (B, H): on entry the
-    gradient of h_T, c_T; on exit that of h_0, c_0. Writes dgx, dgh (T, B, G), the pre-activation
-    gradients from which the caller forms every weight gradient with one product each. For rnn and
-    lstm pass the same array as dgx and dgh. tmp (B, H) is scratch. W_hh, W_hhT as in
-    sequence_forward.
-    """
-    B = dhs.shape[1]
-    parts = min(parts, B)
-    for k in prange(parts):
-        b0, b1 = _share(B, parts, k)
-        _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1)
+def zeros(shape, dtype=np.float32) -> np.ndarray:
+    return np.zeros(shape, dtype)
 
 
-@kernel(parallel=True)
-def matmul(A, Bm, bias, out, parts):
-    """out = A @ Bm (+ bias on every row, unless bias is empty) for A (N, K) and out (N, M)
-    C-contiguous, the rows shared among threads."""
-    N = A.shape[0]
-    parts = min(parts, N)
-    for k in prange(parts):
-        n0, n1 = _share(N, parts, k)
-        np.dot(A[n0:n1], Bm, out[n0:n1])
-        if bias.shape[0] > 0:
-            _add_rows(out, bias, n0, n1)
+def empty(shape, dtype=np.float32) -> np.ndarray:
+    return np.empty(shape, dtype)
 
 
-@kernel
-def _add_rows(out, bias, n0, n1):
-    for n in range(n0, n1):
-        for m in range(bias.shape[0]):
-            out[n, m] += bias[m]
+def copy(a: np.ndarray) -> np.ndarray:
+    return a.copy()
 
 
-@kernel(parallel=True)
-def matmul_tn(A, Bm, out, colsum, scratch, colscratch):
-    """out = A.T @ Bm and colsum = the column sums of A, for A (N, G), Bm (N, I): each thread sums its
-    rows into its own scratch (P, G, I) and colscratch (P, G); the parts are added after."""
-    N = A.shape[0]
-    parts = scratch.shape[0]
-    for k in prange(parts):
-        n0, n1 = _share(N, parts, k)
-        _partial_tn(A, Bm, scratch[k], colscratch[k], n0, n1)
-    flat, flat_parts = out.reshape(out.size), scratch.reshape(parts, out.size)
-    for k in prange(parts):
-        m0, m1 = _share(out.size, parts, k)
-        _sum_parts(flat_parts, flat, m0, m1)
-    _sum_parts(colscratch, colsum, 0, colsum.shape[0])
+def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
+    np.copyto(dst, src)
 
 
-@kernel
-def _partial_tn(A, Bm, part, colpart, n0, n1):
-    """part = A[n0:n1].T @ Bm[n0:n1]; colpart = the column sums of A[n0:n1]."""
-    np.dot(A[n0:n1].T, Bm[n0:n1], part)
-    colpart[:] = 0.0
-    for n in range(n0, n1):
-        for g in range(A.shape[1]):
-            colpart[g] += A[n, g]
+def transpose_view(a: np.ndarray) -> np.ndarray:
+    """a.T, no copy (what matmul reads through its strides)."""
+    return a.T
 
 
-@kernel
-def _sum_parts(parts, out, m0, m1):
-    """out[m] = the sum over q of parts[q, m], for m in m0..m1; parts (P, M), out (M,)."""
-    for m in range(m1 - m0):
-        out[m0 + m] = parts[0, m0 + m]
-    for q in range(1, parts.shape[0]):
-        for m in range(m1 - m0):
-            out[m0 + m] += parts[q, m0 + m]
+class Scratch:
+    """What the CPU keeps for one model between calls: each layer's W_hh.T (when a recurrent
+    product reads it) and the per-thread partial sums of weight gradients, by shape."""
+
+    def __init__(self):
+        self.W_hhT: dict[int, np.ndarray] = {}
+        self.parts: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
-@kernel(parallel=True)
-def gather_rows(table, ids, out, parts):
-    """out[n] = table[ids[n]] for table (V, G), ids (N,), out (N, G)."""
-    N = ids.shape[0]
-    parts = min(parts, N)
-    for k in prange(parts):
-        n0, n1 = _share(N, parts, k)
-        for n in range(n0, n1):
-            row = ids[n]
-            for g in range(out.shape[1]):
-                out[n, g] = table[row, g]
+# --- threads -------------------------------------------------------------------------------------
+def threads() -> int:
+    return numba.get_num_threads()
 
 
-@kernel(parallel=True)
-def scatter_rows(ids, d, out, parts):
-    """out[v] = the sum of d[n] over the n with ids[n] == v; d (N, G), out (V, G). Threads own
-    column blocks, so no two write the same element."""
-    G = d.shape[1]
-    parts = min(parts, G)
-    for k in prange(parts):
-        g0, g1 = _share(G, parts, k)
-        out[:, g0:g1] = 0.0
-        for n in range(ids.shape[0]):
-            row = ids[n]
-            for g in range(g1 - g0):
-                out[row, g0 + g] += d[n, g0 + g]
+def thread_count(n: int | None) -> int:
+    """The kernel threads a run asking for n (None: all cores) gets."""
+    return min(n or os.cpu_count() or 1, numba.config.NUMBA_NUM_THREADS)
 
 
-@kernel
-def embedding_backward(ids, d_x, d_table):
-    """d_table[ids[n]] += d_x[n] for every row n; ids (N,), d_x (N, E), d_table (V, E)."""
-    for n in range(ids.shape[0]):
-        row = ids[n]
-        for e in range(d_x.shape[1]):
-            d_table[row, e] += d_x[n, e]
+def synchronize() -> None:
+    """Wait for the kernels launched so far (on the CPU they have finished when they return)."""
 
 
-@kernel(parallel=True)
-def softmax_xent(logits, targets, dlogits, parts):
-    """Summed cross-entropy of rows of logits (N, V) against targets (N,), in float64; writes
-    dlogits = softmax - onehot (not yet divided by N)."""
-    N, V = logits.shape
-    parts = min(parts, N)
-    totals = np.zeros(parts)
-    for k in prange(parts):
-        n0, n1 = _share(N, parts, k)
-        acc = 0.0
-        for n in range(n0, n1):
-            m = logits[n, 0]
-            for v in range(1, V):
-                m = max(m, logits[n, v])
-            s = 0.0
-            for v in range(V):
-                e = np.exp(logits[n, v] - m)
-                dlogits[n, v] = e
-                s += e
-            inv = np.float32(1.0 / s)
-            for v in range(V):
-                dlogits[n, v] *= inv
-            dlogits[n, targets[n]] -= np.float32(1.0)
-            acc += np.log(s) + m - logits[n, targets[n]]
-        totals[k] = acc
-    return totals.sum()
+def use_threads(n: int | None) -> None:
+    """Run kernels on n threads (None: all cores). BLAS itself runs single-threaded: each kernel
+    thread calls it on its own share of the work."""
+    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS Numba calls, so that it is limited too)
+    from threadpoolctl import threadpool_limits
+
+    numba.set_num_threads(thread_count(n))
+    threadpool_limits(1, user_api="blas")
 
 
-@kernel(parallel=True)
-def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale):
-    """torch.optim.Adam on flat buffers, the gradient multiplied by `scale` (clipping) first."""
-    c1 = 1.0 - beta1**step
-    c2 = 1.0 - beta2**step
-    step_size = np.float32(lr / c1)
-    inv_c2 = np.float32(1.0 / np.sqrt(c2))
-    b1, b2 = np.float32(beta1), np.float32(beta2)
-    one, e, s = np.float32(1.0), np.float32(eps), np.float32(scale)
-    for k in prange(p.shape[0]):
-        gk = g[k] * s
-        m[k] = b1 * m[k] + (one - b1) * gk
-        v[k] = b2 * v[k] + (one - b2) * gk * gk
-        p[k] -= step_size * m[k] / (np.sqrt(v[k]) * inv_c2 + e)
+# --- training and scoring ------------------------------------------------------------------------
+def gather_rows(table, ids, out) -> None:
+    _k.gather_rows(table, ids, out, threads())
 
 
-@kernel(parallel=True)
-def sum_squares(x, parts):
-    """The sum of squares of x (n,), in float64, each thread over its own share."""
-    totals = np.zeros(parts)
-    for k in prange(parts):
-        n0, n1 = _share(x.shape[0], parts, k)
-        acc = 0.0
-        for i in range(n0, n1):
-            acc += np.float64(x[i]) * x[i]
-        totals[k] = acc
-    return totals.sum()
+def matmul(A, Bm, bias, out) -> None:
+    _k.matmul(A, Bm, _NO_BIAS if bias is None else bias, out, threads())
+
+
+def weight_grad(scratch: Scratch, d, x, g_weight, g_bias) -> None:
+    """g_weight = d.T @ x and g_bias = the column sums of d, over the N rows of d (N, G), x (N, I)."""
+    n = threads()
+    parts = scratch.parts.get((g_weight.shape, n))
+    if parts is None:
+        parts = scratch.parts[(g_weight.shape, n)] = (np.empty((n,) + g_weight.shape, np.float32),
+                                                       np.empty((n, g_weight.shape[0]), np.float32))
+    _k.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *parts)
+
+
+def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
+    # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
+    scratch.W_hhT[layer] = _EMPTY if reads_rows(*W_hh.shape) else _transposed(W_hh)
+    _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads())
+
+
+def sequence_backward(scratch: Scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next,
+                      dgx, dgh, tmp) -> None:
+    """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
+    W_hhT = scratch.W_hhT.get(layer, _EMPTY)
+    if len(W_hhT) == 0 and reads_rows(W_hh.shape[1], W_hh.shape[0]):
+        # for the dot-product kernel only: rows padded off multiples of 4 KiB, which would map a
+        # tile's eight rows onto the same L1 sets
+        W_hhT = scratch.W_hhT[layer] = _transposed(W_hh, pad=16)
+    _k.sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads())
+
+
+def scatter_rows(ids, d, out) -> None:
+    _k.scatter_rows(ids, d, out, threads())
+
+
+def embedding_backward(ids, d_x, d_table) -> None:
+    d_table[...] = 0.0
+    _k.embedding_backward(ids, d_x, d_table)
+
+
+def softmax_xent(logits, targets, dlogits, scale: float) -> float:
+    loss = _k.softmax_xent(logits, targets, dlogits, threads())
+    if scale != 1.0:  # (a pass of its own: inside the kernel's row loop it slowed the loop by half)
+        dlogits *= np.float32(scale)
+    return loss
+
+
+def multiply(x, y, out) -> None:
+    np.multiply(x, y, out=out)
+
+
+def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale) -> None:
+    _k.adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale)
+
+
+def sum_squares(x) -> float:
+    return _k.sum_squares(x, threads())
+
+
+def _transposed(W_hh, pad: int = 0):
+    """W_hh.T, C-contiguous, its rows `pad` floats longer than W_hh's columns (unused space)."""
+    G, H = W_hh.shape
+    out = np.empty((H, G + pad), np.float32)
+    out[:, :G] = W_hh.T
+    return out
+
+
+# --- generation ----------------------------------------------------------------------------------
+def prepare_decoding(model_cfg, rows: int, n_threads: int | None) -> int:
+    """How `rows` rows are decoded: the number of kernel threads sharing them (1: one thread drives
+    BLAS, which threads the products itself on `n_threads`)."""
+    if rows == 1:
+        return 1
+    from threadpoolctl import threadpool_limits
+
+    if model_cfg.gates * model_cfg.hidden * model_cfg.hidden < SHARE_ROWS_BELOW:  # small products:
+        use_threads(n_threads)  # rows shared among the kernel threads (and BLAS on one thread in each)
+        return threads()
+    if n_threads:
+        threadpool_limits(thread_count(n_threads), user_api="blas")
+    return 1
+
+
+def feed(plan: int, cell: int, w, h, c, r, prompt) -> None:
+    _decode.feed(cell, w, h, c, r, prompt)
+
+
+def decode(plan: int, cell: int, w, h, c, r, s, uniforms, out) -> None:
+    if plan > 1:
+        _decode.decode(cell, w, h, c, r, s, uniforms, out, plan)
+    else:
+        _decode.decode_rows(cell, w, h, c, r, s, uniforms, out, 0, out.shape[1])
