@@ -65,17 +65,18 @@ class Ours:
 
     name = "rnncli"
 
-    def __init__(self, cfg: BenchConfig, threads: int | None):
+    def __init__(self, cfg: BenchConfig, threads: int | None, device: str = "cpu"):
+        from rnncli.device import backend
         from rnncli.model import Model
         from rnncli.optim import Adam
         from rnncli.params import init_params
 
-        self.threads = threads
+        self.threads, self.K = threads, backend(device)
         rng = np.random.default_rng(0)
         self.cfg = cfg
-        self.model = Model(init_params(cfg.model, rng))
+        self.model = Model(init_params(cfg.model, rng), self.K)
         self.grads = self.model.params.zeros_like()
-        self.adam = Adam(self.model.params.data.size, TrainConfig())
+        self.adam = Adam(self.model.params.data.size, TrainConfig(), self.K)
         V = cfg.model.vocab_size
         self.ids = rng.integers(0, V, (cfg.seq, cfg.batch))
         self.targets = rng.integers(0, V, (cfg.seq, cfg.batch))
@@ -83,15 +84,14 @@ class Ours:
 
     def use_threads(self):
         """Thread settings as `rnncli train` and `eval` make them (generate leaves them alone)."""
-        from rnncli.model import use_threads
-
-        use_threads(self.threads)
+        self.K.use_threads(self.threads)
 
     def train_step(self):
         m = self.model
         m.loss_and_grads(self.ids, self.targets, self.h, self.c, self.grads)
         self.h, self.c = m.final_state(*self.ids.shape)
         self.adam.step(m.params.data, self.grads.data, 2e-3)
+        self.K.synchronize()  # (a GPU's launches return at once: the step ends when its work does)
 
     def eval_step(self):
         self.model.loss(self.ids, self.targets, self.h, self.c)
@@ -125,20 +125,25 @@ def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
     return {"rate": statistics.median(runs), "runs": runs, "warmup_s": warm}
 
 
-def matmul_gflops(threads: int | None) -> float:
-    """The machine's float32 matrix-product rate through the kernels' own path (Numba threads
-    sharing rows, single-threaded BLAS), on 1024-square matrices."""
-    from rnncli.kernels import cpu as K
-    from rnncli.model import numba_threads, use_threads
+def matmul_gflops(threads: int | None, device: str = "cpu") -> float:
+    """The machine's float32 matrix-product rate through the kernels' own path (on the CPU: Numba
+    threads sharing rows, single-threaded BLAS), on 1024-square matrices."""
+    from rnncli.device import backend
 
-    use_threads(threads)
+    K = backend(device)
+    K.use_threads(threads)
     n = 1024
-    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
-    out = np.empty_like(a)
-    none = np.zeros(0, np.float32)
-    K.matmul(a, a, none, out, numba_threads())
+    a = K.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
+    out = K.empty((n, n))
+    K.matmul(a, a, None, out)
+    K.synchronize()
     reps = 10
-    return 2.0 * n**3 * reps / _timed(lambda: K.matmul(a, a, none, out, numba_threads()), reps) / 1e9
+
+    def product():
+        K.matmul(a, a, None, out)
+        K.synchronize()
+
+    return 2.0 * n**3 * reps / _timed(product, reps) / 1e9
 
 
 def expand(names: list[str]) -> list[str]:
@@ -154,14 +159,14 @@ def expand(names: list[str]) -> list[str]:
     return out
 
 
-def _child(impl: str, name: str, measures: list[str], threads: int | None) -> list[dict]:
+def _child(impl: str, name: str, measures: list[str], threads: int | None, device: str) -> list[dict]:
     """One implementation on one configuration, in a fresh process: two libraries' OpenMP pools in
     one process slow each other down (seen: PyTorch's small RNN 20x slower after a Numba kernel)."""
     import json
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "rnncli.bench", impl, name, ",".join(measures), str(threads or 0)]
+    cmd = [sys.executable, "-m", "rnncli.bench", impl, name, ",".join(measures), str(threads or 0), device]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         from rnncli.errors import RnncliError
@@ -171,7 +176,8 @@ def _child(impl: str, name: str, measures: list[str], threads: int | None) -> li
     return json.loads(done.stdout)
 
 
-def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool):
+def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool,
+        device: str = "cpu"):
     """Yield one result dict per (config, measurement, implementation). Each repeat runs every
     implementation in turn, so that both see the same machine state; rates are medians, and
     rnncli's rows carry `ratio`, the median over repeats of rnncli's rate / PyTorch's."""
@@ -182,7 +188,7 @@ def run(names: list[str], what: list[str], repeats: int, threads: int | None, ag
         for _ in range(repeats):
             for w in what:  # each measurement in a fresh process, set up as its command sets up
                 for impl in impls:
-                    for r in _child(impl, name, [w], threads):
+                    for r in _child(impl, name, [w], threads, device):
                         found.setdefault((impl, r["measure"]), []).append(r)
         for w in what:
             for impl in impls:
@@ -207,10 +213,11 @@ if __name__ == "__main__":
     import sys
 
     impl_name, config_name, measures, n_threads = sys.argv[1:5]
+    device_name = sys.argv[5] if len(sys.argv) > 5 else "cpu"
     if impl_name == "torch":
         from rnncli.bench_torch import Theirs as Impl
     else:
         Impl = Ours
     bench_cfg = CONFIGS[config_name]
-    side = Impl(bench_cfg, int(n_threads) or None)
+    side = Impl(bench_cfg, int(n_threads) or None, device_name)
     print(json.dumps([dict(measure(side, bench_cfg, m), measure=m) for m in measures.split(",")]))

@@ -43,17 +43,22 @@ class Theirs:
 
     name = "torch"
 
-    def __init__(self, cfg, threads: int | None):
+    def __init__(self, cfg, threads: int | None, device: str = "cpu"):
         torch.set_num_threads(threads or os.cpu_count() or 1)
         torch.manual_seed(0)
+        self.dev = "cuda" if device == "cuda" or (device == "auto" and torch.cuda.is_available()) else "cpu"
         self.cfg = cfg
-        self.net = TorchNet(cfg.model)
+        self.net = TorchNet(cfg.model).to(self.dev)  # on a GPU: cuDNN's recurrent layers
         self.opt = torch.optim.Adam(self.net.parameters(), lr=2e-3)
         rng = np.random.default_rng(0)
         V = cfg.model.vocab_size
-        self.ids = torch.from_numpy(rng.integers(0, V, (cfg.seq, cfg.batch)))
-        self.targets = torch.from_numpy(rng.integers(0, V, (cfg.seq, cfg.batch))).reshape(-1)
+        self.ids = torch.from_numpy(rng.integers(0, V, (cfg.seq, cfg.batch))).to(self.dev)
+        self.targets = torch.from_numpy(rng.integers(0, V, (cfg.seq, cfg.batch))).reshape(-1).to(self.dev)
         self.state = None
+
+    def _sync(self):
+        if self.dev == "cuda":
+            torch.cuda.synchronize()
 
     def train_step(self):
         logits, state = self.net(self.ids, None if self.state is None else detach(self.state))
@@ -63,6 +68,7 @@ class Theirs:
         torch.nn.utils.clip_grad_norm_(self.net.parameters(), 5.0)
         self.opt.step()
         self.state = state
+        self._sync()
 
     def eval_step(self):
         with torch.inference_mode():
@@ -73,7 +79,7 @@ class Theirs:
 
     def generate(self, n: int, rows: int = 1):
         with torch.inference_mode():
-            x, state = torch.zeros(1, rows, dtype=torch.long), None
+            x, state = torch.zeros(1, rows, dtype=torch.long, device=self.dev), None
             for _ in range(n):
                 logits, state = self.net(x, state)
                 x = torch.multinomial(torch.softmax(logits[0], -1), 1).view(1, rows)

@@ -43,6 +43,10 @@ def _threads_option():
     return typer.Option(None, min=1, help="CPU threads", show_default="all cores")
 
 
+def _device_option(default: Optional[str] = "auto"):
+    return typer.Option(default, help="cpu, cuda, or auto (CUDA when a GPU is there)", show_default="auto")
+
+
 M, T = ModelConfig, TrainConfig
 
 
@@ -70,6 +74,7 @@ def train(
     max_vocab: Optional[int] = typer.Option(None, help="word tokenizer's vocabulary", show_default=f"{T.max_vocab}"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the run repeatable", show_default=f"{T.rng_seed}"),
     threads: Optional[int] = _threads_option(),
+    device: Optional[str] = _device_option(None),
     out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint to write", show_default=f"{T.out}, or the --resume file"),
     resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
     allow_new_corpus: bool = typer.Option(False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"),
@@ -80,7 +85,7 @@ def train(
     settings = _given(
         batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
         epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, tokenizer=tokenizer,
-        max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out,
+        max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out, device=device,
     )
     from rnncli.ui import run_training
 
@@ -110,10 +115,11 @@ def generate(
     prompts: Optional[str] = typer.Option(None, "--prompts", help="prompts, one per line, from a file (- reads stdin)"),
     stats: bool = typer.Option(False, "--stats", help="speed figures on stderr at the end"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per sample"),
+    device: str = _device_option(),
 ):
     """Stream text continuing a seed (or answer prompts) to stdout."""
     cfg = SampleConfig(length, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, greedy, rng_seed,
-                       tuple(stop or ()), max_time, num_samples)
+                       tuple(stop or ()), max_time, num_samples, device)
     from rnncli.ui import run_generation
 
     run_generation(model, seed, prompts, cfg, echo, json_out, stats, _warn)
@@ -124,6 +130,7 @@ def evaluate(
     text: List[str] = typer.Argument(None, help="text files to score; - or nothing reads standard input"),
     model: str = _model_option(),
     threads: Optional[int] = _threads_option(),
+    device: str = _device_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Score text: nats per token, bits per character, perplexity."""
@@ -133,7 +140,7 @@ def evaluate(
 
     if not text and sys.stdin.isatty():
         raise RnncliError("no text to score: name files, or pipe text in (- reads the terminal)")
-    loaded = load_model(model)
+    loaded = load_model(model, device)
     notice_compiling("sequence_forward")
     score = score_text(text or ["-"], loaded, threads=threads, on_warning=_warn)
     if json_out:
@@ -165,6 +172,7 @@ def bench(
     repeats: int = typer.Option(3, help="timed runs of each measurement; medians are shown"),
     threads: Optional[int] = _threads_option(),
     against_torch: bool = typer.Option(False, "--against-torch", help="run the same work in PyTorch, interleaved"),
+    device: str = _device_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Measure training, scoring and generation speed (optionally beside PyTorch)."""
@@ -174,7 +182,7 @@ def bench(
     bad = [m for m in measure if m not in MEASURES]
     if bad or repeats < 1:
         raise RnncliError(f"--measure takes {', '.join(MEASURES)}; --repeats at least 1 (got {bad or repeats})")
-    run_bench(expand(config), measure, repeats, threads, against_torch, json_out)
+    run_bench(expand(config), measure, repeats, threads, against_torch, json_out, device)
 
 
 class _Stdout:

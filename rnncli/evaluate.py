@@ -39,14 +39,14 @@ def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
 
 def score_text(sources: list[str], loaded, threads: int | None = None, on_warning=None) -> Score:
     """Score files (or `-` for stdin) with a model (model.load_model's (model, tokenizer,
-    metadata)), state carried across the text."""
+    metadata), the model on the device it will run on), state carried across the text."""
     from rnncli import memory
     from rnncli.data import read_bytes, text_for
-    from rnncli.model import thread_count, use_threads, workspace_bytes
+    from rnncli.model import workspace_bytes
 
     model, tokenizer, meta = loaded
     train_cfg = meta["train"]
-    use_threads(threads)
+    model.K.use_threads(threads)
     text = text_for(tokenizer.kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
     ids, missing = tokenizer.encode(text)
     if missing and on_warning:
@@ -57,7 +57,7 @@ def score_text(sources: list[str], loaded, threads: int | None = None, on_warnin
     seq = train_cfg.seq
     B = eval_streams_batch(len(ids), seq, train_cfg.batch)
     streams = Streams(ids, B, seq)
-    memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False, thread_count(threads)),
+    memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False, model.K.thread_count(threads)),
                    "scoring with this model", "score a shorter text")
     total, count = score_streams(model, streams)
     chars = max(1, round(count_chars(text) * count / len(ids)))

@@ -20,11 +20,11 @@ from rnncli.config import ModelConfig, TrainConfig, to_dict
 from rnncli.data import Streams, Tokenizer, read_bytes, split_val, text_for
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
-from rnncli.model import Model, thread_count, use_threads, workspace_bytes
+from rnncli.model import Model, workspace_bytes
 from rnncli.optim import Adam, learning_rate
 from rnncli.params import Params, init_params
 
-RESUMABLE = {"steps", "epochs", "time", "eval_every", "out", "threads"}
+RESUMABLE = {"steps", "epochs", "time", "eval_every", "out", "threads", "device"}
 
 
 class Trainer:
@@ -62,7 +62,8 @@ class Trainer:
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved
-            self.cfg = dataclasses.replace(contents.train, **train)
+            # the device is this machine's choice, not the run's: a run moves between CPU and GPU
+            self.cfg = dataclasses.replace(contents.train, **{"device": "auto", **train})
             self.tokenizer = Tokenizer.from_json(contents.tokenizer)
             mcfg = contents.model
             self._check_corpus(contents, allow_new_corpus)
@@ -99,17 +100,20 @@ class Trainer:
                     "raise --val-frac or use --val-frac 0"
                 )
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-        memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, thread_count(cfg.threads)),
+        from rnncli.device import backend
+
+        self.K = backend(cfg.device)
+        memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, self.K.thread_count(cfg.threads)),
                        "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
         self._start(mcfg, saved)
 
     def _start(self, mcfg: ModelConfig, saved) -> None:
         cfg = self.cfg
-        use_threads(cfg.threads)
+        self.K.use_threads(cfg.threads)
         self.rng = np.random.default_rng(cfg.rng_seed)
-        self.model = Model(init_params(mcfg, self.rng))
+        self.model = Model(init_params(mcfg, self.rng), self.K)
         self.grads = self.model.params.zeros_like()
-        self.adam = Adam(mcfg.n_params, cfg)
+        self.adam = Adam(mcfg.n_params, cfg, self.K)
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
@@ -145,11 +149,11 @@ class Trainer:
 
     # --- checkpoints -------------------------------------------------------------------------
     def _restore(self, contents, tensors: dict) -> None:
-        p, meta, prog = self.model.params, contents.meta, contents.meta["progress"]
+        p, meta, prog, K = self.model.params, contents.meta, contents.meta["progress"], self.K
         p.load(tensors, "resume." if "resume.embedding.weight" in tensors else "")
-        self.best = Params(p.cfg).load(tensors) if prog["best_step"] is not None else None
-        self.adam.m[...] = Params(p.cfg).load(tensors, "optimizer.exp_avg.").data
-        self.adam.v[...] = Params(p.cfg).load(tensors, "optimizer.exp_avg_sq.").data
+        self.best = Params(p.cfg, backend=K).load(tensors) if prog["best_step"] is not None else None
+        K.copy_into(self.adam.m, K.asarray(Params(p.cfg).load(tensors, "optimizer.exp_avg.").data))
+        K.copy_into(self.adam.v, K.asarray(Params(p.cfg).load(tensors, "optimizer.exp_avg_sq.").data))
         self.adam.step_count = prog["adam_step"]
         self.step, self.epoch, self.window = prog["step"], prog["epoch"], prog["window"]
         self.tokens_seen, self.elapsed_before = prog["tokens_seen"], prog["elapsed_s"]
@@ -159,25 +163,25 @@ class Trainer:
         self.history = meta["history"]
         self.since_eval = prog.get("since_eval", [])
         self.rng.bit_generator.state = meta["rng"]  # validate.load has tried it
-        self.h[...], self.c[...] = tensors["state.h"], tensors["state.c"]
+        self.h, self.c = K.asarray(tensors["state.h"]), K.asarray(tensors["state.c"])
         if self.window >= self.streams.n_windows:
             self.epoch, self.window = self.epoch + 1, 0
 
     def save(self) -> str:
         """Write the checkpoint: the best weights (or the latest, with no validation) under the model
         names, plus all that resuming needs."""
-        p = self.model.params
-        for what, values in (("weights", p.data), ("Adam moments", self.adam.m), ("Adam moments", self.adam.v)):
+        K, p = self.K, self.model.params.host()  # (copies, when the run is on a GPU)
+        m, v = Params(p.cfg, K.to_host(self.adam.m)), Params(p.cfg, K.to_host(self.adam.v))
+        for what, values in (("weights", p.data), ("Adam moments", m.data), ("Adam moments", v.data)):
             if not np.isfinite(values).all():  # an update overflowed: keep the last good file as it is
                 raise self._diverged(what, "non-finite", self.step)
-        best = self.best if self.best is not None else p
+        best = self.best.host() if self.best is not None else p
         tensors = dict(best.views)
         if self.best is not None:
             tensors.update({"resume." + k: v for k, v in p.views.items()})
-        m, v = Params(p.cfg, self.adam.m), Params(p.cfg, self.adam.v)
         tensors.update({"optimizer.exp_avg." + k: a for k, a in m.views.items()})
         tensors.update({"optimizer.exp_avg_sq." + k: a for k, a in v.views.items()})
-        tensors["state.h"], tensors["state.c"] = self.h, self.c
+        tensors["state.h"], tensors["state.c"] = K.to_host(self.h), K.to_host(self.c)
         best_val = self.best_val if math.isfinite(self.best_val) else None
         meta = {
             "model": to_dict(p.cfg),
@@ -255,7 +259,7 @@ class Trainer:
             t_start = time.perf_counter()
             if self.window >= self.streams.n_windows:
                 self.epoch, self.window = self.epoch + 1, 0
-                self.h[...], self.c[...] = 0.0, 0.0
+                self.h, self.c = model.zero_state(cfg.batch)
             ids, targets = self.streams.window(self.window)
             lr = learning_rate(cfg, self.progress(), self.step)
             loss = model.loss_and_grads(ids, targets, self.h, self.c, self.grads, self._masks(*ids.shape))

@@ -137,7 +137,7 @@ def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, ec
     from rnncli.model import load_model
     from rnncli.sample import generate
 
-    loaded = load_model(model_path)  # a bad file fails here, before any notice
+    loaded = load_model(model_path, cfg.device)  # a bad file fails here, before any notice
     if prompts_file is not None:
         if seed:
             raise RnncliError("--seed and --prompts: give one or the other")
@@ -186,29 +186,34 @@ def _speed_line(s: dict) -> str:
             f"in {s['decode_s']:.2f} s: {rate(s['tokens_per_s'])} tok/s, {rate(s['chars_per_s'])} chars/s")
 
 
-def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool):
+def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool,
+              device: str = "auto"):
     """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
     import os
     import platform
 
     from rnncli import bench
+    from rnncli.device import backend
+
+    device = backend(device).NAME  # auto resolved here, once, for every child process
 
     err = Console(stderr=True, soft_wrap=True)
     notice_compiling("sequence_backward")
-    rate = bench.matmul_gflops(threads)
+    rate = bench.matmul_gflops(threads, device)
     rows = []
-    for row in bench.run(configs, measures, repeats, threads, against_torch):
+    for row in bench.run(configs, measures, repeats, threads, against_torch, device):
         rows.append(row)
         err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
     machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-               "threads": threads or os.cpu_count(), "matmul_gflops": rate, "repeats": repeats}
+               "threads": threads or os.cpu_count(), "matmul_gflops": rate, "repeats": repeats, "device": device}
     if json_out:
         print(json.dumps({"machine": machine, "results": rows}))
         return
     from rich.table import Table
 
     pairs = ", ratio: median of each repeat's pair" if against_torch else ""
-    table = Table(title=f"rnncli bench: {machine['threads']} threads, float32 matmul {rate:.0f} GFLOP/s, "
+    where = f"{machine['threads']} threads" if device == "cpu" else "CUDA GPU"
+    table = Table(title=f"rnncli bench: {where}, float32 matmul {rate:.0f} GFLOP/s, "
                   f"medians of {repeats}{pairs}")
     for col in ["config", "measure", "rnncli /s", "GFLOP/s", "of matmul", "weights GB/s", "warm-up s"]:
         table.add_column(col, justify="left" if col in ("config", "measure") else "right")

@@ -188,7 +188,7 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     from rnncli import bench
 
     rates = {"rnncli": iter([10.0, 12.0, 30.0]), "torch": iter([5.0, 12.0, 20.0])}
-    monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads: [
+    monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads, device: [
         {"measure": measures[0], "rate": next(rates[impl]), "warmup_s": 0.0}])
     rows = list(bench.run(["small-rnn"], ["eval"], 3, None, against_torch=True))
     ours = next(r for r in rows if r["impl"] == "rnncli")

@@ -26,7 +26,8 @@ def cache_dir() -> Path:
     )
     digest = hashlib.sha256(numba.__version__.encode())
     for src in sorted(Path(__file__).parent.glob("*.py")):
-        digest.update(src.read_bytes())
+        if not src.name.startswith("cuda"):  # (the GPU's modules compile nothing for the CPU)
+            digest.update(src.read_bytes())
     return Path(root) / f"kernels-{digest.hexdigest()[:16]}"
 
 
@@ -42,6 +43,19 @@ def kernel(fn=None, *, parallel: bool = False, inline: bool = False, reassociate
     def wrap(f):
         options = dict(OPTIONS, fastmath=OPTIONS["fastmath"] | {"reassoc"}) if reassociate else OPTIONS
         return njit(parallel=parallel, inline="always" if inline else "never", **options)(f)
+
+    return wrap(fn) if fn is not None else wrap
+
+
+def gpu_kernel(fn=None, *, device: bool = False):
+    """Compile `fn` with numba.cuda: a kernel, cached on disk beside the CPU's kernels, or with
+    device=True a device function, inlined into the kernels that call it. Only the cuda_* modules
+    call this, and they are imported only when CUDA is asked for, so numba.cuda is imported here,
+    at their first kernel, and nowhere on the CPU's path."""
+    from numba import cuda
+
+    def wrap(f):
+        return cuda.jit(device=True, inline="always")(f) if device else cuda.jit(cache=True)(f)
 
     return wrap(fn) if fn is not None else wrap
 
