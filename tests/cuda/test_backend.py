@@ -1,0 +1,100 @@
+"""The whole model on the GPU backend (under the simulator): the same losses and gradients as the
+float64 reference, training that moves between devices mid-run, scoring and greedy generation that
+match the CPU's. Tiny shapes: every simulated thread is a Python thread."""
+import os
+
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+    pytest.skip("simulator tests: run with NUMBA_ENABLE_CUDASIM=1", allow_module_level=True)
+pytestmark = pytest.mark.cuda
+
+import numpy as np  # noqa: E402
+
+from rnncli.config import SampleConfig, TrainConfig  # noqa: E402
+from rnncli.device import backend  # noqa: E402
+from rnncli.model import Model  # noqa: E402
+from rnncli.optim import Adam  # noqa: E402
+from tests.helpers import CELLS, as64, assert_close, random_case, run_reference  # noqa: E402
+
+K = backend("cuda")
+CORPUS = os.path.join(os.path.dirname(__file__), "..", "..", "sample_corpora", "forecasts.txt")
+
+
+def test_auto_picks_the_gpu_under_the_simulator():
+    assert K.NAME == "cuda" and backend("auto").NAME == "cuda" and backend("cpu").NAME == "cpu"
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_loss_and_gradients_match_the_reference(cell):
+    params, ids, targets, h0, c0, masks = random_case(cell, V=11, E=3, H=5, L=2, T=3, B=2, seed=4, dropout=0.25)
+    model = Model(params, K)
+    grads = model.params.zeros_like()
+    loss = model.loss_and_grads(ids, targets, h0, c0, grads, np.stack(masks))
+    h_n, c_n = (K.to_host(a) for a in model.final_state(*ids.shape))
+    want = run_reference(params, ids, targets, h0, c0, masks)
+    assert loss == pytest.approx(want["loss"], rel=1e-5)
+    assert_close(h_n, want["h_n"], atol=2e-6, what="h_n")
+    if cell == "lstm":
+        assert_close(c_n, want["c_n"], atol=2e-6, what="c_n")
+    got = grads.host()
+    for name, g in want["grads"].items():
+        assert_close(got[name], g, atol=2e-5 * max(np.abs(g).max(), 1e-3), what=name)
+
+
+def test_adam_matches_the_cpu():
+    params, ids, targets, h0, c0, _ = random_case("gru", V=11, E=3, H=5, L=1, T=2, B=2, seed=5)
+    cfg = TrainConfig(lr=0.01, clip=0.5)
+    sides = []
+    for k in (backend("cpu"), K):
+        model = Model(params.copy(), k)
+        grads, adam = model.params.zeros_like(), Adam(params.data.size, cfg, k)
+        losses = []
+        for _ in range(3):
+            losses.append(model.loss_and_grads(ids, targets, h0, c0, grads))
+            adam.step(model.params.data, grads.data, cfg.lr)
+        sides.append((losses, model.params.host().data))
+    assert sides[1][0] == pytest.approx(sides[0][0], rel=1e-5)
+    assert_close(sides[1][1], sides[0][1], atol=1e-5, what="weights after 3 steps")
+    assert as64(params)  # (the inputs were left alone)
+
+
+def _train(tmp_path, device, steps, resume=None, out="m.safetensors"):
+    from rnncli.train import Trainer
+
+    model = {} if resume else {"cell": "lstm", "hidden": 6, "embed": 3, "layers": 2}
+    train = {"steps": steps, "eval_every": 2, "device": device, "out": str(tmp_path / out)}
+    if not resume:
+        train.update(batch=2, seq=4, val_frac=0.0)
+    with Trainer([CORPUS], model, train, resume=str(tmp_path / resume) if resume else None) as t:
+        return [e["train_loss"] for e in t.run() if e["event"] == "step"]
+
+
+def test_a_run_moves_between_devices(tmp_path):
+    """2 steps on the GPU, then 2 more resumed on the CPU: the losses of 4 steps on the CPU alone."""
+    whole = _train(tmp_path, "cpu", 4, out="cpu.safetensors")
+    first = _train(tmp_path, "cuda", 2, out="moved.safetensors")
+    rest = _train(tmp_path, "cpu", 4, resume="moved.safetensors", out="moved.safetensors")
+    assert first + rest == pytest.approx(whole, rel=1e-5)
+    back = _train(tmp_path, "cuda", 5, resume="cpu.safetensors", out="cpu.safetensors")  # and from the CPU to the GPU
+    assert len(back) == 1 and np.isfinite(back[0])
+
+
+def test_scoring_and_greedy_generation_match_the_cpu(tmp_path):
+    from rnncli.evaluate import score_text
+    from rnncli.model import load_model
+    from rnncli.sample import Decoder
+
+    _train(tmp_path, "cpu", 2)
+    text = tmp_path / "t.txt"
+    text.write_text(open(CORPUS).read()[:60])
+    path = str(tmp_path / "m.safetensors")
+    scores = [score_text([str(text)], load_model(path, d)).nats_per_token for d in ("cpu", "cuda")]
+    assert scores[1] == pytest.approx(scores[0], rel=1e-5)
+    runs = []
+    for d in ("cpu", "cuda"):
+        model, tok, _ = load_model(path, d)
+        dec = Decoder(model, SampleConfig(length=12, greedy=True))
+        dec.prime([np.array(tok.encode("Rain")[0])])
+        runs.append(np.concatenate(list(dec.tokens(12, chunk=5))))
+    assert (runs[0] == runs[1]).all()

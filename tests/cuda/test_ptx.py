@@ -1,0 +1,67 @@
+"""Every GPU kernel compiled to PTX for sm_80 and sm_90 with NVRTC/NVVM (no GPU needed), then
+assembled by ptxas -v: type errors the simulator cannot see fail here, and registers per thread and
+spills are known without a GPU. Runs in the ordinary (not simulated) test process."""
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import pytest
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    pytest.skip("PTX is compiled in the ordinary test process, not under the simulator", allow_module_level=True)
+pytest.importorskip("numba_cuda", reason='numba-cuda is not installed (pip install -e ".[dev]")')
+
+pytestmark = pytest.mark.cuda
+ARCHS = [(8, 0), (9, 0)]
+PERSISTENT = ("cuda_recur", "cuda_decode")  # kernels that hold state across their whole time loop
+
+
+def ptxas() -> str | None:
+    try:
+        import nvidia.cu13
+    except ImportError:
+        return None
+    for root in nvidia.cu13.__path__:
+        found = Path(root) / "bin" / "ptxas"
+        if found.exists():
+            return str(found)
+    return None
+
+
+def kernels():
+    from rnncli.kernels import cuda_arrays, cuda_decode, cuda_ops, cuda_recur
+
+    for module in (cuda_arrays, cuda_ops, cuda_recur, cuda_decode):
+        for name, fn, argtypes in module.PTX:
+            yield pytest.param(module.__name__.rsplit(".", 1)[1], fn, argtypes, id=f"{module.__name__[15:]}.{name}")
+
+
+def assemble(ptx: str, cc, tmp_path) -> dict:
+    """ptxas -v's report for one kernel: registers per thread, spill stores and loads (bytes)."""
+    tool = ptxas()
+    if tool is None:
+        pytest.skip("ptxas is not installed (the nvidia-cuda-nvcc wheel; pip install -e \".[dev]\")")
+    src = tmp_path / "k.ptx"
+    src.write_text(ptx)
+    done = subprocess.run([tool, "-v", f"-arch=sm_{cc[0]}{cc[1]}", str(src), "-o", os.devnull],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    report = done.stderr
+    regs = [int(x) for x in re.findall(r"Used (\d+) registers", report)]
+    stores = [int(x) for x in re.findall(r"(\d+) bytes spill stores", report)]
+    loads = [int(x) for x in re.findall(r"(\d+) bytes spill loads", report)]
+    return {"registers": max(regs), "spill_stores": sum(stores), "spill_loads": sum(loads), "report": report}
+
+
+@pytest.mark.parametrize("cc", ARCHS, ids=lambda cc: f"sm_{cc[0]}{cc[1]}")
+@pytest.mark.parametrize("module,fn,argtypes", list(kernels()))
+def test_kernel_compiles_and_assembles(module, fn, argtypes, cc, tmp_path):
+    from numba import cuda
+
+    ptx, _ = cuda.compile_ptx(fn, argtypes, cc=cc)
+    found = assemble(ptx, cc, tmp_path)
+    # 255 registers is the hardware's ceiling per thread; beyond it ptxas spills to local memory
+    assert found["registers"] <= 255
+    if module in PERSISTENT and cc == (9, 0):
+        assert found["spill_stores"] == 0 and found["spill_loads"] == 0, found["report"]
