@@ -10,6 +10,8 @@ functions the CPU loops inline, compiled by numba-cuda as device functions.
 """
 from __future__ import annotations
 
+import warnings
+
 from numba import cuda as _cuda
 
 from rnncli.kernels.cuda_arrays import Scratch, asarray, copy, copy_into, empty, to_host, transpose_view, zeros
@@ -21,6 +23,12 @@ from rnncli.kernels.cuda_ops import (
 from rnncli.kernels.cuda_recur import sequence_backward, sequence_forward
 
 NAME = "cuda"
+
+# numba-cuda warns (NumbaPerformanceWarning, on stderr, once per grid size) at every launch of fewer
+# than 128 blocks; here such grids are the design (a block per batch row in the recurrences and the
+# decoder, one block for one row of generation), so the warning would only interleave with the output.
+warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+
 __all__ = [
     "NAME", "Scratch", "adam_update", "asarray", "copy", "copy_into", "decode", "embedding_backward", "empty",
     "feed", "gather_rows", "matmul", "multiply", "prepare_decoding", "scatter_rows", "sequence_backward",

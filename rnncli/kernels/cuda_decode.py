@@ -31,6 +31,7 @@ from numba import cuda, float32, float64, int32, int64
 from numba.cuda.core import config as cuda_config
 
 from rnncli.kernels.cells import expneg32, gru_h, gru_n, lstm_c, lstm_h, sigmoid32, tanh32
+from rnncli.errors import RnncliError
 from rnncli.kernels.jit import gpu_kernel
 from rnncli.kernels.sampling import Sampling
 
@@ -389,13 +390,16 @@ def _launch(plan: DecodePlan, cell, w, h, c, r, prompt, s, uniforms, out) -> Non
             plan.buffer(f"wts {h.shape[1]}", r.logits.shape, np.int64), r.recent, r.counts, r.seen)
     if not plan.fitted:
         if not cuda_config.ENABLE_CUDASIM:  # (the simulator knows no registers)
-            plan.threads = min(plan.threads, _kernel.specialize(*args).get_max_threads_per_block() // 32 * 32)
+            # the overload the launch below uses (loaded from the disk cache when there): specialize()
+            # would compile the kernel a second time, ~30 s, never cached, in every process
+            compiled = _kernel.compile(tuple(_kernel.typeof_pyval(a) for a in args))
+            plan.threads = min(plan.threads, compiled.max_threads_per_block // 32 * 32)
         plan.fitted = True
     nt, (L, B, H), C, E = plan.threads, h.shape, c.shape[2], w.emb.shape[1]
     nbytes = 8 * (nt + 80) + 4 * (4 * nt + L * (H + C) + E)
     if nbytes > SHARED_LIMIT:
-        raise ValueError(f"the GPU decoder keeps h and c in shared memory: {nbytes} bytes for {L}x{H} at {nt} "
-                         f"threads a block, over {SHARED_LIMIT}")
+        raise RnncliError(f"the GPU decoder keeps h and c in shared memory: {nbytes} bytes for {L}x{H} at {nt} "
+                          f"threads a block, over {SHARED_LIMIT}; use --device cpu")
     _kernel[B, nt, 0, nbytes](*args)
 
 

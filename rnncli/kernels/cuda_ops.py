@@ -21,6 +21,7 @@ from rnncli.kernels.cuda_arrays import Scratch, copy, grid_blocks, transpose_vie
 from rnncli.kernels.jit import gpu_kernel
 
 _MIN_SPLIT = 256  # fewest reduction steps a split-K block takes (tests lower it)
+_MAX_ROWS = 65535 * 64  # rows of out one _gemm launch covers (64 a block, grid y <= 65535; tests lower it)
 _POOL = Scratch()  # for the functions the API gives no scratch (matmul, softmax_xent, ...)
 
 
@@ -135,6 +136,12 @@ def _product(A, Bm, bias, out, sums, pool):
     """out (N, M) = A @ Bm (+ bias), and sums (N,) = the row sums of A unless sums is None. When
     the output has too few 64 x 64 tiles to fill the GPU, the reduction is split among blocks, each
     writing its partial products into pool, summed after."""
+    if out.shape[0] > _MAX_ROWS:  # a grid's y dimension is at most 65535 blocks: rows in several launches
+        if sums is not None or not A.is_c_contiguous():  # (only the T*B-row products get here)
+            raise ValueError(f"the CUDA product splits more than {_MAX_ROWS} rows only for a row-major A, no sums")
+        for r in range(0, out.shape[0], _MAX_ROWS):
+            _product(A[r:r + _MAX_ROWS], Bm, bias, out[r:r + _MAX_ROWS], None, pool)
+        return
     (a, ta), (b, tb), (N, M), K = _operand(A), _operand(Bm), out.shape, A.shape[1]
     if N == 0 or M == 0:
         return

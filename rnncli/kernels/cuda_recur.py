@@ -41,6 +41,7 @@ from rnncli.kernels.cells import (
     gru_dan, gru_dar, gru_daz, gru_h, gru_n, lstm_c, lstm_dc, lstm_df, lstm_dg, lstm_di, lstm_do, lstm_h, rnn_da,
     sigmoid32, tanh32,
 )
+from rnncli.errors import RnncliError
 from rnncli.kernels.jit import gpu_kernel
 
 THREADS = 512  # threads per block aimed at (also keeps 1024-thread register limits out of reach)
@@ -313,8 +314,8 @@ def plan(B: int, cols: int, fixed: int, per_slice: int) -> tuple[int, int, int]:
     while S > 1 and 4 * R * (fixed + S * per_slice) > SHARED:
         S //= 2
     if 4 * R * (fixed + S * per_slice) > SHARED:
-        raise ValueError(f"hidden size too large for the CUDA recurrence kernels ({4 * (fixed + per_slice)} "
-                         f"bytes of shared memory a row, {SHARED} at most)")
+        raise RnncliError(f"--hidden is too large for the GPU's recurrence kernels ({4 * (fixed + per_slice)} "
+                          f"bytes of shared memory a batch row, {SHARED} at most); use --device cpu")
     return R, S, S * min(cols, THREADS // S)
 
 

@@ -16,6 +16,7 @@ from rnncli.kernels import cuda_decode as gpu  # noqa: E402
 from rnncli.kernels import decode as cpu  # noqa: E402
 from rnncli.kernels.reference import sample_probs  # noqa: E402
 from rnncli.kernels.sampling import Sampling  # noqa: E402
+from rnncli.errors import RnncliError  # noqa: E402
 from rnncli.params import init_params  # noqa: E402
 
 CELLS = ("rnn", "gru", "lstm")
@@ -215,7 +216,7 @@ def test_plan_threads_and_limits():
         gpu.prepare_decoding(wide, 1, None, block=100)
     cfg, plan, _, (dw, dh, dc, dr) = both("lstm", B=1)
     big = cuda.device_array((3, 1, 2000), np.float32)  # h and c of 3 x 2000: over 48 KB of shared memory
-    with pytest.raises(ValueError, match="shared memory"):
+    with pytest.raises(RnncliError, match="shared memory"):
         gpu.feed(plan, cfg.cell_code, dw, big, big, dr, np.array([1], np.int64))
 
 

@@ -89,6 +89,15 @@ def test_matmul_split_reduction(rng, monkeypatch):
     close(out, A.astype(np.float64) @ W.T + b, 1e-4)
 
 
+def test_matmul_rows_in_several_launches(rng, monkeypatch):
+    """More rows than one launch's grid may hold (65535 blocks of 64 rows): the rows go in parts."""
+    monkeypatch.setattr(cuda_ops, "_MAX_ROWS", 64)
+    A, W, b = rand(rng, 150, 7), rand(rng, 9, 7), rand(rng, 9)
+    out = K.empty((150, 9))
+    K.matmul(K.asarray(A), K.transpose_view(K.asarray(W)), K.asarray(b), out)
+    close(out, A.astype(np.float64) @ W.T + b, 1e-4)
+
+
 @pytest.mark.parametrize("N,G,I,min_split", [(7, 11, 5, 256), (37, 19, 23, 256), (50, 3, 4, 16)])
 def test_weight_grad(rng, monkeypatch, N, G, I, min_split):
     """g_weight = d.T @ x, g_bias = column sums of d; (50, ...) splits the reduction among blocks."""

@@ -12,6 +12,7 @@ pytestmark = pytest.mark.cuda
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
+from rnncli.errors import RnncliError  # noqa: E402
 from rnncli.kernels import cuda_recur as K  # noqa: E402
 from rnncli.kernels import reference  # noqa: E402
 
@@ -163,5 +164,5 @@ def test_plan_fits_shared_memory():
         assert 1 <= R <= 4 and 1 <= S <= 8 and threads <= K.THREADS and threads % S == 0
         assert 4 * R * (fixed + S * per) <= K.SHARED
     assert K.plan(10, 20, 5, 20)[:2] == (1, 8)
-    with pytest.raises(ValueError):
+    with pytest.raises(RnncliError, match="--hidden is too large"):
         K.plan(1, 4 * 3000, 3000, 4 * 3000)
