@@ -44,6 +44,9 @@ class Trainer:
             raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
         if allow_new_corpus and not resume:
             raise RnncliError("--allow-new-corpus goes with --resume")
+        from rnncli.device import backend
+
+        self.K = backend(train.get("device") or "auto")  # a missing GPU is named before any file is read
         out = train.get("out") or resume or TrainConfig.out
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
@@ -100,9 +103,6 @@ class Trainer:
                     "raise --val-frac or use --val-frac 0"
                 )
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-        from rnncli.device import backend
-
-        self.K = backend(cfg.device)
         memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, self.K.thread_count(cfg.threads)),
                        "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
         self._start(mcfg, saved)
