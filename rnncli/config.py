@@ -132,7 +132,7 @@ class TrainConfig:
         require(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
         require(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
-        _check_device(self.device)
+        check_device(self.device)
 
     @property
     def stop_steps(self) -> int | None:
@@ -175,14 +175,14 @@ class SampleConfig:
         require(self.max_time is None or (self.max_time > 0 and math.isfinite(self.max_time)),
                 f"--max-time must be a positive number of seconds, not {self.max_time}")
         require(self.num_samples >= 1, f"--num-samples must be at least 1, not {self.num_samples}")
-        _check_device(self.device)
+        check_device(self.device)
 
     @property
     def effective_temperature(self) -> float:
         return 0.0 if self.greedy else self.temperature
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     require(device in DEVICES, f"unknown --device {device!r}: choose one of {', '.join(DEVICES)}")
 
 

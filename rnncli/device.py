@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 
-from rnncli.config import DEVICES
+from rnncli.config import check_device
 from rnncli.errors import RnncliError
 
 
 def backend(name: str = "auto"):
     """The kernels module for a --device value."""
-    if name not in DEVICES:
-        raise RnncliError(f"unknown --device {name!r}: choose one of {', '.join(DEVICES)}")
+    check_device(name)
     if name == "cpu" or (name == "auto" and not _driver_present()):
         from rnncli.kernels import cpu
 

@@ -76,7 +76,7 @@ class Model:
         p, c, K = self.params, self.cfg, self.K
         T, B = ids.shape
         check_ids(ids, c.vocab_size)
-        flat_ids = K.asarray(np.ascontiguousarray(ids, np.int64).reshape(-1))
+        flat_ids = self._flat(ids)
         h0, c0 = K.asarray(h0), K.asarray(c0)
         masks = None if masks is None else K.asarray(masks)
         w = self._buffers(T, B)
@@ -126,10 +126,11 @@ class Model:
         T, B = ids.shape
         check_ids(targets, self.cfg.vocab_size)
         logits = self.logits(ids, h0, c0).reshape(T * B, -1)
-        return self.K.softmax_xent(logits, self._targets(targets), self._buffers(T, B).dlogits, 1.0)
+        return self.K.softmax_xent(logits, self._flat(targets), self._buffers(T, B).dlogits, 1.0)
 
-    def _targets(self, targets):
-        return self.K.asarray(np.ascontiguousarray(targets, np.int64).reshape(-1))
+    def _flat(self, ids):
+        """Token ids (T, B) as the flat int64 array the kernels read, on the backend."""
+        return self.K.asarray(np.ascontiguousarray(ids, np.int64).reshape(-1))
 
     def layer0_table(self, out=None):
         """(V, G): row v is layer 0's input projection of token v, E[v] W_ih0^T + b_ih0."""
@@ -152,10 +153,11 @@ class Model:
         w = self._buffers(T, B)
         top = self.forward(ids, h0, c0, masks).reshape(N, -1)
         d = w.dlogits
-        loss = K.softmax_xent(self._head(top, w), self._targets(targets), d, 1.0 / N) / N
+        loss = K.softmax_xent(self._head(top, w), self._flat(targets), d, 1.0 / N) / N
         K.weight_grad(self.scratch, d, top, grads["head.weight"], grads["head.bias"])
         K.matmul(d, p["head.weight"], None, w.d_out[L % 2])
         d_out = w.d_out[L % 2].reshape(T, B, -1)
+        flat_ids = self._flat(ids)  # (for the embedding's gradient, after the loop)
         for k in reversed(range(L)):
             W_ih, W_hh, _, _ = p.layer(k)
             gW_ih, gW_hh, gb_ih, gb_hh = grads.layer(k)
@@ -172,7 +174,6 @@ class Model:
             K.weight_grad(self.scratch, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)
             if k == 0 and self._by_table(N):
                 # Sum dgx by token first (V, G); then every product is V rows, not N.
-                flat_ids = K.asarray(np.ascontiguousarray(ids, np.int64).reshape(-1))
                 K.scatter_rows(flat_ids, dgx2, w.per_token)
                 K.weight_grad(self.scratch, w.per_token, p["embedding.weight"], gW_ih, gb_ih)
                 K.matmul(w.per_token, W_ih, None, grads["embedding.weight"])
@@ -182,7 +183,6 @@ class Model:
             into = w.d_out[k % 2] if k > 0 else w.d_x0
             K.matmul(dgx2, W_ih, None, into)
             d_out = into.reshape(T, B, -1)
-        flat_ids = K.asarray(np.ascontiguousarray(ids, np.int64).reshape(-1))
         K.embedding_backward(flat_ids, d_out.reshape(N, -1), grads["embedding.weight"])
         return float(loss)
 
