@@ -211,18 +211,33 @@ def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
     raw["checksums"] = json.dumps({"header": _header_crc(table, raw), "tensors": sums})
     head = json.dumps({"__metadata__": raw, **table}, separators=(",", ":")).encode()
     head += b" " * (-len(head) % 8)
+
+    def write(f):
+        f.write(struct.pack("<Q", len(head)) + head)
+        for arr in arrays.values():
+            f.write(memoryview(arr).cast("B"))
+
+    write_atomic(path, write, "checkpoint")
+
+
+def write_atomic(path: str | os.PathLike, write, what: str) -> None:
+    """Write a file so that readers find the previous one or the whole new one, never a part:
+    write(f) into `.NAME.tmpPID` beside it, fsync, rename over `path`, fsync the directory.
+    A failure to write is one RnncliError naming `what`; the temporary file is removed."""
+    path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         with open(tmp, "wb") as f:
-            f.write(struct.pack("<Q", len(head)) + head)
-            for arr in arrays.values():
-                f.write(memoryview(arr).cast("B"))
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise RnncliError(f"cannot write checkpoint {path}: {e.strerror} (the previous one, if any, is intact)") from None
+        raise RnncliError(f"cannot write {what} {path}: {e.strerror} (the previous one, if any, is intact)") from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     try:
         fd = os.open(path.parent, os.O_RDONLY)
         try:

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 import typer
 
-from rnncli.config import ModelConfig, SampleConfig, TrainConfig
+from rnncli.config import ModelConfig, ProbeConfig, SampleConfig, TrainConfig, span
 from rnncli.errors import OutputError, RnncliError, Stopped
 
 DEFAULT_MODEL = TrainConfig.out
@@ -93,6 +93,7 @@ def train(
 
 
 S = SampleConfig
+P = ProbeConfig
 
 
 @app.command()
@@ -153,12 +154,33 @@ def evaluate(
 @app.command()
 def inspect(
     path: Optional[str] = typer.Argument(None, help="checkpoint", show_default=f"${MODEL_ENV} or {DEFAULT_MODEL}"),
-    json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
+    text: List[str] = typer.Option(None, "--text", help="look inside the model reading this text (- for standard input)"),
+    neuron: List[str] = typer.Option(None, "--neuron", help="colour by unit LAYER:INDEX (and report it in --json)"),
+    state: str = typer.Option(P.state, help="h (hidden) or c (LSTM cell) state of --neuron and --match"),
+    top: int = typer.Option(P.top, help="the K likeliest next tokens at each position"),
+    find_neurons: bool = typer.Option(False, "--find-neurons", help="rank units by how they track quotes, brackets, line position, ..."),
+    match: Optional[str] = typer.Option(None, help="units on across character span START:END, and where else they are on"),
+    threshold: float = typer.Option(P.threshold, help="activation at which --match counts a unit as on"),
+    html: Optional[str] = typer.Option(None, "--html", help="write a self-contained web page to explore it all"),
+    page_mb: float = typer.Option(P.page_mb, help="size limit of the --html page, in MB"),
+    threads: Optional[int] = _threads_option(),
+    device: str = _device_option(),
+    json_out: bool = typer.Option(False, "--json", help="print JSON (with --text: a record per token)"),
 ):
-    """Show what a checkpoint holds: architecture, tokenizer, training, loss history."""
+    """Show what a checkpoint holds; with --text, what the model does reading a text."""
+    model_path = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if text:
+        cfg = ProbeConfig(tuple(span(n, "--neuron") for n in neuron or ()), state, top, find_neurons,
+                          span(match, "--match"), threshold, html, page_mb, device)
+        from rnncli.probe_view import run_probe
+
+        run_probe(model_path, text, cfg, threads, json_out, _warn)
+        return
+    if neuron or top or find_neurons or match or html:
+        raise RnncliError("--neuron, --top, --find-neurons, --match and --html look at a text: add --text FILE")
     from rnncli.report import describe, render
 
-    info = describe(path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL)
+    info = describe(model_path)
     if json_out:
         print(json.dumps(info))
     else:

@@ -182,6 +182,49 @@ class SampleConfig:
         return 0.0 if self.greedy else self.temperature
 
 
+STATES = ("h", "c")  # a unit's hidden state, or (LSTM) its cell state
+
+
+def span(text: str | None, flag: str, sep: str = ":") -> tuple[int, int] | None:
+    """Two whole numbers >= 0 written A<sep>B (--neuron 1:17, --match 120:140), or None for None."""
+    if text is None:
+        return None
+    a, _, b = text.partition(sep)
+    require(a.strip().isdigit() and b.strip().isdigit(), f"{flag} takes two whole numbers as A{sep}B, not {text!r}")
+    return int(a), int(b)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """What `inspect --text` shows of a model reading a text: units (layer, index) to colour by and
+    report, top next tokens, neuron finding, LSTMVis's span match, a web page."""
+
+    neurons: tuple = ()  # ((layer, unit), ...)
+    state: str = "h"
+    top: int = 0
+    find_neurons: bool = False
+    match: tuple | None = None  # (start, end) character offsets
+    threshold: float = 0.3
+    html: str | None = None
+    page_mb: float = 20.0
+    device: str = "auto"
+
+    def __post_init__(self):
+        require(self.state in STATES, f"--state takes h (hidden) or c (LSTM cell), not {self.state!r}")
+        require(0 <= self.top <= 100, f"--top must be in [0, 100], not {self.top}")
+        require(self.match is None or self.match[0] < self.match[1], f"--match START:END needs START < END, not {self.match}")
+        require(math.isfinite(self.threshold), f"--threshold must be a finite number, not {self.threshold}")
+        require(self.page_mb > 0 and math.isfinite(self.page_mb), f"--page-mb must be a positive number, not {self.page_mb}")
+        check_device(self.device)
+
+    def check_model(self, cfg: ModelConfig) -> None:
+        """Refuse units and states this model does not have, naming what it has."""
+        require(self.state == "h" or cfg.cell == "lstm", f"--state c: only an LSTM has cell states; this model is a {cfg.cell}")
+        for layer, unit in self.neurons:
+            require(layer < cfg.layers and unit < cfg.hidden,
+                    f"--neuron {layer}:{unit}: this model has layers 0..{cfg.layers - 1} of units 0..{cfg.hidden - 1}")
+
+
 def check_device(device: str) -> None:
     require(device in DEVICES, f"unknown --device {device!r}: choose one of {', '.join(DEVICES)}")
 

@@ -110,6 +110,12 @@ class Model:
         c = self.K.copy(w.cs[:, T]) if self.cfg.cell == "lstm" else self.K.zeros(h.shape)
         return h, c
 
+    def states(self, T: int, B: int):
+        """Views (L, T, B, H) of the hidden and (LSTM) cell states after each step of the last
+        forward on a (T, B) window: scratch memory, overwritten by the next forward."""
+        w = self._buffers(T, B)
+        return w.hs[:, 1:], w.cs[:, 1:]
+
     def _head(self, top, w):
         """Logits (N, V) of top-layer outputs (N, H), into w.logits."""
         self.K.matmul(top, self.K.transpose_view(self.params["head.weight"]), self.params["head.bias"], w.logits)

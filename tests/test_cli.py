@@ -144,6 +144,21 @@ def test_flags_become_settings(monkeypatch):
     assert allow_new_corpus is False
 
 
+def test_inspect_flags_become_a_probe_config(monkeypatch):
+    from rnncli.config import ProbeConfig
+
+    seen = {}
+    monkeypatch.setattr("rnncli.probe_view.run_probe", lambda *a: seen.update(args=a))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["inspect", "m.st", "--text", "t.txt", "--neuron", "1:17", "--neuron", "0:3", "--state", "c",
+                  "--top", "4", "--find-neurons", "--match", "10:20", "--threshold", "0.5", "--html", "p.html"])
+    assert exit_.value.code == 0
+    path, sources, cfg, threads, json_out, _ = seen["args"]
+    assert path == "m.st" and sources == ["t.txt"] and threads is None and json_out is False
+    assert cfg == ProbeConfig(neurons=((1, 17), (0, 3)), state="c", top=4, find_neurons=True, match=(10, 20),
+                              threshold=0.5, html="p.html")
+
+
 def test_first_run_compiles_into_the_user_cache_and_says_so(trained, tmp_path):
     """Kernels compile once into $RNNCLI_CACHE_DIR (never the install folder), with a notice."""
     path, _ = trained

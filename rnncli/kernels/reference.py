@@ -76,6 +76,25 @@ def cell_backward(cell, dh, dc, saved, W_ih, W_hh, grads, k):
     return da_x @ W_ih, dh_prev, dc_prev
 
 
+def forward(P, cell, inputs, h0, c0, masks=None):
+    """Top-layer outputs (T, B, H) for token ids (T, B), the logits (T, B, V), every layer's states
+    after each step hs, cs (L, T, B, H), and what backward needs of each layer and step."""
+    T, B = inputs.shape
+    L = h0.shape[0]
+    layer_in = P["embedding.weight"][inputs]  # (T, B, E)
+    saved = [[None] * T for _ in range(L)]
+    hs, cs = np.empty((L, T) + h0.shape[1:]), np.empty((L, T) + c0.shape[1:])
+    for k in range(L):
+        W = [P[f"rnn.{n}_l{k}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        h, c = h0[k], c0[k]
+        for t in range(T):
+            h, c, saved[k][t] = cell_forward(cell, layer_in[t], h, c, *W)
+            hs[k, t], cs[k, t] = h, c
+        layer_in = hs[k] * masks[k] if (masks is not None and k < L - 1) else hs[k]
+    logits = layer_in @ P["head.weight"].T + P["head.bias"]  # (T, B, V)
+    return layer_in, logits, hs, cs, saved
+
+
 def forward_backward(P, cell, inputs, targets, h0, c0, masks=None):
     """Loss, logits, final states and the gradient of the loss for every parameter.
 
@@ -86,19 +105,8 @@ def forward_backward(P, cell, inputs, targets, h0, c0, masks=None):
     T, B = inputs.shape
     L = h0.shape[0]
     grads = {name: np.zeros_like(v) for name, v in P.items()}
-    layer_in = P["embedding.weight"][inputs]  # (T, B, E)
-    saved = [[None] * T for _ in range(L)]
-    h_n, c_n = np.empty_like(h0), np.empty_like(c0)
-    for k in range(L):
-        W = [P[f"rnn.{n}_l{k}"] for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        h, c = h0[k], c0[k]
-        out = np.empty(layer_in.shape[:2] + (h.shape[1],))
-        for t in range(T):
-            h, c, saved[k][t] = cell_forward(cell, layer_in[t], h, c, *W)
-            out[t] = h
-        h_n[k], c_n[k] = h, c
-        layer_in = out * masks[k] if (masks is not None and k < L - 1) else out
-    logits = layer_in @ P["head.weight"].T + P["head.bias"]  # (T, B, V)
+    layer_in, logits, hs, cs, saved = forward(P, cell, inputs, h0, c0, masks)
+    h_n, c_n = hs[:, -1], cs[:, -1]
     z = logits - logits.max(-1, keepdims=True)
     logp = z - np.log(np.exp(z).sum(-1, keepdims=True))
     N = T * B

@@ -98,3 +98,17 @@ def test_scoring_and_greedy_generation_match_the_cpu(tmp_path):
         dec.prime([np.array(tok.encode("Rain")[0])])
         runs.append(np.concatenate(list(dec.tokens(12, chunk=5))))
     assert (runs[0] == runs[1]).all()
+
+
+def test_looking_inside_matches_the_cpu():
+    """inspect --text's probe reads the GPU model's own state buffers: the same numbers as on the CPU."""
+    from rnncli.probe import probe_ids
+
+    params = random_case("lstm", V=7, E=3, H=4, L=2, seed=6)[0]
+    ids = np.random.default_rng(6).integers(0, 7, 40)
+    states = [(0, "h"), (1, "h"), (1, "c")]
+    cpu, gpu = (probe_ids(Model(params.copy(), k), ids, 4, 2, 3, states) for k in (backend("cpu"), K))
+    assert_close(gpu["loss"][1:], cpu["loss"][1:], atol=2e-5, what="loss")
+    assert (gpu["top_ids"] == cpu["top_ids"]).all()
+    for key in states:
+        assert_close(gpu["acts"][key], cpu["acts"][key], atol=2e-5, what=str(key))
