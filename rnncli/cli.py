@@ -78,6 +78,7 @@ def train(
     out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint to write", show_default=f"{T.out}, or the --resume file"),
     resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
     allow_new_corpus: bool = typer.Option(False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"),
+    distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help="one rank of an MPI job (under mpiexec: found by itself)", show_default="when mpiexec started it"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
 ):
     """Train a model on text and write a checkpoint."""
@@ -89,7 +90,7 @@ def train(
     )
     from rnncli.ui import run_training
 
-    run_training(corpus, model, settings, resume, json_out, allow_new_corpus)
+    run_training(corpus, model, settings, resume, json_out, allow_new_corpus, distributed)
 
 
 S = SampleConfig
@@ -271,4 +272,6 @@ def main(argv: list[str] | None = None) -> None:
         code = 2
     finally:
         sys.stdout = stdout
+    if isinstance(code, int) and 0 < code < 128 and "rnncli.distributed" in sys.modules:
+        sys.modules["rnncli.distributed"].abort_all(code)  # the other ranks of an MPI job end too
     sys.exit(code if isinstance(code, int) else 0)

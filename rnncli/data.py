@@ -152,12 +152,14 @@ class Streams:
     """char-rnn's layout: the tokens cut into B contiguous streams, read T at a time. Window w is
     (ids, targets), each (T, B), with targets the next token of each id."""
 
-    def __init__(self, ids: np.ndarray, batch: int, seq: int):
-        self.B, self.T = batch, seq
+    def __init__(self, ids: np.ndarray, batch: int, seq: int, part: tuple[int, int] | None = None):
+        """part: read only streams [b0, b1) of the batch (one rank's share; views, nothing copied)."""
+        b0, b1 = part or (0, batch)
+        self.B, self.T = b1 - b0, seq
         self.length = (len(ids) - 1) // batch  # tokens per stream
         n = self.length * batch
-        self.x = ids[:n].reshape(batch, self.length)
-        self.y = ids[1 : n + 1].reshape(batch, self.length)
+        self.x = ids[:n].reshape(batch, self.length)[b0:b1]
+        self.y = ids[1 : n + 1].reshape(batch, self.length)[b0:b1]
         self.n_windows = self.length // seq
 
     def window(self, w: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:

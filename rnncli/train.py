@@ -17,6 +17,7 @@ import numpy as np
 
 from rnncli import __version__, checkpoint, memory, validate
 from rnncli.config import ModelConfig, TrainConfig, to_dict
+from rnncli.distributed import EXTRA, world
 from rnncli.data import Streams, Tokenizer, read_bytes, split_val, text_for
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
@@ -32,10 +33,11 @@ class Trainer:
     It holds the lock on its checkpoint path from construction to close() (or `with`)."""
 
     def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None,
-                 allow_new_corpus: bool = False):
+                 allow_new_corpus: bool = False, distributed: bool | None = None):
         """model, train: the settings given explicitly (others take config defaults, or the
         checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
-        writes to the checkpoint it came from unless `out` is given)."""
+        writes to the checkpoint it came from unless `out` is given). distributed: one rank of an
+        MPI job (True), one process (False), or whichever the environment says (None)."""
         if not resume:  # bad flags are named before any corpus is read
             ModelConfig(vocab_size=1, **model)
             TrainConfig(**train)
@@ -46,12 +48,14 @@ class Trainer:
             raise RnncliError("--allow-new-corpus goes with --resume")
         from rnncli.device import backend
 
+        self.world = world(distributed)
         self.K = backend(train.get("device") or "auto")  # a missing GPU is named before any file is read
         out = train.get("out") or resume or TrainConfig.out
         out_dir = os.path.dirname(os.path.abspath(out))
         if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
             raise RnncliError(f"cannot write the checkpoint {out}: {out_dir} is not a writable folder")
-        self.lock = checkpoint.WriteLock(out)  # before reading a checkpoint another run may be writing
+        # before reading a checkpoint another run may be writing; only the lead rank writes
+        self.lock = checkpoint.WriteLock(out) if self.world.lead else None
         try:
             self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus)
         except BaseException:
@@ -89,21 +93,21 @@ class Trainer:
             self.notes.append(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
         del data, text
         train_ids, val_ids = split_val(ids, cfg.val_frac)
-        self.streams = Streams(train_ids, cfg.batch, cfg.seq)
+        self.streams = Streams(train_ids, cfg.batch, cfg.seq, self.world.part(cfg.batch))
         if self.streams.n_windows < 1:
             raise RnncliError(
                 f"the corpus is too short: {len(train_ids)} training tokens cannot fill one window of "
                 f"--batch {cfg.batch} x --seq {cfg.seq}; lower them or give more text"
             )
         self.val = None
-        if len(val_ids):
+        if len(val_ids) and self.world.lead:  # the lead rank alone validates
             if len(val_ids) <= cfg.seq:
                 raise RnncliError(
                     f"the validation split ({len(val_ids)} tokens) is shorter than one --seq {cfg.seq} window; "
                     "raise --val-frac or use --val-frac 0"
                 )
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-        memory.require(workspace_bytes(mcfg, cfg.seq, cfg.batch, True, self.K.thread_count(cfg.threads)),
+        memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(cfg.threads)),
                        "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
         self._start(mcfg, saved)
 
@@ -112,14 +116,17 @@ class Trainer:
         self.K.use_threads(cfg.threads)
         self.rng = np.random.default_rng(cfg.rng_seed)
         self.model = Model(init_params(mcfg, self.rng), self.K)
-        self.grads = self.model.params.zeros_like()
+        # the gradients, then the slots the ranks exchange with them (distributed.EXTRA)
+        self._reduced = self.K.zeros(mcfg.n_params + EXTRA)
+        self.grads = Params(mcfg, self._reduced[: mcfg.n_params], self.K)
+        self.stop_asked = self.interrupted = False
         self.adam = Adam(mcfg.n_params, cfg, self.K)
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
         self.since_eval: list[float] = []  # train losses since the last validation
-        self.h, self.c = self.model.zero_state(cfg.batch)
+        self.h, self.c = self.model.zero_state(self.streams.B)
         if saved:
             self._restore(*saved)
 
@@ -139,7 +146,8 @@ class Trainer:
 
     def close(self) -> None:
         """Give up the claim on the checkpoint path (also done when the process ends)."""
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
 
     def __enter__(self):
         return self
@@ -163,14 +171,20 @@ class Trainer:
         self.history = meta["history"]
         self.since_eval = prog.get("since_eval", [])
         self.rng.bit_generator.state = meta["rng"]  # validate.load has tried it
-        self.h, self.c = K.asarray(tensors["state.h"]), K.asarray(tensors["state.c"])
+        b0, b1 = self.world.part(self.cfg.batch)
+        self.h, self.c = (K.asarray(np.ascontiguousarray(tensors[f"state.{s}"][:, b0:b1])) for s in "hc")
         if self.window >= self.streams.n_windows:
             self.epoch, self.window = self.epoch + 1, 0
 
     def save(self) -> str:
         """Write the checkpoint: the best weights (or the latest, with no validation) under the model
-        names, plus all that resuming needs."""
-        K, p = self.K, self.model.params.host()  # (copies, when the run is on a GPU)
+        names, plus all that resuming needs. Every rank calls it (the carried states of all streams
+        are gathered); the lead writes."""
+        K = self.K
+        states = [self.world.gather_streams(K.to_host(a), self.cfg.batch) for a in (self.h, self.c)]
+        if not self.world.lead:
+            return self.cfg.out
+        p = self.model.params.host()  # (copies, when the run is on a GPU)
         m, v = Params(p.cfg, K.to_host(self.adam.m)), Params(p.cfg, K.to_host(self.adam.v))
         for what, values in (("weights", p.data), ("Adam moments", m.data), ("Adam moments", v.data)):
             if not np.isfinite(values).all():  # an update overflowed: keep the last good file as it is
@@ -181,7 +195,7 @@ class Trainer:
             tensors.update({"resume." + k: v for k, v in p.views.items()})
         tensors.update({"optimizer.exp_avg." + k: a for k, a in m.views.items()})
         tensors.update({"optimizer.exp_avg_sq." + k: a for k, a in v.views.items()})
-        tensors["state.h"], tensors["state.c"] = K.to_host(self.h), K.to_host(self.c)
+        tensors["state.h"], tensors["state.c"] = states
         best_val = self.best_val if math.isfinite(self.best_val) else None
         meta = {
             "model": to_dict(p.cfg),
@@ -205,15 +219,16 @@ class Trainer:
     def _elapsed(self) -> float:
         return time.perf_counter() - self._t0 if hasattr(self, "_t0") else 0.0
 
-    def progress(self) -> float:
-        """Fraction of the run done, by whichever stop criterion is nearest."""
+    def progress(self, clock: float | None = None) -> float:
+        """Fraction of the run done, by whichever stop criterion is nearest (clock: the seconds
+        to count, when not this process's own: all ranks go by the lead's)."""
         cfg, done = self.cfg, [0.0]
         if cfg.stop_steps:
             done.append(self.step / cfg.stop_steps)
         if cfg.epochs:
             done.append((self.epoch + self.window / self.streams.n_windows) / cfg.epochs)
         if cfg.time:
-            done.append(self._elapsed() / cfg.time)
+            done.append((self._elapsed() if clock is None else clock) / cfg.time)
         return max(done)
 
     def validate(self) -> float | None:
@@ -222,11 +237,12 @@ class Trainer:
         total, count = score_streams(self.model, self.val)
         return total / count
 
-    def _masks(self, T: int, B: int):
+    def _masks(self, T: int):
         """Inverted-dropout masks for this window, (L-1, T, B, H), in memory reused every step."""
         mcfg = self.model.cfg
         if mcfg.dropout <= 0 or mcfg.layers < 2:
             return None
+        B = self.cfg.batch  # every rank draws the whole batch's masks (the same random stream) and keeps its own
         shape = (mcfg.layers - 1, T, B, mcfg.hidden)
         if self._mask_buf is None or self._mask_buf.shape != shape:
             self._mask_buf = np.empty(shape, np.float32)
@@ -235,7 +251,8 @@ class Trainer:
         self.rng.random(dtype=np.float32, out=m)
         np.less(m, keep, out=m)
         m *= np.float32(1.0 / keep)
-        return m
+        b0, b1 = self.world.part(B)
+        return m if b1 - b0 == B else m[:, :, b0:b1]
 
     def _diverged(self, what: str, value, step: int | None = None) -> RnncliError:
         """The error that ends a run whose numbers stopped being finite; the weights are not updated
@@ -259,10 +276,15 @@ class Trainer:
             t_start = time.perf_counter()
             if self.window >= self.streams.n_windows:
                 self.epoch, self.window = self.epoch + 1, 0
-                self.h, self.c = model.zero_state(cfg.batch)
+                self.h, self.c = model.zero_state(self.streams.B)
             ids, targets = self.streams.window(self.window)
-            lr = learning_rate(cfg, self.progress(), self.step)
-            loss = model.loss_and_grads(ids, targets, self.h, self.c, self.grads, self._masks(*ids.shape))
+            clock = self._elapsed()
+            loss = model.loss_and_grads(ids, targets, self.h, self.c, self.grads, self._masks(ids.shape[0]))
+            if self.world.size > 1:  # the one exchange: gradients averaged, the lead's clock, stop votes
+                loss, clock, stops = self.world.average(self.K, self._reduced, self.streams.B / cfg.batch,
+                                                        [loss, clock, float(self.stop_asked)])
+                self.interrupted = stops > 0
+            lr = learning_rate(cfg, self.progress(clock), self.step)
             norm = self.adam.grad_norm(self.grads.data)
             for what, value in (("loss", loss), ("gradient norm", norm)):
                 if not math.isfinite(value):
@@ -271,18 +293,20 @@ class Trainer:
             self.adam.step(model.params.data, self.grads.data, lr, norm)
             self.step += 1
             self.window += 1
-            self.tokens_seen += ids.size
+            tokens = ids.shape[0] * cfg.batch  # the whole batch's, on every rank
+            self.tokens_seen += tokens
             self.since_eval.append(loss)
             seconds = time.perf_counter() - t_start
-            train_s, train_tokens = train_s + seconds, train_tokens + ids.size
+            train_s, train_tokens = train_s + seconds, train_tokens + tokens
             if self.step > 1 or self.elapsed_before:  # the first step may include compiling
-                recent.append((ids.size, seconds))
+                recent.append((tokens, seconds))
             event = {
                 "event": "step", "step": self.step, "epoch": self.epoch, "train_loss": loss, "lr": lr,
                 "grad_norm": norm, "tokens_per_s": _rate(recent), "elapsed_s": self._elapsed(),
                 "progress": min(1.0, self.progress()),
             }
-            finished = self.progress() >= 1.0
+            # ranks must agree: with several, the time criterion goes by the lead's clock at this step's start
+            finished = self.progress(None if self.world.size == 1 else clock) >= 1.0
             if self.step % cfg.eval_every == 0 or finished:
                 val = self.validate()
                 if val is not None and not math.isfinite(val):
@@ -297,6 +321,8 @@ class Trainer:
                     event["best_val_loss"] = self.best_val
                 self.save()
             yield event
+            if self.interrupted:  # a rank was asked to stop (a signal): all stop after the same step
+                return
         self.finished = True
         yield {
             "event": "done", "step": self.step, "checkpoint": str(self.cfg.out), "elapsed_s": self._elapsed(),

@@ -33,12 +33,13 @@ STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
 def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool,
-                 allow_new_corpus: bool = False) -> None:
+                 allow_new_corpus: bool = False, distributed: bool | None = None) -> None:
     """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
     the step under way, save it and exit 128 + the signal (a second one stops at once, without
     saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
     Standard output failing (`--json | head`, a full disk) saves too, then ends as main says for
-    output errors."""
+    output errors. In an MPI job every rank trains; the lead (rank 0) alone shows anything, and a
+    signal to any rank stops all of them after the same step."""
     import errno
     import signal
 
@@ -50,21 +51,29 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
 
     def on_signal(signum, frame):
         asked.append(signum)
+        trainer.stop_asked = True
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     def save_and_say(why: str) -> str:
         path = trainer.save()
         return f"stopped {why} at step {trainer.step}; saved {path} (continue with --resume {path})"
 
-    with Trainer(corpus, model, settings, resume, allow_new_corpus) as trainer:
-        for note in trainer.notes:
+    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed) as trainer:
+        lead = trainer.world.lead
+        for note in trainer.notes if lead else ():
             console.print(f"rnncli: warning: {note}", markup=False)
-        notice_compiling("sequence_backward")
+        if lead:
+            notice_compiling("sequence_backward")
         signals = [sig for sig in (getattr(signal, name, None) for name in STOP_SIGNALS)
                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
         previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
-            _show_events(trainer, _until(trainer.run(), asked), console, json_out)
+            events = _until(trainer.run(), asked if trainer.world.size == 1 else [])
+            if lead:
+                _show_events(trainer, events, console, json_out)
+            else:
+                for _ in events:
+                    pass
         except OutputError as e:
             message = save_and_say(f"as the output failed ({e.strerror})")
             if e.errno == errno.EPIPE:
@@ -73,9 +82,12 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-        if asked and not trainer.finished:
-            console.print(f"rnncli: {save_and_say(f'by {signal.Signals(asked[0]).name}')}", markup=False)
-            raise Stopped(asked[0])
+        if (asked or trainer.interrupted) and not trainer.finished:
+            signum = asked[0] if asked else signal.SIGTERM  # (a rank other than this one was signalled)
+            said = save_and_say(f"by {signal.Signals(signum).name}")
+            if lead:
+                console.print(f"rnncli: {said}", markup=False)
+            raise Stopped(signum)
 
 
 def _show_events(trainer, events, console: Console, json_out: bool) -> None:

@@ -138,10 +138,10 @@ def test_flags_become_settings(monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json"])
     assert exit_.value.code == 0
-    corpus, model, settings, resume, json_out, allow_new_corpus = seen["args"]
+    corpus, model, settings, resume, json_out, allow_new_corpus, distributed = seen["args"]
     assert corpus == ["a.txt", "b.txt"] and model == {"cell": "gru"}
     assert settings == {"lr": 0.01, "steps": 5} and resume is None and json_out is True
-    assert allow_new_corpus is False
+    assert allow_new_corpus is False and distributed is None  # None: whatever mpiexec says
 
 
 def test_inspect_flags_become_a_probe_config(monkeypatch):

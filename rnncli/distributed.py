@@ -1,0 +1,117 @@
+"""Data-parallel training over MPI: which rank this process is, which of the global batch's streams
+it reads, and the one Allreduce per step that averages gradients (and agrees on the clock and on
+stopping). mpi4py is imported only when a run is distributed; a single process pays nothing.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from rnncli.errors import RnncliError
+
+# set by the launchers of MPICH/Intel MPI/MVAPICH (PMI), Open MPI and PMIx-based ones (Slurm's srun --mpi)
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
+INSTALL = "pip install 'rnncli[mpi]' (mpi4py and MPICH)"
+EXTRA = 3  # slots after the gradients in the reduced buffer: loss share, the lead's clock, stop votes
+
+
+def launched_size() -> int:
+    """How many processes an MPI launcher started this one among (1 outside mpiexec)."""
+    for name in SIZE_VARIABLES:
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return 1
+
+
+class Solo:
+    """One process: rank 0 of 1; every exchange is the identity."""
+
+    rank, size, lead = 0, 1, True
+
+    def part(self, batch: int) -> tuple[int, int]:
+        return 0, batch
+
+    def barrier(self) -> None:
+        pass
+
+    def gather_streams(self, a: np.ndarray, batch: int) -> np.ndarray:
+        return a
+
+    def abort(self, code: int) -> None:
+        pass
+
+
+class Mpi(Solo):
+    """One rank of an MPI job (COMM_WORLD): rank 0 leads (validates, saves, prints)."""
+
+    def __init__(self):
+        try:
+            from mpi4py import MPI
+        except ImportError:
+            raise RnncliError(f"distributed training needs mpi4py and an MPI library: {INSTALL}") from None
+        self.MPI, self.comm = MPI, MPI.COMM_WORLD
+        self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+        self.lead = self.rank == 0
+
+    def part(self, batch: int) -> tuple[int, int]:
+        """This rank's rows [b0, b1) of the batch's streams: as even a split as whole streams allow."""
+        if batch < self.size:
+            raise RnncliError(f"--batch {batch} has fewer streams than the {self.size} ranks; give each rank one at least")
+        return self.rank * batch // self.size, (self.rank + 1) * batch // self.size
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
+    def average(self, K, buf, share: float, extras: list[float]) -> np.ndarray:
+        """Allreduce a flat buffer (the gradients, then EXTRA slots) as a weighted average: each rank's
+        gradients are the mean over its own tokens, so weighing them by its `share` of the global
+        batch gives the mean over all. extras: this rank's loss (averaged the same way), its clock
+        (only the lead's counts, so every rank sees the same) and its stop vote (summed). Returns the
+        reduced extras; the buffer holds the average, on its backend."""
+        host = K.to_host(buf)
+        n = len(host) - EXTRA
+        if share != 1.0:
+            host[:n] *= np.float32(share)
+        host[n:] = (extras[0] * share, extras[1] if self.lead else 0.0, extras[2])
+        self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+        if host is not buf:
+            K.copy_into(buf, K.asarray(host))
+        return host[n:].astype(np.float64)
+
+    def gather_streams(self, a: np.ndarray, batch: int) -> np.ndarray | None:
+        """The per-stream states (L, b, H) of all ranks as (L, batch, H) on the lead (None elsewhere)."""
+        rows = np.ascontiguousarray(np.swapaxes(a, 0, 1))  # (b, L, H): ranks' rows follow each other
+        counts = [((r + 1) * batch // self.size - r * batch // self.size) * rows[0].size for r in range(self.size)]
+        out = np.empty((batch,) + rows.shape[1:], np.float32) if self.lead else None
+        self.comm.Gatherv(rows, [out, counts] if self.lead else None, root=0)
+        return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if self.lead else None
+
+    def abort(self, code: int) -> None:
+        """End every rank (one that failed alone would leave the others waiting in an exchange)."""
+        self.comm.Abort(code)
+
+
+def world(distributed: bool | None = None):
+    """Solo, or this process's rank of an MPI job: asked for (--distributed), or found (a launcher
+    started more than one process). Under mpiexec without mpi4py, N copies of one run would write
+    the same checkpoint: that is refused, not done."""
+    if distributed is False:
+        return Solo()
+    size = launched_size()
+    if distributed or size > 1:
+        global ACTIVE
+        ACTIVE = Mpi()
+        return ACTIVE
+    return Solo()
+
+
+ACTIVE: Mpi | None = None  # this process's MPI job, once it has joined one
+
+
+def abort_all(code: int) -> None:
+    """After an error on this rank: end the others too, when this process is in an MPI job of more
+    than one (they would otherwise wait for it forever)."""
+    if ACTIVE is not None and ACTIVE.size > 1:
+        ACTIVE.abort(code)
