@@ -9,6 +9,7 @@ import re
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -25,16 +26,26 @@ def read_bytes(sources: list[str]) -> bytes:
         if src == "-":
             chunks.append(sys.stdin.buffer.read())
             continue
-        path = Path(src)
-        if path.is_dir():
-            raise RnncliError(f"{src} is a directory, not a text file")
-        try:
-            chunks.append(path.read_bytes())
-        except FileNotFoundError:
-            raise RnncliError(f"no such file: {src}") from None
-        except OSError as e:
-            raise RnncliError(f"cannot read {src}: {e.strerror}") from None
+        with open_file(src) as f:
+            chunks.append(reading(src, f.read))
     return b"".join(chunks)
+
+
+def open_file(src: str) -> BinaryIO:
+    """A corpus file opened for reading, or an RnncliError that names it."""
+    if Path(src).is_dir():
+        raise RnncliError(f"{src} is a directory, not a text file")
+    return reading(src, open, src, "rb")
+
+
+def reading(src: str, fn, *args):
+    """fn(*args), its OSError turned into an RnncliError that names the file `src`."""
+    try:
+        return fn(*args)
+    except FileNotFoundError:
+        raise RnncliError(f"no such file: {src}") from None
+    except OSError as e:
+        raise RnncliError(f"cannot read {src}: {e.strerror}") from None
 
 
 # Byte-order marks, longest first (UTF-32 LE's begins with UTF-16 LE's): Windows editors write them.
@@ -62,6 +73,18 @@ def _id_dtype(vocab_size: int):
     return np.uint8 if vocab_size <= 256 else np.uint16 if vocab_size <= 65536 else np.int32
 
 
+def char_vocab(counts: np.ndarray) -> list[str]:
+    """The char vocabulary: every code point whose count (or presence flag) is nonzero, in code order."""
+    return [chr(c) for c in np.flatnonzero(counts)]
+
+
+def word_vocab(counts: dict[str, int], max_vocab: int) -> list[str]:
+    """The word vocabulary: <unk>, then the max_vocab - 1 commonest tokens (ties by token) in sorted order.
+    Tokens that cannot be among them may be left out of `counts` (rnncli/streaming.py does)."""
+    common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_vocab - 1]
+    return [UNK] + sorted(tok for tok, _ in common)
+
+
 class Tokenizer:
     """Maps text to ids and back. kind: char (Unicode code points), byte (0..255) or word
     (runs of word characters, single punctuation marks and single whitespace characters)."""
@@ -81,11 +104,8 @@ class Tokenizer:
             return cls("byte")
         text = decode_text(text, "the corpus") if isinstance(text, bytes) else text
         if kind == "char":
-            codes = np.flatnonzero(np.bincount(np.frombuffer(text.encode("utf-32-le"), np.uint32)))
-            return cls("char", [chr(c) for c in codes])
-        counts = Counter(m.group() for m in WORD_RE.finditer(text))
-        common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: max_vocab - 1]
-        return cls("word", [UNK] + sorted(tok for tok, _ in common))
+            return cls("char", char_vocab(np.bincount(np.frombuffer(text.encode("utf-32-le"), np.uint32))))
+        return cls("word", word_vocab(Counter(m.group() for m in WORD_RE.finditer(text)), max_vocab))
 
     def to_json(self) -> dict:
         return {"kind": self.kind} if self.kind == "byte" else {"kind": self.kind, "vocab": self.vocab}
@@ -132,6 +152,12 @@ class Tokenizer:
             return lambda ids, final=False: dec.decode(bytes(int(i) for i in ids), final)
         vocab = self.vocab
         return lambda ids, final=False: "".join(vocab[int(i)] for i in ids)
+
+
+def missing_note(kind: str, missing: list[str]) -> str:
+    """What people are told of the tokens a text has and a vocabulary lacks (Tokenizer.encode's list)."""
+    what = "characters (left out)" if kind == "char" else "words (read as <unk>)"
+    return f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}"
 
 
 def count_chars(data: bytes | str) -> int:

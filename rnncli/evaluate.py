@@ -41,7 +41,7 @@ def score_text(sources: list[str], loaded, threads: int | None = None, on_warnin
     """Score files (or `-` for stdin) with a model (model.load_model's (model, tokenizer,
     metadata), the model on the device it will run on), state carried across the text."""
     from rnncli import memory
-    from rnncli.data import read_bytes, text_for
+    from rnncli.data import missing_note, read_bytes, text_for
     from rnncli.model import workspace_bytes
 
     model, tokenizer, meta = loaded
@@ -50,8 +50,7 @@ def score_text(sources: list[str], loaded, threads: int | None = None, on_warnin
     text = text_for(tokenizer.kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
     ids, missing = tokenizer.encode(text)
     if missing and on_warning:
-        what = "characters" if tokenizer.kind == "char" else "words (scored as <unk>)"
-        on_warning(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
+        on_warning(missing_note(tokenizer.kind, missing))
     if len(ids) < 2:
         raise RnncliError("the text has fewer than two tokens the model knows: nothing to score")
     seq = train_cfg.seq

@@ -177,6 +177,7 @@ def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: in
     """Probe a text (str, or bytes for a byte model) with a loaded model (model.load_model's
     (model, tokenizer, metadata)); `states` lists the (layer, "h"|"c") whose activations to keep."""
     from rnncli import memory
+    from rnncli.data import missing_note
     from rnncli.errors import RnncliError
     from rnncli.model import workspace_bytes
 
@@ -185,8 +186,7 @@ def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: in
     model.K.use_threads(threads)
     ids, missing = tokenizer.encode(data)
     if missing and on_warning:
-        what = "characters (left out)" if tokenizer.kind == "char" else "words (read as <unk>)"
-        on_warning(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
+        on_warning(missing_note(tokenizer.kind, missing))
     if len(ids) < 2:
         raise RnncliError("the text has fewer than two tokens the model knows: nothing to look at")
     tokens = token_texts(tokenizer, data, ids)

@@ -7,7 +7,6 @@ A checkpoint is written at every validation and at the end; `save()` may be call
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import math
 import os
 import time
@@ -18,13 +17,17 @@ import numpy as np
 from rnncli import __version__, checkpoint, memory, validate
 from rnncli.config import ModelConfig, TrainConfig, to_dict
 from rnncli.distributed import EXTRA, world
-from rnncli.data import Streams, Tokenizer, read_bytes, split_val, text_for
+from rnncli.corpus import load_corpus
+from rnncli.data import Streams, Tokenizer, missing_note, split_val
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
 from rnncli.model import Model, workspace_bytes
 from rnncli.optim import Adam, learning_rate
 from rnncli.params import Params, init_params
 
+# a validation scores at most this many held-out tokens (from the split's start): enough for a
+# steady figure, and a 1 GB corpus's 5% would take minutes at every validation
+VAL_MAX_TOKENS = 1 << 18
 RESUMABLE = {"steps", "epochs", "time", "eval_every", "out", "threads", "device"}
 
 
@@ -63,35 +66,33 @@ class Trainer:
             raise
 
     def _prepare(self, sources: list[str], model: dict, train: dict, resume: str | None, allow_new_corpus: bool):
-        data = read_bytes(sources)
         self.notes: list[str] = []  # warnings for people; the caller decides how to show them
-        self.corpus = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved
             # the device is this machine's choice, not the run's: a run moves between CPU and GPU
             self.cfg = dataclasses.replace(contents.train, **{"device": "auto", **train})
-            self.tokenizer = Tokenizer.from_json(contents.tokenizer)
-            mcfg = contents.model
-            self._check_corpus(contents, allow_new_corpus)
+            given, mcfg = Tokenizer.from_json(contents.tokenizer), contents.model
         else:
             self.cfg = TrainConfig(**train)
-            mcfg = None
+            given = mcfg = None
         cfg = self.cfg
-        hint = "" if resume else "; use --tokenizer byte for arbitrary bytes"
-        text = text_for(cfg.tokenizer, data, "the corpus", hint)
-        if not text:
-            raise RnncliError("the corpus is empty")
-        if text.isspace():
-            raise RnncliError("the corpus holds only whitespace: nothing to learn")
+        if self.world.size > 1 and "-" in sources:
+            raise RnncliError("under mpiexec the corpus must be a file: standard input reaches rank 0 only")
+        if not self.world.lead:
+            self.world.barrier()  # the lead makes the token cache first; the others then map it
+        corpus = load_corpus(sources, cfg.tokenizer, cfg.max_vocab, given)
+        if self.world.lead:
+            self.world.barrier()
+        self.corpus = corpus.fingerprint
+        if saved:
+            self._check_corpus(contents, allow_new_corpus)
+        self.tokenizer = corpus.tokenizer
         if mcfg is None:
-            self.tokenizer = Tokenizer.build(cfg.tokenizer, text, cfg.max_vocab)
             mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
-        ids, missing = self.tokenizer.encode(text)
+        ids, missing = corpus.ids, corpus.missing
         if missing:
-            what = "characters (left out)" if self.tokenizer.kind == "char" else "words (read as <unk>)"
-            self.notes.append(f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}")
-        del data, text
+            self.notes.append(missing_note(self.tokenizer.kind, missing))
         train_ids, val_ids = split_val(ids, cfg.val_frac)
         self.streams = Streams(train_ids, cfg.batch, cfg.seq, self.world.part(cfg.batch))
         if self.streams.n_windows < 1:
@@ -106,6 +107,7 @@ class Trainer:
                     f"the validation split ({len(val_ids)} tokens) is shorter than one --seq {cfg.seq} window; "
                     "raise --val-frac or use --val-frac 0"
                 )
+            val_ids = val_ids[:VAL_MAX_TOKENS]
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
         memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(cfg.threads)),
                        "training this model", "lower --hidden, --layers, --embed, --batch or --seq")

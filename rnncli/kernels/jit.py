@@ -15,20 +15,19 @@ from pathlib import Path
 import numba
 from numba import njit
 
+from rnncli.paths import cache_root
+
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
 
 def cache_dir() -> Path:
     """Where compiled kernels live: $RNNCLI_CACHE_DIR, else the user cache folder, one subfolder
     per version of the kernel sources."""
-    root = os.environ.get("RNNCLI_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "rnncli"
-    )
     digest = hashlib.sha256(numba.__version__.encode())
     for src in sorted(Path(__file__).parent.glob("*.py")):
         if not src.name.startswith("cuda"):  # (the GPU's modules compile nothing for the CPU)
             digest.update(src.read_bytes())
-    return Path(root) / f"kernels-{digest.hexdigest()[:16]}"
+    return cache_root() / f"kernels-{digest.hexdigest()[:16]}"
 
 
 if not os.environ.get("NUMBA_CACHE_DIR"):
