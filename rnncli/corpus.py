@@ -10,13 +10,14 @@ import stat
 import sys
 import tempfile
 import unicodedata
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from rnncli import streaming
+from rnncli import streaming, word_split
 from rnncli.data import BOMS, Tokenizer, _id_dtype, decode_text, open_file, reading
 from rnncli.errors import RnncliError
 from rnncli.paths import cache_root
@@ -134,8 +135,17 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
                     step = min(block, streaming.STEP)
                     return streaming.utf8_pieces(_raw(files, block, sha if first else None), skip, hint, step)
 
+                workers = word_split.workers_for(files[0].stat[0]) if len(files) == 1 and files[0].stat else 1
                 if kind == "char":
                     made = streaming.char_ids(passes, tokenizer, out)
+                elif workers > 1:  # a large file: its first pass in several processes
+                    parts = word_split.provisional_parts(files[0].name, files[0].stat[0], skip, hint, folder, workers,
+                                                         files[0].file, lambda: deque(_raw(files, block, sha), 0))
+                    try:
+                        made = streaming.finish_words(parts, max_vocab, tokenizer, out)
+                    finally:
+                        for *_, part in parts:
+                            part.close()
                 else:
                     made = streaming.word_ids(passes(True), max_vocab, tokenizer, out, folder)
         for f in files:

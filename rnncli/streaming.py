@@ -30,13 +30,12 @@ def check(empty: bool, blank: bool) -> None:
         raise RnncliError("the corpus holds only whitespace: nothing to learn")
 
 
-def utf8_pieces(raw_blocks, skip: int, hint: str, step: int):
+def utf8_pieces(raw_blocks, skip: int, hint: str, step: int, done: int = 0):
     """(bytes, text) pieces of at most about `step` bytes, each whole valid UTF-8 characters (a character
     split between blocks is carried over); text is the decoded str, or None for an ASCII piece. The first
     `skip` bytes (a UTF-8 byte-order mark) are dropped, and error offsets counted after them, as
-    data.decode_text counts them."""
-    dec = codecs.getincrementaldecoder("utf-8")()
-    done = 0  # bytes passed on so far: where the decoder's held-back bytes begin
+    data.decode_text counts them, from `done` (where these blocks begin in the text)."""
+    dec = codecs.getincrementaldecoder("utf-8")()  # done: bytes passed on so far, where the held-back ones begin
     for raw in raw_blocks:
         if skip:
             raw, skip = raw[skip:], max(0, skip - len(raw))
@@ -180,39 +179,62 @@ def word_ids(pieces, max_vocab: int, tokenizer: Tokenizer | None, out, folder) -
     """Word kind. One pass gives every token a provisional id (one dictionary look-up per word), writes them
     to a temp file and counts them; the vocabulary then maps provisional ids to ids in a second, numpy-only
     pass over that file into `out`."""
+    with tempfile.TemporaryFile(dir=folder) as tmp:
+        return finish_words([provisional(pieces, tmp)], max_vocab, tokenizer, out)
+
+
+def provisional(pieces, tmp) -> tuple[list[str], np.ndarray, object]:
+    """The tokens of the text in `pieces` by provisional id (first appearance), their counts, and `tmp`
+    (a binary file) holding the provisional id (int32) of every token in order."""
     prov = Provisional()
-    counts, n, gathered = np.zeros(0, np.int64), 0, []
+    counts, gathered, size = np.zeros(0, np.int64), [], 0
 
     def flush():  # the ids gathered so far, to the temp file and into the counts
-        nonlocal counts, n, gathered
+        nonlocal counts, gathered
         ids = np.concatenate(gathered) if gathered else np.zeros(0, np.int32)
         tmp.write(ids)
         more = np.bincount(ids, minlength=len(prov.strings))
         counts = np.concatenate([counts, np.zeros(len(more) - len(counts), np.int64)]) + more
-        n, gathered = n + len(ids), []
+        gathered = []
 
-    with tempfile.TemporaryFile(dir=folder) as tmp:
-        size = 0
-        for ids in prov.run(pieces):
-            gathered.append(ids)
-            size += len(ids)
-            if size >= FLUSH:
-                flush()
-                size = 0
-        flush()
-        prov.clear()  # (the words as bytes go as they are decoded)
-        strings = prov.strings
-        for i, s in enumerate(strings):
-            if isinstance(s, bytes):
-                strings[i] = s.decode("utf-8")
-        check(not strings, all(s.isspace() for s in strings))
-        tok = tokenizer or Tokenizer("word", word_vocab(_candidates(strings, counts, max_vocab), max_vocab))
-        index = {t: i for i, t in enumerate(tok.vocab)}
-        final = np.array([index.get(s, 0) for s in strings], _id_dtype(len(tok)))  # provisional id -> id (0: <unk>)
+    for ids in prov.run(pieces):
+        gathered.append(ids)
+        size += len(ids)
+        if size >= FLUSH:
+            flush()
+            size = 0
+    flush()
+    prov.clear()  # (the words as bytes go as they are decoded)
+    strings = prov.strings
+    for i, s in enumerate(strings):
+        if isinstance(s, bytes):
+            strings[i] = s.decode("utf-8")
+    return strings, counts, tmp
+
+
+def finish_words(parts, max_vocab: int, tokenizer: Tokenizer | None, out) -> tuple[Tokenizer, list[str], int]:
+    """From the provisional() results of consecutive parts of the text: the vocabulary (or `tokenizer`'s),
+    the final ids of all parts in order into `out`, what the vocabulary lacks, and the token count."""
+    index: dict[str, int] = {}
+    local = []  # per part: its provisional id -> the merged one
+    for strings, _, _ in parts:
+        local.append(np.fromiter((index.setdefault(t, len(index)) for t in strings), np.int64, len(strings)))
+    strings = list(index)
+    counts = np.zeros(len(strings), np.int64)
+    for (_, c, _), to in zip(parts, local):
+        np.add.at(counts, to, c)
+    check(not strings, all(t.isspace() for t in strings))
+    tok = tokenizer or Tokenizer("word", word_vocab(_candidates(strings, counts, max_vocab), max_vocab))
+    vocab = {t: i for i, t in enumerate(tok.vocab)}
+    final = np.array([vocab.get(t, 0) for t in strings], _id_dtype(len(tok)))  # merged id -> id (0: <unk>)
+    n = 0
+    for (_, _, tmp), to in zip(parts, local):
+        table = final[to]
         tmp.seek(0)
         while chunk := tmp.read(4 * FLUSH):
-            out.write(final[np.frombuffer(chunk, np.int32)])
-    return tok, sorted(s for s in strings if s not in index), n
+            out.write(table[np.frombuffer(chunk, np.int32)])
+            n += len(chunk) // 4
+    return tok, sorted(t for t in strings if t not in vocab), n
 
 
 def _candidates(strings: list[str], counts: np.ndarray, max_vocab: int) -> dict[str, int]:

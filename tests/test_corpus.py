@@ -239,8 +239,11 @@ def test_corpus_tokens_are_data_tokenizer_tokens():
 
 @pytest.mark.slow
 def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
-    """~300 MB of text, tokenized in a child process: peak RSS < 600 MB; the second run, a cache hit, < 2 s.
+    """~300 MB of text, tokenized in a child process: peak RSS < 600 MB (for word, with its worker
+    processes, each counted at the largest's peak); the second run, a cache hit, < 2 s.
     Run with: python -m pytest --run-slow tests/test_corpus.py"""
+    from rnncli.word_split import workers_for
+
     path = tmp_path / "big.txt"
     unit = (Path(SAMPLES[0]).read_text() + TRICKY).encode()
     with open(path, "wb") as f:
@@ -249,12 +252,14 @@ def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
     child = ("import json, resource, sys, time; from rnncli.corpus import load_corpus; t = time.perf_counter(); "
              "c = load_corpus([sys.argv[1]], sys.argv[2], 20000); s = time.perf_counter() - t; "
              "print(json.dumps({'hit': c.hit, 'n': len(c.ids), 'seconds': s, "
-             "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))")
+             "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+             "'workers_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))")
     for kind in KINDS:
         runs = [json.loads(subprocess.run([sys.executable, "-c", child, str(path), kind], check=True,
                                           capture_output=True, text=True).stdout) for _ in range(2)]
         assert not runs[0]["hit"] and runs[1]["hit"] and runs[0]["n"] == runs[1]["n"]
-        assert runs[0]["rss_mb"] < 600, (kind, runs)
+        workers = workers_for(path.stat().st_size) if kind == "word" else 0
+        assert runs[0]["rss_mb"] + workers * runs[0]["workers_mb"] < 600, (kind, runs)
         assert runs[1]["seconds"] < 2, (kind, runs)
 
 
@@ -276,3 +281,44 @@ def test_training_maps_the_cached_ids_and_validates_on_a_bounded_share(tmp_path,
         assert second.val.B * second.val.length <= 100
         assert second.corpus == first.corpus  # the fingerprint comes back from the cache
         list(second.run())
+
+
+@pytest.fixture
+def split_words(monkeypatch):
+    """Large files' word pass in worker processes (rnncli/word_split.py), here for small files too."""
+    from rnncli import word_split
+
+    monkeypatch.setattr(word_split, "workers_for", lambda size: 3)
+
+
+def test_a_word_pass_split_among_processes_equals_one_pass(tmp_path, split_words):
+    unit = Path(SAMPLES[0]).read_text() + TRICKY
+    text = "".join(unit.replace("the", f"the{i % 7}") for i in range(4))
+    for data in (text.encode(), b"\xef\xbb\xbf" + text.encode()):
+        path = write(tmp_path, "w.txt", data)
+        for max_vocab in (20000, 50):
+            assert_same(load_corpus([path], "word", max_vocab, cache=False), [path], "word", max_vocab)
+    given = Tokenizer.build("word", unit[: len(unit) // 3])
+    assert_same(load_corpus([path], "word", 20000, tokenizer=given, cache=False), [path], "word", 20000, given)
+    assert_same(load_corpus([path], "word", 20000), [path], "word")  # (through the cache)
+
+
+def test_a_split_word_pass_names_the_first_bad_byte_of_the_whole_file(tmp_path, split_words):
+    good = (TRICKY * 40).encode()
+    for data in (good[:3000] + b"\xff" + good[3000:-5] + b"\xc0", b"\xef\xbb\xbf" + good + b"\xe2\x82",
+                 good[:-3000] + b"\xff"):
+        with pytest.raises(RnncliError) as want:
+            decode_text(data, "the corpus", corpus.HINT)
+        with pytest.raises(RnncliError) as got:
+            load_corpus([write(tmp_path, "bad.txt", data)], "word", 100, cache=False)
+        assert str(got.value) == str(want.value)
+
+
+def test_split_points_follow_whitespace():
+    from rnncli.word_split import cuts
+
+    data = b"aaaa bbbb\ncccc" + b"d" * 30 + b" e"
+    points = cuts(io.BytesIO(data), len(data), 4, 0)
+    assert points[0] == 0 and points[-1] == len(data) and points == sorted(set(points))
+    assert all(data[p - 1 : p] in (b" ", b"\n") for p in points[1:-1])
+    assert cuts(io.BytesIO(b"x" * 100), 100, 3, 0) == [0, 100]  # no whitespace: one part

@@ -155,7 +155,7 @@ def test_the_assets_ship_in_a_wheel(tmp_path):
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(root, name), tmp_path)
     shutil.copytree(os.path.join(root, "rnncli"), tmp_path / "rnncli", ignore=shutil.ignore_patterns("__pycache__"))
-    run = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
+    run = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q",
                           "-w", "dist"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     if run.returncode and "No module named pip" in run.stderr:
         pytest.skip("pip is not installed in this environment")
