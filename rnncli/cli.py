@@ -70,6 +70,7 @@ def train(
     time: Optional[float] = typer.Option(None, "--time", help="stop after this many seconds"),
     val_frac: Optional[float] = typer.Option(None, help="share of the text held out", show_default=f"{T.val_frac}"),
     eval_every: Optional[int] = typer.Option(None, help="steps between validations", show_default=f"{T.eval_every}"),
+    patience: Optional[int] = typer.Option(None, help="stop after this many validations without a new best", show_default="never"),
     tokenizer: Optional[str] = typer.Option(None, help="char, byte or word", show_default=f"{T.tokenizer}"),
     max_vocab: Optional[int] = typer.Option(None, help="word tokenizer's vocabulary", show_default=f"{T.max_vocab}"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the run repeatable", show_default=f"{T.rng_seed}"),
@@ -85,7 +86,7 @@ def train(
     model = _given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
     settings = _given(
         batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
-        epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, tokenizer=tokenizer,
+        epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, patience=patience, tokenizer=tokenizer,
         max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out, device=device,
     )
     from rnncli.ui import run_training

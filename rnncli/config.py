@@ -109,6 +109,7 @@ class TrainConfig:
     time: float | None = None
     val_frac: float = 0.05
     eval_every: int = 200
+    patience: int | None = None  # stop after this many validations without a new best (None: never)
     tokenizer: str = "char"
     max_vocab: int = 20000
     rng_seed: int = 0
@@ -132,6 +133,8 @@ class TrainConfig:
         require(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
         require(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
+        require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}")
+        require(self.patience is None or self.val_frac > 0, "--patience watches the validation loss: it needs --val-frac > 0")
         check_device(self.device)
 
     @property

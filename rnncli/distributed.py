@@ -39,6 +39,9 @@ class Solo:
     def gather_streams(self, a: np.ndarray, batch: int) -> np.ndarray:
         return a
 
+    def share(self, value):
+        return value
+
     def abort(self, code: int) -> None:
         pass
 
@@ -87,6 +90,10 @@ class Mpi(Solo):
         out = np.empty((batch,) + rows.shape[1:], np.float32) if self.lead else None
         self.comm.Gatherv(rows, [out, counts] if self.lead else None, root=0)
         return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if self.lead else None
+
+    def share(self, value):
+        """The lead's value (a number or None), on every rank."""
+        return self.comm.bcast(value, root=0)
 
     def abort(self, code: int) -> None:
         """End every rank (one that failed alone would leave the others waiting in an exchange)."""

@@ -28,7 +28,7 @@ from rnncli.params import Params, init_params
 # a validation scores at most this many held-out tokens (from the split's start): enough for a
 # steady figure, and a 1 GB corpus's 5% would take minutes at every validation
 VAL_MAX_TOKENS = 1 << 18
-RESUMABLE = {"steps", "epochs", "time", "eval_every", "out", "threads", "device"}
+RESUMABLE = {"steps", "epochs", "time", "eval_every", "patience", "out", "threads", "device"}
 
 
 class Trainer:
@@ -124,6 +124,7 @@ class Trainer:
         self.stop_asked = self.interrupted = False
         self.adam = Adam(mcfg.n_params, cfg, self.K)
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
+        self.early_stop, self.compile_s = False, 0.0
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
@@ -274,6 +275,9 @@ class Trainer:
         recent = deque(maxlen=50)  # (tokens, seconds) of the latest steps, for the live rate
         train_s, train_tokens = 0.0, 0  # the whole run's steps, validation and saving left out
         finished = self.progress() >= 1.0
+        from rnncli.kernels.jit import compiled_on_disk
+
+        cold = not compiled_on_disk("sequence_backward")  # this run's first step compiles the kernels
         while not finished:
             t_start = time.perf_counter()
             if self.window >= self.streams.n_windows:
@@ -299,7 +303,11 @@ class Trainer:
             self.tokens_seen += tokens
             self.since_eval.append(loss)
             seconds = time.perf_counter() - t_start
-            train_s, train_tokens = train_s + seconds, train_tokens + tokens
+            if cold:  # the one-time compile is not part of the time budget (nor of the rates)
+                cold, self.compile_s = False, seconds
+                self._t0 += seconds
+            else:
+                train_s, train_tokens = train_s + seconds, train_tokens + tokens
             if self.step > 1 or self.elapsed_before:  # the first step may include compiling
                 recent.append((tokens, seconds))
             event = {
@@ -310,7 +318,7 @@ class Trainer:
             # ranks must agree: with several, the time criterion goes by the lead's clock at this step's start
             finished = self.progress(None if self.world.size == 1 else clock) >= 1.0
             if self.step % cfg.eval_every == 0 or finished:
-                val = self.validate()
+                val = self.world.share(self.validate())  # (the lead's: all ranks keep the same best and stop)
                 if val is not None and not math.isfinite(val):
                     raise self._diverged("validation loss", val)
                 self.history.append([self.step, float(np.mean(self.since_eval)), val])
@@ -321,6 +329,8 @@ class Trainer:
                         self.best_val, self.best_step = val, self.step
                         self.best = model.params.copy()
                     event["best_val_loss"] = self.best_val
+                    if cfg.patience and self._since_best() >= cfg.patience:
+                        finished = self.early_stop = True
                 self.save()
             yield event
             if self.interrupted:  # a rank was asked to stop (a signal): all stop after the same step
@@ -330,7 +340,12 @@ class Trainer:
             "event": "done", "step": self.step, "checkpoint": str(self.cfg.out), "elapsed_s": self._elapsed(),
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
             "tokens_per_s": _rate([(train_tokens, train_s)]), "train_s": train_s, "tokens_seen": self.tokens_seen,
+            "compile_s": self.compile_s, "early_stop": self.early_stop, "best_step": self.best_step,
         }
+
+    def _since_best(self) -> int:
+        """Validations since the one that set the best loss (they are in the history, so resuming keeps the count)."""
+        return sum(1 for step, _, val in self.history if val is not None and step > self.best_step)
 
 
 def _rate(recent) -> float | None:

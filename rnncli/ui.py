@@ -125,8 +125,11 @@ def _show(trainer, console: Console, events) -> None:
                 best = ev["best_val_loss"]
                 console.print(
                     f"rnncli: saved {ev['checkpoint']} after {ev['step']} steps in {ev['elapsed_s']:.0f} s"
-                    + (f" (best validation loss {best:.4f} nats)" if best is not None else "")
+                    + (f" (+ {ev['compile_s']:.0f} s compiling the kernels, once)" if ev["compile_s"] > 1 else "")
+                    + (f" (best validation loss {best:.4f} nats at step {ev['best_step']})" if best is not None else "")
                 )
+                if ev["early_stop"]:
+                    console.print(f"rnncli: stopped early: {cfg.patience} validations without a new best")
                 break
             val = ev.get("val_loss", val)
             rate = ev["tokens_per_s"]

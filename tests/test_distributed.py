@@ -112,3 +112,14 @@ def test_under_mpiexec_without_mpi4py_says_how_to_install_it(tmp_path, monkeypat
     # no MPI job was joined: a plain run still works
     code, _, err = run_cli("train", CORPUS, *SMALL, "--steps", "2", "--out", str(tmp_path / "y.st"))
     assert code == 0, err
+
+
+@needs_mpi
+def test_early_stopping_is_decided_alike_on_every_rank(tmp_path):
+    """--patience goes by the lead's validation, shared with every rank: they stop together, where one
+    process stops."""
+    args = ("--steps", "200", "--eval-every", "2", "--patience", "1", "--lr", "0.05")
+    one = train(tmp_path, 0, "one.st", *args)
+    two = train(tmp_path, 2, "two.st", *args)
+    assert len(two) == len(one) < 200
+    np.testing.assert_allclose(losses(two), losses(one), rtol=1e-4)

@@ -108,3 +108,47 @@ def test_checkpoint_metadata_is_json_strings(tmp_path):
     assert json.loads(raw["model"]) == {"a": 1}
     _, meta = checkpoint.read_header(path)
     assert meta["history"] == [[1, 2.0, None]] and meta["format_version"] == 2
+
+
+def test_patience_stops_after_that_many_validations_without_a_new_best(corpus, tmp_path, monkeypatch):
+    losses = iter([2.0, 1.5, 1.6, 1.55, 1.7, 1.8, 1.9])
+    monkeypatch.setattr(Trainer, "validate", lambda self: next(losses))
+    settings = dict(batch=2, seq=8, steps=50, eval_every=1, patience=3, out=str(tmp_path / "p.st"))
+    with Trainer([str(corpus)], TINY, settings) as t:
+        events = run(t)
+    done = events[-1]
+    assert done["early_stop"] and done["step"] == 5 and done["best_step"] == 2  # steps 3, 4, 5: no new best
+    assert done["best_val_loss"] == 1.5
+    with Trainer([str(corpus)], {}, {"steps": 50, "patience": 4}, resume=str(tmp_path / "p.st")) as t:
+        again = run(t)  # resumed: the count goes on from the history (4th without a best at step 6)
+    assert again[-1]["early_stop"] and again[-1]["step"] == 6
+
+
+def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monkeypatch):
+    import time
+
+    from rnncli.kernels import jit
+    from rnncli.model import Model
+
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="": False)  # as on a cold cache
+    first = Model.loss_and_grads
+
+    def slow_first(self, *args, **kw):
+        if not getattr(self, "_slept", False):
+            self._slept = True
+            time.sleep(2.0)  # what compiling costs
+        return first(self, *args, **kw)
+
+    monkeypatch.setattr(Model, "loss_and_grads", slow_first)
+    settings = dict(batch=2, seq=8, time=0.3, eval_every=1000, out=str(tmp_path / "t.st"))
+    with Trainer([str(corpus)], TINY, settings) as t:
+        done = run(t)[-1]
+    assert done["compile_s"] >= 2.0 and done["step"] > 1  # steps went on after the slow one
+    assert done["elapsed_s"] < 2.0  # the 0.3 s budget and a validation, without the 2 s
+
+
+@pytest.mark.parametrize("settings, message", [({"patience": 0}, "--patience must be at least 1"),
+                                               ({"patience": 2, "val_frac": 0.0}, "needs --val-frac > 0")])
+def test_patience_settings_are_checked(corpus, tmp_path, settings, message):
+    with pytest.raises(RnncliError, match=message):
+        Trainer([str(corpus)], TINY, dict(settings, out=str(tmp_path / "x.st")))
