@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from rnncli import validate
 from rnncli.checkpoint import TRAINING_PREFIXES
+from rnncli.curve import LossCurve
 
 
 def describe(path: str) -> dict:
@@ -24,12 +25,15 @@ def describe(path: str) -> dict:
         "progress": c.meta.get("progress"),
         "resumable": c.resumable,
         "history": c.meta.get("history", []),
+        "curve": LossCurve.from_json(c.meta.get("curve")).all_points(),
     }
 
 
-def chart(history: list, width: int = 60, height: int = 10) -> list[str]:
-    """Train (·) and validation (o) loss against step, as lines of text."""
-    points = [(s, tr, "·") for s, tr, _ in history] + [(s, v, "o") for s, _, v in history if v is not None]
+def chart(history: list, curve: list | None = None, width: int = 60, height: int = 10) -> list[str]:
+    """Train (·: every step's, from the curve, else the means between validations) and validation (o)
+    loss against step, as lines of text."""
+    train = [(s, tr, "·") for s, tr in curve] if curve else [(s, tr, "·") for s, tr, _ in history]
+    points = train + [(s, v, "o") for s, _, v in history if v is not None]
     if not points:
         return []
     s0, s1 = min(p[0] for p in points), max(p[0] for p in points)
@@ -67,7 +71,7 @@ def render(info: dict) -> None:
         out.print(f"progress   step {p.get('step')}, epoch {p.get('epoch')}, {p.get('tokens_seen', 0):,} tokens, "
                   f"{p.get('elapsed_s', 0):.0f} s" + ("" if info["resumable"] else " (weights only)"))
         out.print("best val   " + (f"{best:.4f} nats/token at step {p.get('best_step')}" if best is not None else "-"))
-    lines = chart(info["history"])
+    lines = chart(info["history"], info.get("curve"))
     if lines:
         out.print("\nloss (· train, o validation)")
         for line in lines:

@@ -18,6 +18,7 @@ from rnncli import __version__, checkpoint, memory, validate
 from rnncli.config import ModelConfig, TrainConfig, to_dict
 from rnncli.distributed import EXTRA, world
 from rnncli.corpus import load_corpus
+from rnncli.curve import LossCurve
 from rnncli.data import Streams, Tokenizer, missing_note, split_val
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
@@ -129,6 +130,7 @@ class Trainer:
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
         self.since_eval: list[float] = []  # train losses since the last validation
+        self.curve = LossCurve()  # every step's, averaged in buckets
         self.h, self.c = self.model.zero_state(self.streams.B)
         if saved:
             self._restore(*saved)
@@ -173,6 +175,7 @@ class Trainer:
         self.saved_step = self.step if os.path.abspath(contents.path) == os.path.abspath(self.cfg.out) else None
         self.history = meta["history"]
         self.since_eval = prog.get("since_eval", [])
+        self.curve = LossCurve.from_json(meta.get("curve"))
         self.rng.bit_generator.state = meta["rng"]  # validate.load has tried it
         b0, b1 = self.world.part(self.cfg.batch)
         self.h, self.c = (K.asarray(np.ascontiguousarray(tensors[f"state.{s}"][:, b0:b1])) for s in "hc")
@@ -210,6 +213,7 @@ class Trainer:
                 "best_val_loss": best_val, "best_step": self.best_step, "since_eval": self.since_eval,
             },
             "history": self.history,
+            "curve": self.curve.to_json(),
             "rng": self.rng.bit_generator.state,
             "corpus": self.corpus,
             "rnncli_version": __version__,
@@ -302,6 +306,7 @@ class Trainer:
             tokens = ids.shape[0] * cfg.batch  # the whole batch's, on every rank
             self.tokens_seen += tokens
             self.since_eval.append(loss)
+            self.curve.add(self.step, loss)
             seconds = time.perf_counter() - t_start
             if cold:  # the one-time compile is not part of the time budget (nor of the rates)
                 cold, self.compile_s = False, seconds

@@ -95,6 +95,18 @@ def _progress(meta: dict, resumable: bool) -> None:
         _require(isinstance(row, list) and len(row) == 3, f"a loss history row is {row!r}")
         for value, kind in zip(row, ("int", "float", "float | None")):
             check_kind("history", value, kind)
+    curve = meta.get("curve")  # (files before format 2's curve have none)
+    if curve is not None:
+        _require(isinstance(curve, dict) and isinstance(curve.get("points"), list)
+                 and isinstance(curve.get("pending"), list) and len(curve["pending"]) == 3, "its loss curve is malformed")
+        check_kind("curve.stride", curve.get("stride"), "int")
+        _require(curve["stride"] >= 1, "curve.stride is below 1")
+        for row in curve["points"]:
+            _require(isinstance(row, list) and len(row) == 2, f"a loss curve point is {row!r}")
+            check_kind("curve", row[0], "int")
+            check_kind("curve", row[1], "float")
+        for value, kind in zip(curve["pending"], ("float", "int", "int")):
+            check_kind("curve.pending", value, kind)
     rng = meta.get("rng")
     _require(not resumable or (isinstance(rng, dict) and rng.get("bit_generator") == "PCG64"),
              "its random generator state is missing")

@@ -152,3 +152,27 @@ def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monk
 def test_patience_settings_are_checked(corpus, tmp_path, settings, message):
     with pytest.raises(RnncliError, match=message):
         Trainer([str(corpus)], TINY, dict(settings, out=str(tmp_path / "x.st")))
+
+
+def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(corpus, tmp_path):
+    from rnncli.curve import MAX_POINTS, LossCurve
+    from rnncli.report import chart, describe
+
+    c = LossCurve()
+    for step in range(1, 3001):
+        c.add(step, float(step))
+    assert len(c.points) < MAX_POINTS and c.points[-1][0] <= 3000 and c.all_points()[-1][0] == 3000
+    covered = c.stride * len(c.points) + c.count
+    assert covered == 3000 and abs(sum(p[1] for p in c.points) * c.stride + c.sum - 3000 * 3001 / 2) < 1e-6
+    settings = dict(batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"))
+    with Trainer([str(corpus)], TINY, dict(settings, steps=7)) as t:
+        losses = [e["train_loss"] for e in run(t) if e["event"] == "step"]
+    with Trainer([str(corpus)], TINY, dict(settings, steps=3, out=str(tmp_path / "d.st"))) as t:
+        run(t)
+    with Trainer([str(corpus)], {}, {"steps": 7}, resume=str(tmp_path / "d.st")) as t:
+        run(t)
+    whole, resumed = describe(str(tmp_path / "c.st"))["curve"], describe(str(tmp_path / "d.st"))["curve"]
+    assert [s for s, _ in whole] == list(range(1, 8)) and np.allclose([v for _, v in whole], losses)
+    assert resumed == whole
+    lines = chart([[7, 1.0, 2.0]], whole)  # one validation, seven training points: all drawn
+    assert sum(line.count("·") for line in lines) >= 5 and sum(line.count("o") for line in lines) == 1
