@@ -205,7 +205,6 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
               device: str = "auto"):
     """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
     import os
-    import platform
 
     from rnncli import bench
     from rnncli.device import backend
@@ -219,7 +218,8 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     for row in bench.run(configs, measures, repeats, threads, against_torch, device):
         rows.append(row)
         err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
-    machine = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+    cpu, lanes = bench.cpu_description()
+    machine = {"cpu": cpu, "vector_floats": lanes, "cores": os.cpu_count(),
                "threads": threads or os.cpu_count(), "matmul_gflops": rate, "repeats": repeats, "device": device}
     if json_out:
         print(json.dumps({"machine": machine, "results": rows}))
@@ -227,7 +227,7 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     from rich.table import Table
 
     pairs = ", ratio: median of each repeat's pair" if against_torch else ""
-    where = f"{machine['threads']} threads" if device == "cpu" else "CUDA GPU"
+    where = f"{cpu}, {lanes}-float vectors, {machine['threads']} threads" if device == "cpu" else "CUDA GPU"
     table = Table(title=f"rnncli bench: {where}, float32 matmul {rate:.0f} GFLOP/s, "
                   f"medians of {repeats}{pairs}")
     for col in ["config", "measure", "rnncli /s", "GFLOP/s", "of matmul", "weights GB/s", "warm-up s"]:

@@ -208,3 +208,14 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     rows = list(bench.run(["small-rnn"], ["eval"], 3, None, against_torch=True))
     ours = next(r for r in rows if r["impl"] == "rnncli")
     assert ours["rate"] == 12.0 and ours["ratio"] == 1.5  # pairs 2.0, 1.0, 1.5; medians 12 / 12 = 1
+
+
+def test_bench_names_the_cpu_and_its_vector_width():
+    from rnncli.bench import cpu_description
+
+    zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    assert cpu_description(zen2) == ("AMD EPYC (family 23 model 49)", 8)
+    assert cpu_description(zen2.replace("avx2", "avx2 avx512f"))[1] == 16
+    assert cpu_description("processor : 0\nFeatures : fp asimd\nCPU part : 0xd0c\n")[1] == 4
+    name, lanes = cpu_description()  # this machine's
+    assert name and lanes in (4, 8, 16)
