@@ -178,8 +178,9 @@ def inspect(
 
         run_probe(model_path, text, cfg, threads, json_out, _warn)
         return
-    if neuron or top or find_neurons or match or html:
-        raise RnncliError("--neuron, --top, --find-neurons, --match and --html look at a text: add --text FILE")
+    if neuron or top or find_neurons or match or html or (state, threshold, page_mb) != (P.state, P.threshold, P.page_mb):
+        raise RnncliError("--neuron, --state, --top, --find-neurons, --match, --threshold, --html and --page-mb "
+                          "look at a text: add --text FILE")
     from rnncli.report import describe, render
 
     info = describe(model_path)

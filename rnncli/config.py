@@ -193,7 +193,8 @@ def span(text: str | None, flag: str, sep: str = ":") -> tuple[int, int] | None:
     if text is None:
         return None
     a, _, b = text.partition(sep)
-    require(a.strip().isdigit() and b.strip().isdigit(), f"{flag} takes two whole numbers as A{sep}B, not {text!r}")
+    ok = all(x.strip().isascii() and x.strip().isdecimal() for x in (a, b))
+    require(ok, f"{flag} takes two whole numbers as A{sep}B, not {text!r}")
     return int(a), int(b)
 
 

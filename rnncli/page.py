@@ -89,6 +89,8 @@ def _meta(probe, found, info: dict) -> dict:
         "found": [f.to_json() for f in found],
         "properties": PROPERTIES,
         "absent": list(info.get("absent") or ()),
+        "threshold": float(info.get("threshold", 0.3)),  # the CLI's --threshold and --state, as the page starts
+        "state": info.get("state", "h"),
     }
 
 

@@ -13,6 +13,8 @@ import numpy as np
 
 from rnncli.evaluate import eval_streams_batch
 
+ROWS = 256  # positions whose softmax and top-K are taken at once
+
 
 @dataclass
 class Probe:
@@ -140,6 +142,7 @@ def probe_ids(model, ids: np.ndarray, seq: int, max_batch: int, top_k: int = 5, 
     """Run the model over token ids (n,) and return loss (n,), top_ids/top_p (n, top_k) and
     acts {(layer, state): (n, H)} for each (layer, state) in `states`."""
     K, cfg = model.K, model.cfg
+    top_k = min(top_k, cfg.vocab_size)  # (a vocabulary may be smaller than the list asked for)
     ids = np.asarray(ids, np.int64)
     n = len(ids)
     lay = Layout.plan(n, seq, max_batch)
@@ -160,11 +163,14 @@ def probe_ids(model, ids: np.ndarray, seq: int, max_batch: int, top_k: int = 5, 
         p = pos[keep]
         if not p.size:
             continue
-        targets = nxt[p]
-        logp, top, prob = _log_softmax_at(logits[keep], top_k, targets)
-        has_next = p + 1 < n
-        loss[p[has_next] + 1] = -logp[has_next]
-        top_ids[p], top_p[p] = top, prob
+        rows = logits.reshape(-1, logits.shape[-1])
+        flat = np.flatnonzero(keep.reshape(-1))
+        for a0 in range(0, len(flat), ROWS):  # a few rows at a time: (rows, V) temporaries stay small
+            at, pos_ = flat[a0 : a0 + ROWS], p[a0 : a0 + ROWS]
+            logp, top, prob = _log_softmax_at(rows[at], top_k, nxt[pos_])
+            has_next = pos_ + 1 < n
+            loss[pos_[has_next] + 1] = -logp[has_next]
+            top_ids[pos_], top_p[pos_] = top, prob
         if states:
             hs, cs = model.states(t, lay.B)  # (L, t, B, H)
             for layer, state in states:
@@ -189,10 +195,10 @@ def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: in
         on_warning(missing_note(tokenizer.kind, missing))
     if len(ids) < 2:
         raise RnncliError("the text has fewer than two tokens the model knows: nothing to look at")
-    tokens = token_texts(tokenizer, data, ids)
     lay = Layout.plan(len(ids), train_cfg.seq, train_cfg.batch)
-    keep = len(ids) * (4 * len(states) * model.cfg.hidden + 8 * top_k + 32)
+    keep = len(ids) * (4 * len(states) * model.cfg.hidden + 8 * top_k + 120)  # (120: a token's str in a list)
     memory.require(keep + workspace_bytes(model.cfg, train_cfg.seq, lay.B, False, model.K.thread_count(threads)),
                    "looking inside this model over this text", "use a shorter text or ask for fewer units")
+    tokens = token_texts(tokenizer, data, ids)
     out = probe_ids(model, ids, train_cfg.seq, train_cfg.batch, top_k, tuple(states))
     return Probe(tokens, ids, out["loss"], out["top_ids"], out["top_p"], out["acts"], vocab_texts(tokenizer))

@@ -79,6 +79,7 @@ def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool,
     """Load, probe, then show what cfg asks for (and write the page)."""
     from rnncli.config import to_dict
     from rnncli.data import read_bytes, text_for
+    from rnncli.errors import RnncliError
     from rnncli.model import load_model
     from rnncli.neurons import find_neurons, match_span
     from rnncli.probe import probe_text
@@ -89,7 +90,11 @@ def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool,
     data = text_for(tokenizer.kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
     states = wanted_states(cfg, model.cfg)
     probe = probe_text(data, loaded, max(cfg.top, 5), states, threads, on_warning)
-    found, absent = find_neurons(probe.acts, probe.tokens) if (cfg.find_neurons or cfg.html) else ([], [])
+    if cfg.find_neurons and probe.n < MIN_FIND:
+        raise RnncliError(f"--find-neurons needs a text of {MIN_FIND} tokens at least (this one has {probe.n}): "
+                          "correlations over a few positions mean nothing")
+    found, absent = (find_neurons(probe.acts, probe.tokens) if (cfg.find_neurons or cfg.html) and probe.n >= MIN_FIND
+                     else ([], []))
     matched = None
     if cfg.match:
         a, b = char_span(probe.tokens, *cfg.match)
@@ -101,7 +106,8 @@ def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool,
     if cfg.html:
         from rnncli.page import build_page, write_page
 
-        info = {"title": ", ".join(sources), "model": to_dict(model.cfg), "tokenizer": tokenizer.kind,
+        info = {"title": ", ".join(sources), "model": {**to_dict(model.cfg), "tokenizer": tokenizer.kind},
+                "threshold": cfg.threshold, "state": cfg.state,
                 "mean_loss": mean, "units": [(k, cfg.state, u) for k, u in cfg.neurons], "absent": absent}
         write_page(cfg.html, build_page(probe, found, info, int(cfg.page_mb * 1e6)))
         print(f"rnncli: wrote {cfg.html}", file=sys.stderr)
@@ -137,12 +143,14 @@ def _match_json(probe, cfg, matched) -> dict:
                        "text": "".join(probe.tokens[m.start : m.end])} for m in spans]}
 
 
+MIN_FIND = 20  # tokens --find-neurons needs before a correlation says anything
 TOP_LINES = 400  # at most this many positions of --top in the terminal; JSON and the page have all
 
 
 def _terminal(probe, cfg, found, absent, matched) -> None:
-    console = Console(file=sys.stdout, soft_wrap=True, highlight=False)
-    err = Console(stderr=True, soft_wrap=True, highlight=False)
+    # markup off: the text, spans and tokens come from the user's file and may hold [brackets]
+    console = Console(file=sys.stdout, soft_wrap=True, highlight=False, markup=False)
+    err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
     other_views = cfg.top or cfg.find_neurons or cfg.match or cfg.html
     if cfg.neurons:
         layer, unit = cfg.neurons[0]

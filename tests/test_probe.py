@@ -114,7 +114,7 @@ def test_correlations_agree_with_numpy():
 
 
 QUOTED = ('\nhe said "no more" and left.\nthen (quietly) she said "yes, 42 times"\n'
-          'Nothing "at all" was "said" today\n    "an indented quote"\n') * 3
+          'Nothing "at all" was "said" today\n    "an indented quote"\nsee [/b] and [bold]x[/bold]\n') * 3
 
 
 def quote_unit_checkpoint(path, planted=2, H=5):
@@ -234,3 +234,26 @@ def test_find_neurons_over_several_layers_and_states():
     assert absent == ["quote"]
     best = next(f for f in found if f.prop == "line_position")
     assert (best.layer, best.state, best.unit) == (1, "c", 2) and best.r > 0.999
+
+
+def test_edge_inputs_of_the_review(tmp_path):
+    """A vocabulary smaller than the top list, text that looks like rich markup, digits that are not
+    ASCII, --find-neurons on a text too short for a correlation, options that need --text."""
+    model_path = quote_unit_checkpoint(tmp_path / "quote.safetensors")
+    text = tmp_path / "t.txt"
+    text.write_text('he said "[/b] [bold]x[/bold]" and left.\n' * 2)
+    code, out, err = run_cli("inspect", str(model_path), "--text", str(text), "--top", "100", "--json")
+    assert code == 0, err
+    assert len(json.loads(out.splitlines()[0])["top"]) == len(Tokenizer.build("char", QUOTED))  # all of them
+    start = text.read_text().index("[/b]")
+    code, out, err = run_cli("inspect", str(model_path), "--text", str(text), "--match", f"{start}:{start + 4}",
+                             "--threshold", "-2")
+    assert code == 0 and "[/b]" in out, err
+    for bad in (["--match", "\u00b2:5"], ["--neuron", "0:\u00b9"]):
+        code, _, err = run_cli("inspect", str(model_path), "--text", str(text), *bad)
+        assert code == 2 or code == 1 and "two whole numbers" in err and "Traceback" not in err
+    (tmp_path / "short.txt").write_text("he")
+    code, _, err = run_cli("inspect", str(model_path), "--text", str(tmp_path / "short.txt"), "--find-neurons")
+    assert code == 1 and "20 tokens at least" in err
+    code, _, err = run_cli("inspect", str(model_path), "--threshold", "0.5")
+    assert code == 1 and "add --text FILE" in err

@@ -311,6 +311,7 @@ function start() {
     el.remove(); // the DOM stays small (the text lives on in `stored` until the unit is first used)
   }
   $("rnn-meta").remove();
+  if (M.threshold !== undefined) $("threshold").value = M.threshold;
   const found = M.found.map((f) => {
     const key = `${f.layer}:${f.state}:${f.unit}`, kept = stored.has(key);
     return `<li><button class="${kept ? "" : "off"}" data-key="${key}"><b>${esc(f.property)}</b> ` +
