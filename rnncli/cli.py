@@ -247,6 +247,7 @@ def main(argv: list[str] | None = None) -> None:
 
     stdout = sys.stdout
     sys.stdout = _Stdout(stdout)
+    together = False  # an exit every rank of an MPI job takes at the same step (a stop by signal)
     try:
         code = app(args=argv, prog_name="rnncli", standalone_mode=False)
         sys.stdout.flush()
@@ -254,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
         _error(str(e))
         code = 1
     except Stopped as e:
-        code = 128 + e.signum
+        code, together = 128 + e.signum, True
     except OutputError as e:
         if e.errno != errno.EPIPE:
             _error(f"cannot write the output: {e.strerror}")
@@ -272,8 +273,22 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.UsageError as e:
         _error(e.format_message())
         code = 2
+    except (Exception, KeyboardInterrupt):  # a bug, or a second Ctrl-C: other ranks must not wait for this one
+        if _mpi_job():
+            import traceback
+
+            traceback.print_exc()
+            _mpi_job().abort(1)
+        raise
     finally:
         sys.stdout = stdout
-    if isinstance(code, int) and 0 < code < 128 and "rnncli.distributed" in sys.modules:
-        sys.modules["rnncli.distributed"].abort_all(code)  # the other ranks of an MPI job end too
+    if isinstance(code, int) and code and not together and _mpi_job():
+        _mpi_job().abort(code)  # the other ranks of an MPI job end too
     sys.exit(code if isinstance(code, int) else 0)
+
+
+def _mpi_job():
+    """This process's MPI job when it is one rank of several, else None (no import: only a run that
+    joined one has loaded rnncli.distributed)."""
+    job = getattr(sys.modules.get("rnncli.distributed"), "ACTIVE", None)
+    return job if job is not None and job.size > 1 else None

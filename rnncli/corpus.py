@@ -54,7 +54,7 @@ def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokeni
         for src in sources:  # every file opened first: a missing one is named before any reading
             files.append(_Source(src))
         folder = _folder() if cache and all(f.stat for f in files) else None
-        key = _key(files, kind, max_vocab, tokenizer) if folder else None
+        key = _key(files, kind, max_vocab) if folder else None
         found = _load(folder, key, kind, tokenizer) if folder else None
         return found or _build(files, kind, max_vocab, tokenizer, folder, key, max(1, block))
     finally:
@@ -213,14 +213,17 @@ def _folder() -> Path | None:
     return folder if os.access(folder, os.W_OK) else None
 
 
-def _key(files: list[_Source], kind: str, max_vocab: int, tokenizer: Tokenizer | None) -> str:
-    """What the ids depend on: each file's path, size, modification time and first and last MiB (hashing
-    the whole file is what a cache hit must avoid), the settings, and the Unicode tables (\\w, isspace)."""
-    h = hashlib.sha256(json.dumps([FORMAT, kind, max_vocab, unicodedata.unidata_version]).encode())
-    if tokenizer is not None:
-        h.update(hashlib.sha256(json.dumps(tokenizer.to_json()).encode()).digest())
+def _key(files: list[_Source], kind: str, max_vocab: int) -> str:
+    """What the ids depend on: each file's path, device, inode, size, modification and change times and
+    first and last MiB (hashing the whole file is what a cache hit must avoid; an edit that keeps size
+    and mtime still moves ctime), the kind (and max_vocab, for word), and the Unicode tables (\\w,
+    isspace). Not a given vocabulary: _load compares that with the entry's, so a resumed run finds
+    the ids its first run made."""
+    h = hashlib.sha256(json.dumps([FORMAT, kind, max_vocab if kind == "word" else 0,
+                                   unicodedata.unidata_version]).encode())
     for f in files:
-        h.update(json.dumps([os.path.abspath(f.name), *f.stat]).encode())
+        st = os.fstat(f.file.fileno())
+        h.update(json.dumps([os.path.abspath(f.name), st.st_dev, st.st_ino, *f.stat, st.st_ctime_ns]).encode())
         f.file.seek(0)
         h.update(reading(f.name, f.file.read, EDGE))
         f.file.seek(max(0, f.stat[0] - EDGE))
@@ -233,6 +236,8 @@ def _load(folder: Path, key: str, kind: str, tokenizer: Tokenizer | None) -> Cor
     try:
         meta = json.loads((folder / f"{key}.json").read_text())
         dtype, n, path = np.dtype(meta["dtype"]), int(meta["length"]), folder / f"{key}.ids"
+        if tokenizer is not None and meta["tokenizer"] != tokenizer.to_json():
+            return None  # made with another vocabulary: made again with this one (and kept instead)
         tok = tokenizer or Tokenizer.from_json(meta["tokenizer"])
         fingerprint = {"sha256": str(meta["fingerprint"]["sha256"]), "bytes": int(meta["fingerprint"]["bytes"])}
         missing = meta["missing"]

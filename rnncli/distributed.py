@@ -5,6 +5,7 @@ stopping). mpi4py is imported only when a run is distributed; a single process p
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 
@@ -42,6 +43,12 @@ class Solo:
     def share(self, value):
         return value
 
+    def agree(self, what: str, value) -> None:
+        pass
+
+    def threads(self) -> int | None:
+        return None
+
     def abort(self, code: int) -> None:
         pass
 
@@ -57,15 +64,46 @@ class Mpi(Solo):
         self.MPI, self.comm = MPI, MPI.COMM_WORLD
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.lead = self.rank == 0
+        if self.size == 1 and launched_size() > 1:  # e.g. Open MPI's mpirun starting MPICH's mpi4py
+            raise RnncliError(f"the launcher started {launched_size()} processes but MPI sees each alone: run "
+                              "mpiexec from the same MPI that mpi4py uses (the one in this environment)")
+
+    def _wait(self, request) -> None:
+        """Wait for a nonblocking exchange without spinning a core (a rank waiting on the lead's
+        validation or cache build would otherwise take a core from it)."""
+        while not request.Test():
+            time.sleep(0.002)
+
+    def barrier(self) -> None:
+        self._wait(self.comm.Ibarrier())
+
+    def share(self, value):
+        """The lead's value (a number or None), on every rank."""
+        buf = np.array([np.nan if value is None else value, value is None], np.float64)
+        self._wait(self.comm.Ibcast(buf, root=0))
+        return None if buf[1] else float(buf[0])
+
+    def agree(self, what: str, value) -> None:
+        """Refuse, on every rank, when the ranks hold different `value`s (a corpus or model that
+        differs between machines would otherwise train on silently, or hang an exchange)."""
+        values = self.comm.allgather(value)
+        if any(v != values[0] for v in values):
+            raise RnncliError(f"the ranks disagree on {what}: rank 0 has {values[0]}, "
+                              f"rank {next(i for i, v in enumerate(values) if v != values[0])} has "
+                              f"{next(v for v in values if v != values[0])}")
+
+    def threads(self) -> int | None:
+        """Each rank's share of its machine's cores, when --threads is not given."""
+        local = next((int(os.environ[v]) for v in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+                      if os.environ.get(v, "").isdigit()), 1)
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        return max(1, cores // max(1, local))
 
     def part(self, batch: int) -> tuple[int, int]:
         """This rank's rows [b0, b1) of the batch's streams: as even a split as whole streams allow."""
         if batch < self.size:
             raise RnncliError(f"--batch {batch} has fewer streams than the {self.size} ranks; give each rank one at least")
         return self.rank * batch // self.size, (self.rank + 1) * batch // self.size
-
-    def barrier(self) -> None:
-        self.comm.Barrier()
 
     def average(self, K, buf, share: float, extras: list[float]) -> np.ndarray:
         """Allreduce a flat buffer (the gradients, then EXTRA slots) as a weighted average: each rank's
@@ -91,10 +129,6 @@ class Mpi(Solo):
         self.comm.Gatherv(rows, [out, counts] if self.lead else None, root=0)
         return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if self.lead else None
 
-    def share(self, value):
-        """The lead's value (a number or None), on every rank."""
-        return self.comm.bcast(value, root=0)
-
     def abort(self, code: int) -> None:
         """End every rank (one that failed alone would leave the others waiting in an exchange)."""
         self.comm.Abort(code)
@@ -116,9 +150,3 @@ def world(distributed: bool | None = None):
 
 ACTIVE: Mpi | None = None  # this process's MPI job, once it has joined one
 
-
-def abort_all(code: int) -> None:
-    """After an error on this rank: end the others too, when this process is in an MPI job of more
-    than one (they would otherwise wait for it forever)."""
-    if ACTIVE is not None and ACTIVE.size > 1:
-        ACTIVE.abort(code)

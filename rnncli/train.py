@@ -78,6 +78,8 @@ class Trainer:
             self.cfg = TrainConfig(**train)
             given = mcfg = None
         cfg = self.cfg
+        self.world.part(cfg.batch)  # (too few streams for the ranks: said before any reading)
+        self.threads = cfg.threads or self.world.threads()  # under mpiexec: each rank its share of the cores
         if self.world.size > 1 and "-" in sources:
             raise RnncliError("under mpiexec the corpus must be a file: standard input reaches rank 0 only")
         if not self.world.lead:
@@ -86,6 +88,8 @@ class Trainer:
         if self.world.lead:
             self.world.barrier()
         self.corpus = corpus.fingerprint
+        self.world.agree("the corpus", (corpus.fingerprint["sha256"], len(corpus.ids), len(corpus.tokenizer)))
+        self.world.agree("the device", self.K.NAME)  # (Adam and the norm differ between CPU and GPU in their last bits)
         if saved:
             self._check_corpus(contents, allow_new_corpus)
         self.tokenizer = corpus.tokenizer
@@ -110,13 +114,13 @@ class Trainer:
                 )
             val_ids = val_ids[:VAL_MAX_TOKENS]
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-        memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(cfg.threads)),
+        memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)),
                        "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
         self._start(mcfg, saved)
 
     def _start(self, mcfg: ModelConfig, saved) -> None:
         cfg = self.cfg
-        self.K.use_threads(cfg.threads)
+        self.K.use_threads(self.threads)
         self.rng = np.random.default_rng(cfg.rng_seed)
         self.model = Model(init_params(mcfg, self.rng), self.K)
         # the gradients, then the slots the ranks exchange with them (distributed.EXTRA)
@@ -189,6 +193,7 @@ class Trainer:
         K = self.K
         states = [self.world.gather_streams(K.to_host(a), self.cfg.batch) for a in (self.h, self.c)]
         if not self.world.lead:
+            self.saved_step = self.step  # (the lead wrote it: every rank's messages say the same)
             return self.cfg.out
         p = self.model.params.host()  # (copies, when the run is on a GPU)
         m, v = Params(p.cfg, K.to_host(self.adam.m)), Params(p.cfg, K.to_host(self.adam.v))

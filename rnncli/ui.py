@@ -75,6 +75,8 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
                 for _ in events:
                     pass
         except OutputError as e:
+            if trainer.world.size > 1:  # saving is collective and the other ranks are stepping on: end the job
+                raise
             message = save_and_say(f"as the output failed ({e.strerror})")
             if e.errno == errno.EPIPE:
                 raise

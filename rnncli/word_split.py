@@ -75,6 +75,7 @@ def provisional_parts(path: str, size: int, skip: int, hint: str, folder, worker
         for p in procs:
             if p.poll() is None:
                 p.kill()
+                p.wait()
         for name in os.listdir(work):
             os.unlink(os.path.join(work, name))
         os.rmdir(work)
@@ -106,4 +107,10 @@ if __name__ == "__main__":
         _worker(sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6])
     except RnncliError as e:
         print(e, file=sys.stderr)
+        sys.exit(BAD)
+    except MemoryError:
+        print("out of memory while splitting the corpus into words", file=sys.stderr)
+        sys.exit(BAD)
+    except OSError as e:
+        print(f"cannot tokenize the corpus: {e.strerror or e}", file=sys.stderr)
         sys.exit(BAD)

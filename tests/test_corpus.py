@@ -322,3 +322,20 @@ def test_split_points_follow_whitespace():
     assert points[0] == 0 and points[-1] == len(data) and points == sorted(set(points))
     assert all(data[p - 1 : p] in (b" ", b"\n") for p in points[1:-1])
     assert cuts(io.BytesIO(b"x" * 100), 100, 3, 0) == [0, 100]  # no whitespace: one part
+
+
+def test_a_resumed_run_finds_its_first_runs_ids_and_char_ignores_max_vocab(tmp_path, cache_dir):
+    """The entry is keyed without the given vocabulary (it is compared with the entry's instead), and
+    max_vocab keys word entries only; an edit that keeps size and mtime still misses (ctime)."""
+    path = write(tmp_path, "t.txt", TRICKY * 3)
+    fresh = load_corpus([path], "char", 100)
+    assert load_corpus([path], "char", 100, tokenizer=fresh.tokenizer).hit  # a resume
+    assert load_corpus([path], "char", 7).hit  # max_vocab means nothing to char
+    other = Tokenizer.build("char", "abc")
+    assert not load_corpus([path], "char", 100, tokenizer=other).hit  # another vocabulary: made again
+    st = os.stat(path)
+    data = bytearray(Path(path).read_bytes())
+    data[len(data) // 2] ^= 1  # same size, mtime put back
+    Path(path).write_bytes(bytes(data))
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert not load_corpus([path], "char", 100).hit
