@@ -39,6 +39,11 @@ class Corpus:
     fingerprint: dict
     missing: list[str]
     hit: bool = False
+    note: str | None = None  # for people: why the cache was not used, when it could not be
+
+
+class _CacheUnwritable(Exception):
+    """Writing into the cache folder failed (no space, a quota): the build is redone uncached."""
 
 
 def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokenizer | None = None,
@@ -56,7 +61,14 @@ def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokeni
         folder = _folder() if cache and all(f.stat for f in files) else None
         key = _key(files, kind, max_vocab) if folder else None
         found = _load(folder, key, kind, tokenizer) if folder else None
-        return found or _build(files, kind, max_vocab, tokenizer, folder, key, max(1, block))
+        if found:
+            return found
+        try:
+            return _build(files, kind, max_vocab, tokenizer, folder, key, max(1, block))
+        except _CacheUnwritable as e:  # a full disk or quota where the cache lives: a temp file will do
+            made = _build(files, kind, max_vocab, tokenizer, None, None, max(1, block))
+            made.note = f"the token cache in {folder} could not be written ({e}); this run's ids are not kept"
+            return made
     finally:
         for f in files:
             f.file.close()
@@ -162,7 +174,9 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
         _write_json(folder / f"{key}.json", meta)
         return Corpus(_map(path, dtype, n), tok, fingerprint, missing)
     except OSError as e:
-        raise RnncliError(f"cannot write the token ids in {folder or tempfile.gettempdir()}: {e.strerror}") from None
+        if folder is not None:
+            raise _CacheUnwritable(e.strerror or str(e)) from None
+        raise RnncliError(f"cannot write the token ids in {tempfile.gettempdir()}: {e.strerror}") from None
     finally:
         if tmp and os.path.exists(tmp):  # (the ids stay mapped after this when there is no cache)
             os.unlink(tmp)

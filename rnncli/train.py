@@ -88,6 +88,8 @@ class Trainer:
         if self.world.lead:
             self.world.barrier()
         self.corpus = corpus.fingerprint
+        if corpus.note:
+            self.notes.append(corpus.note)
         self.world.agree("the corpus", (corpus.fingerprint["sha256"], len(corpus.ids), len(corpus.tokenizer)))
         self.world.agree("the device", self.K.NAME)  # (Adam and the norm differ between CPU and GPU in their last bits)
         if saved:

@@ -339,3 +339,22 @@ def test_a_resumed_run_finds_its_first_runs_ids_and_char_ignores_max_vocab(tmp_p
     Path(path).write_bytes(bytes(data))
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
     assert not load_corpus([path], "char", 100).hit
+
+
+def test_a_cache_folder_that_cannot_be_written_falls_back_to_a_temp_file(tmp_path, cache_dir, monkeypatch):
+    import errno
+    import tempfile
+
+    path = write(tmp_path, "t.txt", TRICKY * 3)
+    real = tempfile.mkstemp
+
+    def full(*args, dir=None, **kw):
+        if dir is not None and str(cache_dir) in str(dir):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, dir=dir, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    for kind in KINDS:
+        got = load_corpus([path], kind, 100)
+        assert not got.hit and "could not be written (No space left on device)" in got.note
+        assert_same(got, [path], kind, 100)
