@@ -26,6 +26,11 @@ def launched_size() -> int:
     return 1
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity mask, where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 class Solo:
     """One process: rank 0 of 1; every exchange is the identity."""
 
@@ -96,14 +101,16 @@ class Mpi(Solo):
         """Each rank's share of its machine's cores, when --threads is not given."""
         local = next((int(os.environ[v]) for v in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
                       if os.environ.get(v, "").isdigit()), 1)
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        return max(1, cores // max(1, local))
+        return max(1, usable_cores() // max(1, local))
 
     def part(self, batch: int) -> tuple[int, int]:
         """This rank's rows [b0, b1) of the batch's streams: as even a split as whole streams allow."""
         if batch < self.size:
             raise RnncliError(f"--batch {batch} has fewer streams than the {self.size} ranks; give each rank one at least")
-        return self.rank * batch // self.size, (self.rank + 1) * batch // self.size
+        return self._rows(self.rank, batch)
+
+    def _rows(self, rank: int, batch: int) -> tuple[int, int]:
+        return rank * batch // self.size, (rank + 1) * batch // self.size
 
     def average(self, K, buf, share: float, extras: list[float]) -> np.ndarray:
         """Allreduce a flat buffer (the gradients, then EXTRA slots) as a weighted average: each rank's
@@ -124,7 +131,7 @@ class Mpi(Solo):
     def gather_streams(self, a: np.ndarray, batch: int) -> np.ndarray | None:
         """The per-stream states (L, b, H) of all ranks as (L, batch, H) on the lead (None elsewhere)."""
         rows = np.ascontiguousarray(np.swapaxes(a, 0, 1))  # (b, L, H): ranks' rows follow each other
-        counts = [((r + 1) * batch // self.size - r * batch // self.size) * rows[0].size for r in range(self.size)]
+        counts = [(b1 - b0) * rows[0].size for b0, b1 in (self._rows(r, batch) for r in range(self.size))]
         out = np.empty((batch,) + rows.shape[1:], np.float32) if self.lead else None
         self.comm.Gatherv(rows, [out, counts] if self.lead else None, root=0)
         return np.ascontiguousarray(np.swapaxes(out, 0, 1)) if self.lead else None

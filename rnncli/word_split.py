@@ -26,8 +26,9 @@ BAD = 3  # a worker's exit status for a bad byte (the message on its stderr)
 
 def workers_for(size: int) -> int:
     """How many processes read a file of `size` bytes: one below MIN_BYTES or on one core."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return 1 if size < MIN_BYTES else max(1, min(cores, MAX_WORKERS))
+    from rnncli.distributed import usable_cores
+
+    return 1 if size < MIN_BYTES else max(1, min(usable_cores(), MAX_WORKERS))
 
 
 def cuts(file, size: int, parts: int, skip: int) -> list[int]:
