@@ -170,7 +170,7 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
         path = folder / f"{key}.ids"
         os.replace(tmp, path)
         meta = {"format": FORMAT, "dtype": dtype.str, "length": n, "tokenizer": tok.to_json(),
-                "fingerprint": fingerprint, "missing": missing}
+                "fingerprint": fingerprint, "missing": missing, "own_vocabulary": tokenizer is None}
         _write_json(folder / f"{key}.json", meta)
         return Corpus(_map(path, dtype, n), tok, fingerprint, missing)
     except OSError as e:
@@ -252,6 +252,8 @@ def _load(folder: Path, key: str, kind: str, tokenizer: Tokenizer | None) -> Cor
         dtype, n, path = np.dtype(meta["dtype"]), int(meta["length"]), folder / f"{key}.ids"
         if tokenizer is not None and meta["tokenizer"] != tokenizer.to_json():
             return None  # made with another vocabulary: made again with this one (and kept instead)
+        if tokenizer is None and meta.get("own_vocabulary") is not True:
+            return None  # a resumed run's ids, in the vocabulary of another text: a new run builds its own
         tok = tokenizer or Tokenizer.from_json(meta["tokenizer"])
         fingerprint = {"sha256": str(meta["fingerprint"]["sha256"]), "bytes": int(meta["fingerprint"]["bytes"])}
         missing = meta["missing"]

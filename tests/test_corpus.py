@@ -333,6 +333,10 @@ def test_a_resumed_run_finds_its_first_runs_ids_and_char_ignores_max_vocab(tmp_p
     assert load_corpus([path], "char", 7).hit  # max_vocab means nothing to char
     other = Tokenizer.build("char", "abc")
     assert not load_corpus([path], "char", 100, tokenizer=other).hit  # another vocabulary: made again
+    # a new run then builds its own vocabulary, not the other text's the entry now holds
+    new = load_corpus([path], "char", 100)
+    assert not new.hit and new.tokenizer.vocab == fresh.tokenizer.vocab and not new.missing
+    assert load_corpus([path], "char", 100).hit
     st = os.stat(path)
     data = bytearray(Path(path).read_bytes())
     data[len(data) // 2] ^= 1  # same size, mtime put back
