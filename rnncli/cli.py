@@ -65,9 +65,9 @@ def train(
     lr_min_frac: Optional[float] = typer.Option(None, help="where decaying schedules end, as a share of --lr", show_default=f"{T.lr_min_frac}"),
     warmup: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up", show_default=f"{T.warmup}"),
     clip: Optional[float] = typer.Option(None, help="global gradient-norm clip, 0 for none", show_default=f"{T.clip}"),
-    steps: Optional[int] = typer.Option(None, help="stop after this many steps", show_default="2000 if no stop given"),
+    steps: Optional[int] = typer.Option(None, help="stop after this many steps", show_default="2000 with --recipe plain and no stop given"),
     epochs: Optional[float] = typer.Option(None, help="stop after this many passes over the corpus"),
-    time: Optional[float] = typer.Option(None, "--time", help="stop after this many seconds"),
+    time: Optional[float] = typer.Option(None, "--time", help="stop after this many seconds (compiling not counted)", show_default="300 with --recipe auto and no stop given"),
     val_frac: Optional[float] = typer.Option(None, help="share of the text held out", show_default=f"{T.val_frac}"),
     eval_every: Optional[int] = typer.Option(None, help="steps between validations", show_default=f"{T.eval_every}"),
     patience: Optional[int] = typer.Option(None, help="stop after this many validations without a new best", show_default="never"),
@@ -80,6 +80,8 @@ def train(
     resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
     allow_new_corpus: bool = typer.Option(False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"),
     distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help="one rank of an MPI job (under mpiexec: found by itself)", show_default="when mpiexec started it"),
+    recipe: Optional[str] = typer.Option(None, help="auto: settings not given are chosen from the corpus, the budget and this machine's speed; plain: char-rnn's", show_default=f"{T.recipe}"),
+    plan: bool = typer.Option(False, "--plan", help="print the recipe and what it should see, then exit"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
 ):
     """Train a model on text and write a checkpoint."""
@@ -87,11 +89,11 @@ def train(
     settings = _given(
         batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
         epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, patience=patience, tokenizer=tokenizer,
-        max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out, device=device,
+        max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out, device=device, recipe=recipe,
     )
     from rnncli.ui import run_training
 
-    run_training(corpus, model, settings, resume, json_out, allow_new_corpus, distributed)
+    run_training(corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan)
 
 
 S = SampleConfig

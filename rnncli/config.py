@@ -15,6 +15,7 @@ GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of `hidden` rows in weight_ih 
 TOKENIZERS = ("char", "byte", "word")
 UNK = "<unk>"  # the word tokenizer's first entry: words outside the vocabulary
 SCHEDULES = ("constant", "cosine", "linear")
+RECIPES = ("auto", "plain")  # auto: chosen from the corpus, budget and speed (recipe.py); plain: char-rnn's
 DEVICES = ("auto", "cpu", "cuda")  # where kernels run (rnncli/device.py); auto: CUDA when a GPU is there
 
 
@@ -116,6 +117,7 @@ class TrainConfig:
     threads: int | None = None
     out: str = "rnncli.safetensors"
     device: str = "auto"
+    recipe: str = "auto"  # what the settings not given come from: RECIPES
 
     def __post_init__(self):
         for name in ("batch", "seq", "eval_every", "max_vocab"):
@@ -135,6 +137,7 @@ class TrainConfig:
         require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
         require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}")
         require(self.patience is None or self.val_frac > 0, "--patience watches the validation loss: it needs --val-frac > 0")
+        require(self.recipe in RECIPES, f"unknown --recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
         check_device(self.device)
 
     @property

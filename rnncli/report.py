@@ -26,6 +26,7 @@ def describe(path: str) -> dict:
         "resumable": c.resumable,
         "history": c.meta.get("history", []),
         "curve": LossCurve.from_json(c.meta.get("curve")).all_points(),
+        **({"recipe": c.meta["recipe"]} if "recipe" in c.meta else {}),
     }
 
 
@@ -66,6 +67,9 @@ def render(info: dict) -> None:
     if t:
         out.print(f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {t.get('lr')} "
                   f"({t.get('lr_schedule')}), clip {t.get('clip')}, val {t.get('val_frac')}, seed {t.get('rng_seed')}")
+    why = info.get("recipe", {}).get("why") if isinstance(info.get("recipe"), dict) else None
+    if isinstance(why, str):
+        out.print(f"recipe     automatic: {why}", markup=False)
     if p:
         best = p.get("best_val_loss")
         out.print(f"progress   step {p.get('step')}, epoch {p.get('epoch')}, {p.get('tokens_seen', 0):,} tokens, "

@@ -37,11 +37,12 @@ class Trainer:
     It holds the lock on its checkpoint path from construction to close() (or `with`)."""
 
     def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None,
-                 allow_new_corpus: bool = False, distributed: bool | None = None):
+                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False):
         """model, train: the settings given explicitly (others take config defaults, or the
         checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
         writes to the checkpoint it came from unless `out` is given). distributed: one rank of an
-        MPI job (True), one process (False), or whichever the environment says (None)."""
+        MPI job (True), one process (False), or whichever the environment says (None). plan: measure
+        the speed even when the stop is not a time, so that the recipe predicts the run's length."""
         if not resume:  # bad flags are named before any corpus is read
             ModelConfig(vocab_size=1, **model)
             TrainConfig(**train)
@@ -50,6 +51,8 @@ class Trainer:
             raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
         if allow_new_corpus and not resume:
             raise RnncliError("--allow-new-corpus goes with --resume")
+        if plan and resume:
+            raise RnncliError("--plan shows the recipe of a new run; a resumed run keeps its own")
         from rnncli.device import backend
 
         self.world = world(distributed)
@@ -61,19 +64,22 @@ class Trainer:
         # before reading a checkpoint another run may be writing; only the lead rank writes
         self.lock = checkpoint.WriteLock(out) if self.world.lead else None
         try:
-            self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus)
+            self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus, plan)
         except BaseException:
             self.close()
             raise
 
-    def _prepare(self, sources: list[str], model: dict, train: dict, resume: str | None, allow_new_corpus: bool):
+    def _prepare(self, sources: list[str], model: dict, train: dict, resume: str | None, allow_new_corpus: bool,
+                 plan: bool):
         self.notes: list[str] = []  # warnings for people; the caller decides how to show them
+        self.compile_s, self.recipe = 0.0, None  # (recipe: this run's choice, as JSON)
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved
             # the device is this machine's choice, not the run's: a run moves between CPU and GPU
             self.cfg = dataclasses.replace(contents.train, **{"device": "auto", **train})
             given, mcfg = Tokenizer.from_json(contents.tokenizer), contents.model
+            self.recipe = contents.meta.get("recipe") if isinstance(contents.meta.get("recipe"), dict) else None
         else:
             self.cfg = TrainConfig(**train)
             given = mcfg = None
@@ -95,12 +101,15 @@ class Trainer:
         if saved:
             self._check_corpus(contents, allow_new_corpus)
         self.tokenizer = corpus.tokenizer
-        if mcfg is None:
-            mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
         ids, missing = corpus.ids, corpus.missing
         if missing:
             self.notes.append(missing_note(self.tokenizer.kind, missing))
         train_ids, val_ids = split_val(ids, cfg.val_frac)
+        if mcfg is None and cfg.recipe == "auto":
+            model = self._choose(model, train, len(train_ids), len(val_ids), plan)
+            cfg = self.cfg
+        if mcfg is None:
+            mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
         self.streams = Streams(train_ids, cfg.batch, cfg.seq, self.world.part(cfg.batch))
         if self.streams.n_windows < 1:
             raise RnncliError(
@@ -111,14 +120,37 @@ class Trainer:
         if len(val_ids) and self.world.lead:  # the lead rank alone validates
             if len(val_ids) <= cfg.seq:
                 raise RnncliError(
-                    f"the validation split ({len(val_ids)} tokens) is shorter than one --seq {cfg.seq} window; "
-                    "raise --val-frac or use --val-frac 0"
+                    f"the corpus is too short to validate on: its validation split ({len(val_ids)} tokens) is shorter "
+                    f"than one --seq {cfg.seq} window; give more text, raise --val-frac or use --val-frac 0"
                 )
             val_ids = val_ids[:VAL_MAX_TOKENS]
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
         memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)),
                        "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
         self._start(mcfg, saved)
+
+    def _choose(self, model: dict, train: dict, n_train: int, n_val: int, plan: bool) -> dict:
+        """Settle the automatic recipe (recipe.py): self.cfg gains its settings; returns the model's."""
+        from rnncli import recipe
+        from rnncli.kernels.jit import compiled_on_disk
+
+        corpus = recipe.Corpus(n_train, min(n_val, VAL_MAX_TOKENS), len(self.tokenizer))
+        rate = None
+        if plan or "time" in recipe.stop_rule(train):
+            batch, seq = recipe.layout(corpus, train, self.world.size)
+            b0, b1 = self.world.part(batch)
+            memory.require(workspace_bytes(recipe.probe_config(corpus, model), seq, b1 - b0, True,
+                                           self.K.thread_count(self.threads)),
+                           "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
+            cold = not compiled_on_disk("sequence_backward")
+            self.K.use_threads(self.threads)
+            rate, first = recipe.measure(self.K, corpus, model, b1 - b0, seq)
+            rate = self.world.share(rate * self.world.size)  # (every rank measured its share at once; the lead's)
+            self.compile_s = first if cold else 0.0
+        chosen = recipe.choose(corpus, model, train, rate, self.world.size)
+        self.cfg = TrainConfig(**{**train, **chosen.train})
+        self.recipe = chosen.to_json()
+        return chosen.model
 
     def _start(self, mcfg: ModelConfig, saved) -> None:
         cfg = self.cfg
@@ -131,7 +163,7 @@ class Trainer:
         self.stop_asked = self.interrupted = False
         self.adam = Adam(mcfg.n_params, cfg, self.K)
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
-        self.early_stop, self.compile_s = False, 0.0
+        self.early_stop = False
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
@@ -225,6 +257,8 @@ class Trainer:
             "corpus": self.corpus,
             "rnncli_version": __version__,
         }
+        if self.recipe is not None:
+            meta["recipe"] = self.recipe
         checkpoint.save(self.cfg.out, tensors, meta)
         self.saved_step = self.step
         return self.cfg.out
@@ -288,7 +322,7 @@ class Trainer:
         finished = self.progress() >= 1.0
         from rnncli.kernels.jit import compiled_on_disk
 
-        cold = not compiled_on_disk("sequence_backward")  # this run's first step compiles the kernels
+        cold = not compiled_on_disk("sequence_backward")  # this run's first step compiles the kernels (unless the speed probe did)
         while not finished:
             t_start = time.perf_counter()
             if self.window >= self.streams.n_windows:

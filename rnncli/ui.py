@@ -32,8 +32,43 @@ def notice_compiling(kernel_name: str) -> None:
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 
+def recipe_lines(recipe: dict) -> list[str]:
+    """The automatic recipe for people: what was chosen, and one line of why."""
+    m, t = recipe["model"], recipe["train"]
+    stop = ", ".join(f"{t[k]:g} s" if k == "time" else f"{t[k]:g} {k}" for k in ("time", "steps", "epochs") if t.get(k))
+    yours = [k for k in (*m, *t) if k not in recipe["chosen"]]
+    return [
+        f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, dropout {m['dropout']:g}; "
+        f"batch {t['batch']}x{t['seq']}, lr {t['lr']:g} ({t['lr_schedule']} to {t['lr_min_frac']:g}x, {t['warmup']} "
+        f"warm-up steps), validation every {t['eval_every']} steps, patience {t['patience'] or 'off'}; {stop}"
+        + (f" (yours: {', '.join(yours)})" if yours else ""),
+        f"why: {recipe['why']}",
+    ]
+
+
+def show_plan(trainer, json_out: bool) -> None:
+    """`train --plan`: the recipe and what the run should see, on stdout."""
+    recipe, cfg = trainer.recipe, trainer.cfg
+    if recipe is None:  # --recipe plain
+        recipe = {"model": {k: getattr(trainer.model.cfg, k) for k in ("cell", "layers", "hidden", "embed", "dropout")},
+                  "train": {k: getattr(cfg, k) for k in ("batch", "seq", "lr", "lr_schedule", "steps", "epochs", "time")}}
+    plan = dict(recipe, parameters=trainer.model.cfg.n_params, windows_per_epoch=trainer.streams.n_windows,
+                compile_s=trainer.compile_s)
+    if json_out:
+        print(json.dumps(plan), flush=True)
+        return
+    if "why" not in recipe:
+        print(f"recipe (plain): {json.dumps(recipe['model'])} {json.dumps(recipe['train'])}")
+        return
+    for line in recipe_lines(recipe):
+        print(line)
+    seconds = f", about {recipe['seconds']:.0f} s of training" if recipe["seconds"] else ""
+    print(f"predicted: {recipe['tokens'] / (cfg.batch * cfg.seq):,.0f} steps, {recipe['tokens'] / 1e6:.3g}M tokens, "
+          f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters")
+
+
 def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool,
-                 allow_new_corpus: bool = False, distributed: bool | None = None) -> None:
+                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False) -> None:
     """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
     the step under way, save it and exit 128 + the signal (a second one stops at once, without
     saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
@@ -58,19 +93,35 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         path = trainer.save()
         return f"stopped {why} at step {trainer.step}; saved {path} (continue with --resume {path})"
 
-    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed) as trainer:
+    from rnncli.distributed import launched_size
+
+    alone = launched_size() <= 1 and not distributed
+    if alone:  # (before the Trainer: the automatic recipe's speed probe may be what compiles)
+        notice_compiling("sequence_backward")
+    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed, plan) as trainer:
         lead = trainer.world.lead
         for note in trainer.notes if lead else ():
             console.print(f"rnncli: warning: {note}", markup=False)
-        if lead:
+        if plan:
+            if lead:
+                show_plan(trainer, json_out)
+            return
+        if lead and not alone:
             notice_compiling("sequence_backward")
+        head = []  # JSON lines that go out with the first step's (so that an output failure finds a step to save)
+        if lead and trainer.recipe is not None and not resume:
+            if json_out:
+                head.append({"event": "recipe", **trainer.recipe})
+            else:
+                for line in recipe_lines(trainer.recipe):
+                    console.print(f"rnncli: {line}", markup=False)
         signals = [sig for sig in (getattr(signal, name, None) for name in STOP_SIGNALS)
                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
         previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
             events = _until(trainer.run(), asked if trainer.world.size == 1 else [])
             if lead:
-                _show_events(trainer, events, console, json_out)
+                _show_events(trainer, events, console, json_out, head)
             else:
                 for _ in events:
                     pass
@@ -92,10 +143,11 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
             raise Stopped(signum)
 
 
-def _show_events(trainer, events, console: Console, json_out: bool) -> None:
+def _show_events(trainer, events, console: Console, json_out: bool, head: list) -> None:
     if json_out:
         for ev in events:
-            print(json.dumps(ev), flush=True)
+            print("".join(json.dumps(h) + "\n" for h in head) + json.dumps(ev), flush=True)
+            head = []
     else:
         _show(trainer, console, events)
 

@@ -124,6 +124,9 @@ def _checked(path, table: dict, meta: dict) -> Contents:
         except RnncliError as e:
             raise RnncliError(f"bad settings: {e}") from None
         _tokenizer(meta.get("tokenizer"), model.vocab_size, train.tokenizer)
+        recipe = meta.get("recipe")  # (the automatic recipe's record: carried by --resume, shown by inspect)
+        _require(recipe is None or (isinstance(recipe, dict) and isinstance(recipe.get("why"), str)),
+                 "its recipe record is malformed")
         resumable = _tensors(table, model, train)
         if resumable or "progress" in meta or "history" in meta:
             _progress(meta, resumable)

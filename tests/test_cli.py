@@ -136,12 +136,15 @@ def test_flags_become_settings(monkeypatch):
     seen = {}
     monkeypatch.setattr("rnncli.ui.run_training", lambda *a: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json"])
+        cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json", "--recipe", "plain"])
     assert exit_.value.code == 0
-    corpus, model, settings, resume, json_out, allow_new_corpus, distributed = seen["args"]
+    corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan = seen["args"]
     assert corpus == ["a.txt", "b.txt"] and model == {"cell": "gru"}
-    assert settings == {"lr": 0.01, "steps": 5} and resume is None and json_out is True
-    assert allow_new_corpus is False and distributed is None  # None: whatever mpiexec says
+    assert settings == {"lr": 0.01, "steps": 5, "recipe": "plain"} and resume is None and json_out is True
+    assert allow_new_corpus is False and distributed is None and plan is False  # None: whatever mpiexec says
+    with pytest.raises(SystemExit):
+        cli.main(["train", "a.txt", "--time", "60", "--plan"])
+    assert seen["args"][2] == {"time": 60.0} and seen["args"][-1] is True  # (the recipe's default is TrainConfig's)
 
 
 def test_inspect_flags_become_a_probe_config(monkeypatch):

@@ -24,7 +24,7 @@ needs_mpi = pytest.mark.skipif(MPIEXEC is None or mpi4py is None,
 
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "sample_corpora", "forecasts.txt")
 SMALL = ["--hidden", "24", "--layers", "2", "--embed", "8", "--batch", "8", "--seq", "12", "--eval-every", "20",
-         "--threads", "1", "--rng-seed", "3"]
+         "--threads", "1", "--rng-seed", "3", "--recipe", "plain"]
 
 
 def train(tmp_path, ranks: int, out: str, *args: str) -> list[dict]:

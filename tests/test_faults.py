@@ -125,6 +125,8 @@ def test_a_stop_signal_saves_and_says_how_to_resume(tmp_path, sig, code):
     out = tmp_path / "m.safetensors"
     p = rnncli_popen("train", CORPUS, *TINY, "--steps", "100000", "--json", "--out", str(out),
                      stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = json.loads(p.stdout.readline())
+    assert first["event"] == "recipe"  # (the automatic recipe: said once, with the first step)
     assert json.loads(p.stdout.readline())["step"] == 1  # training is under way
     time.sleep(0.3)
     p.send_signal(getattr(signal, sig))

@@ -93,6 +93,7 @@ CASES = [
     (_set("meta", "curve", "points", [[3, "x"]]), True, "the setting curve is 'x'", True),
     (_set("meta", "curve", "stride", 0), True, "curve.stride is below 1", True),
     (_set("meta", "curve", "pending", [1.0]), True, "its loss curve is malformed", True),
+    (_set("meta", "recipe", [1]), True, "its recipe record is malformed", True),
     (_bytes_of("head.bias", np.nan), True, "NaN or infinite", False),
     (_bytes_of("rnn.weight_hh_l1", np.inf), True, "NaN or infinite", False),
     (_flip("rnn.weight_ih_l0"), False, "does not match its checksum", False),

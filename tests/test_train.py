@@ -164,7 +164,7 @@ def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(co
     assert len(c.points) < MAX_POINTS and c.points[-1][0] <= 3000 and c.all_points()[-1][0] == 3000
     covered = c.stride * len(c.points) + c.count
     assert covered == 3000 and abs(sum(p[1] for p in c.points) * c.stride + c.sum - 3000 * 3001 / 2) < 1e-6
-    settings = dict(batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"))
+    settings = dict(batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"), recipe="plain")  # (a constant lr: 3+4 steps = 7)
     with Trainer([str(corpus)], TINY, dict(settings, steps=7)) as t:
         losses = [e["train_loss"] for e in run(t) if e["event"] == "step"]
     with Trainer([str(corpus)], TINY, dict(settings, steps=3, out=str(tmp_path / "d.st"))) as t:

@@ -1,0 +1,106 @@
+"""What a time budget buys: run `rnncli train CORPUS --time SECONDS` and print the best validation
+loss at each minute, the recipe and the machine.
+
+    python benchmarks/quality.py CORPUS [CORPUS ...] [--time 600] [--recipe auto] [--recipe plain] [--json]
+    python benchmarks/quality.py --make-stdlib-corpus stdlib.txt   # a 1.5 MB real text: Python's own sources
+
+Each (corpus, recipe) pair is one `rnncli train` run in a fresh process, one after another (two
+runs at once on a 2-core machine would each get half of it). The kernels are compiled before the
+first timed run, so no run's budget pays for it. The best validation loss is in nats per token;
+`--time` counts training and validation, not compiling (rnncli's own rule). Extra arguments after
+`--` go to every `rnncli train` (for instance `-- --rng-seed 1`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from pathlib import Path
+
+from rnncli.bench import cpu_description
+
+
+def run(corpus: str, seconds: float, recipe: str, extra: list[str], workdir: str) -> dict:
+    """One timed run: the recipe, the validations (elapsed seconds, step, loss) and the end."""
+    out = os.path.join(workdir, f"{Path(corpus).stem}-{recipe}.st")
+    argv = [sys.executable, "-m", "rnncli", "train", corpus, "--time", str(seconds), "--recipe", recipe,
+            "--out", out, "--json", *extra]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"quality.py: {' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1:]}")
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    vals = [(e["elapsed_s"], e["step"], e["val_loss"]) for e in events if e.get("val_loss") is not None]
+    end = events[-1]
+    first = events[0] if events[0]["event"] == "recipe" else None
+    return {"corpus": corpus, "recipe": recipe, "time": seconds, "best_val_loss": end["best_val_loss"],
+            "best_step": end["best_step"], "steps": end["step"], "early_stop": end["early_stop"],
+            "train_s": end["train_s"], "tokens_seen": end["tokens_seen"], "validations": vals,
+            "chosen": first and {"model": first["model"], "train": first["train"], "why": first["why"]}}
+
+
+def per_minute(validations: list, seconds: float) -> list[tuple[int, float | None]]:
+    """(minute, best validation loss by then) for each whole minute of the budget, and the end."""
+    marks = list(range(60, int(seconds) + 1, 60)) or [int(seconds)]
+    return [(m // 60, min((v for t, _, v in validations if t <= m + 1), default=None)) for m in marks]
+
+
+def make_stdlib_corpus(path: str, size: int = 1_500_000) -> None:
+    """Python's standard library sources (from the running interpreter), whole files in name order,
+    until `size` bytes: a public, real, non-English text that every machine with Python has."""
+    root = Path(sysconfig.get_paths()["stdlib"])
+    parts, total = [], 0
+    for source in sorted(root.glob("*.py")):
+        text = source.read_text(encoding="utf-8", errors="replace")
+        parts.append(text)
+        total += len(text.encode())
+        if total >= size:
+            break
+    Path(path).write_text("".join(parts), encoding="utf-8")
+    print(f"wrote {path}: {total:,} bytes from {len(parts)} files of {root}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
+    argv = argv[: argv.index("--")] if "--" in argv else argv
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("corpus", nargs="*")
+    ap.add_argument("--time", type=float, default=600.0)
+    ap.add_argument("--recipe", action="append", choices=("auto", "plain"))
+    ap.add_argument("--json", action="store_true", help="one JSON object per run on stdout")
+    ap.add_argument("--make-stdlib-corpus", metavar="PATH")
+    args = ap.parse_args(argv)
+    if args.make_stdlib_corpus:
+        make_stdlib_corpus(args.make_stdlib_corpus)
+        return
+    if not args.corpus:
+        ap.error("give a corpus")
+    cpu, width = cpu_description()
+    print(f"quality.py: {cpu}, {width} float32 lanes, {os.cpu_count()} cores; --time {args.time:g}", file=sys.stderr)
+    with tempfile.TemporaryDirectory() as workdir:
+        subprocess.run([sys.executable, "-m", "rnncli", "train", args.corpus[0], "--recipe", "plain", "--steps", "1",
+                        "--out", os.path.join(workdir, "warm.st")], capture_output=True)  # compiles, if needed
+        for corpus in args.corpus:
+            for recipe in args.recipe or ["auto"]:
+                result = run(corpus, args.time, recipe, extra, workdir)
+                if args.json:
+                    print(json.dumps(dict(result, cpu=cpu)), flush=True)
+                    continue
+                chosen = result["chosen"]
+                print(f"{corpus} --recipe {recipe} --time {args.time:g}: best validation loss "
+                      f"{result['best_val_loss']:.4f} at step {result['best_step']} of {result['steps']}"
+                      + (" (stopped early)" if result["early_stop"] else ""))
+                if chosen:
+                    m = chosen["model"]
+                    print(f"  chose {m['cell']} {m['layers']}x{m['hidden']}, dropout {m['dropout']:g}, batch "
+                          f"{chosen['train']['batch']}x{chosen['train']['seq']}; {chosen['why']}")
+                print("  best by minute: " + ", ".join(f"{m}: {'-' if v is None else format(v, '.3f')}"
+                                                       for m, v in per_minute(result["validations"], args.time)), flush=True)
+
+
+if __name__ == "__main__":
+    main()

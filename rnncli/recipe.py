@@ -1,0 +1,194 @@
+"""The automatic recipe: the model and schedule that a budget buys on this corpus and this machine.
+
+`choose` is a pure function of the corpus size, the vocabulary, the stop rule, the measured speed
+and the settings the user gave (each of them wins over the choice), so it is unit-tested as it
+stands. `measure` times a few training steps of one model and turns them into a rate that
+predicts the others. No printing; no numba at import.
+
+The rules, and the runs behind them (tinyshakespeare, 2-core Zen 2; README "Choosing the recipe"):
+- Windows: the largest batch x sequence, up to 64 x 100, that still gives at least MIN_WINDOWS
+  windows an epoch (fewer, larger steps waste a small corpus).
+- Size: the largest hidden width whose run sees at least TOKENS_PER_PARAM tokens per parameter and
+  holds at most PARAMS_PER_TOKEN parameters per training token: bigger models learn more per token,
+  until the budget cannot train them or the text cannot fill them.
+- Dropout between layers, from how hard the run leans on its text: epochs x parameters per token.
+- Adam with a short linear warm-up and a cosine decay that ends when the budget ends; about
+  VALIDATIONS validations, and early stopping after PATIENCE of them without a new best.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+from rnncli.config import ModelConfig
+
+HIDDEN = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
+# (batch, seq) in order of preference: long windows, but 32+ rows before 100 steps (the products'
+# speed needs rows)
+WINDOWS = ((64, 100), (32, 100), (32, 64), (16, 64), (16, 32), (8, 32), (8, 16), (4, 16), (4, 8), (2, 8))
+MIN_WINDOWS = 50
+TOKENS_PER_PARAM = 4.5
+PARAMS_PER_TOKEN = 3.0
+VALIDATIONS = 12
+PATIENCE = 4
+DEFAULT_TIME = 300.0  # the automatic recipe's run when no --time, --steps or --epochs is given
+EVAL_COST = 1 / 3  # a validated token costs about this share of a trained one (no backward pass)
+MODEL_FIELDS = ("cell", "layers", "hidden", "embed", "dropout")
+TRAIN_FIELDS = ("batch", "seq", "lr", "lr_schedule", "lr_min_frac", "warmup", "eval_every", "patience", "time")
+
+
+def macs_per_token(cfg: ModelConfig) -> int:
+    """Multiply-adds of one token's forward pass: the recurrent products, the inputs of layers
+    above the first (the first's is a table lookup) and the head. Training costs about 3x this."""
+    G, H = cfg.gate_width, cfg.hidden
+    return G * H + (cfg.layers - 1) * G * 2 * H + cfg.vocab_size * H
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """What the choice needs to know about the text."""
+
+    train_tokens: int
+    val_tokens: int  # those one validation scores
+    vocab_size: int
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: dict  # every ModelConfig setting but vocab_size
+    train: dict  # the TrainConfig settings this recipe decides (the user's own among them)
+    chosen: tuple  # the names the recipe set; the others the user gave
+    tokens: float  # predicted training tokens seen
+    epochs: float
+    seconds: float | None  # predicted training time (None: speed unknown)
+    tokens_per_s: float | None
+    why: str = field(default="")
+
+    def to_json(self) -> dict:
+        return {"model": self.model, "train": self.train, "chosen": list(self.chosen), "tokens": self.tokens,
+                "epochs": self.epochs, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s, "why": self.why}
+
+
+def windows(train_tokens: int, world_size: int = 1) -> tuple[int, int]:
+    """(batch, seq): the first of WINDOWS with MIN_WINDOWS windows an epoch and a stream per rank."""
+    for batch, seq in WINDOWS:
+        if batch * seq * MIN_WINDOWS <= train_tokens and batch >= world_size:
+            return batch, seq
+    return max(1, world_size), 8
+
+
+def layout(corpus: Corpus, train: dict, world_size: int = 1) -> tuple[int, int]:
+    """(batch, seq): the user's, or windows()'s."""
+    batch, seq = windows(corpus.train_tokens, world_size)
+    return train.get("batch", batch), train.get("seq", seq)
+
+
+def stop_rule(train: dict) -> dict:
+    """The stop settings given (steps, epochs, time), or DEFAULT_TIME when none is."""
+    stop = {k: train[k] for k in ("steps", "epochs", "time") if train.get(k) is not None}
+    return stop or {"time": DEFAULT_TIME}
+
+
+def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, macs_per_s: float | None):
+    """Predicted training tokens and seconds under the stop rule (the nearest of those given)."""
+    t_token = 3 * macs_per_token(model) / macs_per_s if macs_per_s else None
+    limits = []
+    if "steps" in stop:
+        limits.append(stop["steps"] * batch * seq)
+    if "epochs" in stop:
+        limits.append(stop["epochs"] * corpus.train_tokens)
+    if "time" in stop and t_token:
+        validating = evals * corpus.val_tokens * EVAL_COST * t_token
+        limits.append(max(0.0, stop["time"] - validating) / t_token)
+    tokens = min(limits) if limits else math.inf
+    return tokens, (tokens * t_token if t_token and math.isfinite(tokens) else None)
+
+
+def _dropout(epochs: float, params: int, train_tokens: int) -> float:
+    """More dropout the more the run leans on its text: none under 2 epochs, then 0.08 per doubling
+    of epochs x parameters per token above 1, up to 0.5, in steps of 0.05."""
+    pressure = epochs * params / max(1, train_tokens)
+    if epochs < 2 or pressure <= 1:
+        return 0.0
+    return min(0.5, round(0.08 * math.log2(pressure) / 0.05) * 0.05)
+
+
+def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, world_size: int = 1) -> Recipe:
+    """The recipe for a new run. model, train: the settings the user gave (they win); macs_per_s:
+    the measured training rate (`measure`), needed when the stop is a time."""
+    stop = stop_rule(train)
+    if "time" in stop and not macs_per_s:
+        raise ValueError("a time budget needs the measured speed")
+    batch, seq = layout(corpus, train, world_size)
+    base = {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "dropout": 0.0}
+    base.update(model)
+    widths = [model["hidden"]] if "hidden" in model else list(HIDDEN)
+    best, limit = None, "the width you gave"
+    for hidden in widths:
+        cfg = ModelConfig(vocab_size=corpus.vocab_size, **dict(base, hidden=hidden))
+        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, macs_per_s)
+        trainable = tokens >= TOKENS_PER_PARAM * cfg.n_params
+        fillable = cfg.n_params <= PARAMS_PER_TOKEN * corpus.train_tokens
+        if best is None or (trainable and fillable):
+            best = (cfg, tokens, seconds)
+        if not (trainable and fillable):
+            if len(widths) > 1:
+                limit = (f"the widest the budget trains on {TOKENS_PER_PARAM:g}+ tokens a parameter" if not trainable else
+                         f"the widest the text can fill (at most {PARAMS_PER_TOKEN:g} parameters a training token)")
+            break
+    cfg, tokens, seconds = best
+    epochs = tokens / corpus.train_tokens
+    dropout = model.get("dropout", _dropout(epochs, cfg.n_params, corpus.train_tokens) if cfg.layers > 1 else 0.0)
+    steps = max(1, int(tokens // (batch * seq)))
+    chosen_train = {
+        "batch": batch, "seq": seq, "lr": 3e-3 if cfg.hidden <= 256 else 2e-3, "lr_schedule": "cosine",
+        "lr_min_frac": 0.05, "warmup": min(100, max(1, steps // 20)), "eval_every": max(1, steps // VALIDATIONS),
+        "patience": PATIENCE if corpus.val_tokens else None, **stop,
+    }
+    out_train = {**chosen_train, **{k: v for k, v in train.items() if k in TRAIN_FIELDS}}
+    out_model = {**{k: getattr(cfg, k) for k in MODEL_FIELDS}, "dropout": dropout}
+    chosen = tuple(k for k in MODEL_FIELDS if k not in model) + tuple(k for k in out_train if k not in train)
+    rate = tokens / seconds if seconds else None
+    return Recipe(out_model, out_train, chosen, tokens, epochs, seconds, rate,
+                  _why(cfg, corpus, stop, tokens, epochs, rate, limit))
+
+
+def _why(cfg: ModelConfig, corpus: Corpus, stop: dict, tokens: float, epochs: float, rate, limit: str) -> str:
+    budget = ", ".join(f"{v:g} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
+    speed = f" at {rate / 1000:.1f}k tokens/s" if rate else ""
+    return (f"{budget}{speed} buys about {tokens / 1e6:.3g}M tokens, {epochs:.3g} epochs of "
+            f"{corpus.train_tokens:,}; {cfg.n_params:,} parameters: {limit}")
+
+
+def probe_config(corpus: Corpus, model: dict) -> ModelConfig:
+    """The model `measure` times: the user's cell, layers and embedding, and their width up to 512
+    (the rate per multiply-add is flat above ~256), else 256."""
+    settings = {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "hidden": 256}
+    settings.update({k: model[k] for k in ("cell", "layers", "embed", "hidden") if k in model})
+    return ModelConfig(vocab_size=corpus.vocab_size, **dict(settings, hidden=min(settings["hidden"], 512)))
+
+
+def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2) -> tuple[float, float]:
+    """(training multiply-adds per second, seconds the first step took): one step of a probe model
+    shaped like the candidates (the user's width, or 256), untimed as it may compile the kernels,
+    then the median of `steps` timed ones. batch: the rows this process trains (its share, under MPI)."""
+    import numpy as np
+
+    from rnncli.model import Model
+    from rnncli.params import Params, init_params
+
+    cfg = probe_config(corpus, model)
+    rng = np.random.default_rng(0)
+    net = Model(init_params(cfg, rng), K)
+    grads = Params(cfg, K.zeros(cfg.n_params), K)
+    ids = rng.integers(0, cfg.vocab_size, (seq, batch), dtype=np.int64)
+    h, c = net.zero_state(batch)
+    times = []
+    for _ in range(steps + 1):
+        t0 = time.perf_counter()
+        net.loss_and_grads(ids, ids, h, c, grads)
+        K.synchronize()
+        times.append(time.perf_counter() - t0)
+    per_token = sorted(times[1:])[len(times[1:]) // 2] / (batch * seq)
+    return 3 * macs_per_token(cfg) / per_token, times[0]
