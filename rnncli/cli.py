@@ -48,29 +48,30 @@ def _device_option(default: Optional[str] = "auto"):
 
 
 M, T = ModelConfig, TrainConfig
+CHOSEN = "chosen (auto)"  # what --recipe auto, the default, does with a setting not given
 
 
 @app.command()
 def train(
     corpus: List[str] = typer.Argument(..., help="text files to learn from; - reads standard input"),
-    cell: Optional[str] = typer.Option(None, help="rnn, gru or lstm", show_default=f"{M.cell}"),
+    cell: Optional[str] = typer.Option(None, help="rnn, gru or lstm", show_default=f"gru (auto) / {M.cell} (plain)"),
     layers: Optional[int] = typer.Option(None, help="recurrent layers", show_default=f"{M.layers}"),
-    hidden: Optional[int] = typer.Option(None, help="hidden units per layer", show_default=f"{M.hidden}"),
+    hidden: Optional[int] = typer.Option(None, help="hidden units per layer", show_default=f"{CHOSEN} / {M.hidden}"),
     embed: Optional[int] = typer.Option(None, help="embedding size", show_default=f"{M.embed}"),
-    dropout: Optional[float] = typer.Option(None, help="dropout between layers", show_default=f"{M.dropout}"),
-    batch: Optional[int] = typer.Option(None, help="parallel streams", show_default=f"{T.batch}"),
-    seq: Optional[int] = typer.Option(None, help="steps of backpropagation through time", show_default=f"{T.seq}"),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate", show_default=f"{T.lr}"),
-    lr_schedule: Optional[str] = typer.Option(None, help="constant, cosine or linear decay", show_default=f"{T.lr_schedule}"),
-    lr_min_frac: Optional[float] = typer.Option(None, help="where decaying schedules end, as a share of --lr", show_default=f"{T.lr_min_frac}"),
-    warmup: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up", show_default=f"{T.warmup}"),
+    dropout: Optional[float] = typer.Option(None, help="dropout between layers", show_default=f"{CHOSEN} / {M.dropout}"),
+    batch: Optional[int] = typer.Option(None, help="parallel streams", show_default=f"{CHOSEN} / {T.batch}"),
+    seq: Optional[int] = typer.Option(None, help="steps of backpropagation through time", show_default=f"{CHOSEN} / {T.seq}"),
+    lr: Optional[float] = typer.Option(None, help="Adam learning rate", show_default=f"{CHOSEN} / {T.lr}"),
+    lr_schedule: Optional[str] = typer.Option(None, help="constant, cosine or linear decay", show_default=f"cosine (auto) / {T.lr_schedule}"),
+    lr_min_frac: Optional[float] = typer.Option(None, help="where decaying schedules end, as a share of --lr", show_default=f"0.05 (auto) / {T.lr_min_frac}"),
+    warmup: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up", show_default=f"{CHOSEN} / {T.warmup}"),
     clip: Optional[float] = typer.Option(None, help="global gradient-norm clip, 0 for none", show_default=f"{T.clip}"),
     steps: Optional[int] = typer.Option(None, help="stop after this many steps", show_default="2000 with --recipe plain and no stop given"),
     epochs: Optional[float] = typer.Option(None, help="stop after this many passes over the corpus"),
     time: Optional[float] = typer.Option(None, "--time", help="stop after this many seconds (compiling not counted)", show_default="300 with --recipe auto and no stop given"),
     val_frac: Optional[float] = typer.Option(None, help="share of the text held out", show_default=f"{T.val_frac}"),
-    eval_every: Optional[int] = typer.Option(None, help="steps between validations", show_default=f"{T.eval_every}"),
-    patience: Optional[int] = typer.Option(None, help="stop after this many validations without a new best", show_default="never"),
+    eval_every: Optional[int] = typer.Option(None, help="steps between validations", show_default=f"{CHOSEN} / {T.eval_every}"),
+    patience: Optional[int] = typer.Option(None, help="stop after this many validations without a new best", show_default="4 (auto) / never"),
     tokenizer: Optional[str] = typer.Option(None, help="char, byte or word", show_default=f"{T.tokenizer}"),
     max_vocab: Optional[int] = typer.Option(None, help="word tokenizer's vocabulary", show_default=f"{T.max_vocab}"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the run repeatable", show_default=f"{T.rng_seed}"),

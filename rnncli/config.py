@@ -255,6 +255,9 @@ def check_kind(name: str, value, kind: str) -> None:
     require((value is None and optional == "None") or ok(value), f"the setting {name} is {value!r}, not {what}")
 
 
+BEFORE = {"recipe": "plain"}  # settings whose default changed when they were added
+
+
 def from_dict(cls, data):
     """Rebuild a config from stored JSON, ignoring keys a newer or older version added; every value
     is checked against its field's type (a checkpoint may come from anywhere) and then its range."""
@@ -263,6 +266,8 @@ def from_dict(cls, data):
     for f in fields(cls):
         if f.name not in data:
             require(f.default is not dataclasses.MISSING, f"the setting {f.name} is missing")
+            if f.name in BEFORE:  # a file from before the setting existed: what it meant then
+                values[f.name] = BEFORE[f.name]
             continue
         v = data[f.name]
         check_kind(f.name, v, f.type)

@@ -38,6 +38,9 @@ def human(n: float) -> str:
     return ""
 
 
+TRAINING = ("training this model", "lower --hidden, --layers, --embed, --batch or --seq")  # require's words for a run
+
+
 def require(need: int, what: str, advice: str) -> None:
     """Refuse, naming the estimate and what is available, when `need` bytes will not fit."""
     have = available_bytes()

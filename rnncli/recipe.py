@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 
 from rnncli.config import ModelConfig
+from rnncli.errors import RnncliError
 
 HIDDEN = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
 # (batch, seq) in order of preference: long windows, but 32+ rows before 100 steps (the products'
@@ -31,6 +32,7 @@ MIN_WINDOWS = 50
 TOKENS_PER_PARAM = 4.5
 PARAMS_PER_TOKEN = 3.0
 VALIDATIONS = 12
+MIN_STEPS = 12  # a time that buys fewer steps than this is refused (one step a validation, no schedule)
 PATIENCE = 4
 DEFAULT_TIME = 300.0  # the automatic recipe's run when no --time, --steps or --epochs is given
 EVAL_COST = 1 / 3  # a validated token costs about this share of a trained one (no backward pass)
@@ -70,24 +72,53 @@ class Recipe:
                 "epochs": self.epochs, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s, "why": self.why}
 
 
+SEQS = (100, 64, 32, 16, 8)
+BATCHES = (64, 32, 16, 8, 4, 2, 1)
+
+
 def windows(train_tokens: int, world_size: int = 1) -> tuple[int, int]:
-    """(batch, seq): the first of WINDOWS with MIN_WINDOWS windows an epoch and a stream per rank."""
+    """(batch, seq): the first of WINDOWS with MIN_WINDOWS windows an epoch and a stream per rank;
+    with more ranks than 64 streams, a stream per rank and the longest sequence that still fits."""
     for batch, seq in WINDOWS:
         if batch * seq * MIN_WINDOWS <= train_tokens and batch >= world_size:
             return batch, seq
+    if world_size > WINDOWS[0][0]:
+        return world_size, _fit(SEQS, world_size, train_tokens)
     return max(1, world_size), 8
 
 
+def _fit(options, other: int, train_tokens: int) -> int:
+    """The first of options that, times `other`, still gives MIN_WINDOWS windows (else the last)."""
+    return next((x for x in options if x * other * MIN_WINDOWS <= train_tokens), options[-1])
+
+
 def layout(corpus: Corpus, train: dict, world_size: int = 1) -> tuple[int, int]:
-    """(batch, seq): the user's, or windows()'s."""
-    batch, seq = windows(corpus.train_tokens, world_size)
-    return train.get("batch", batch), train.get("seq", seq)
+    """(batch, seq): the user's; with one of them given, the other fitted to it; else windows()'s."""
+    if "batch" in train and "seq" in train:
+        return train["batch"], train["seq"]
+    if "batch" in train:
+        return train["batch"], _fit(SEQS, train["batch"], corpus.train_tokens)
+    if "seq" in train:
+        batches = [b for b in BATCHES if b >= world_size] or [world_size]
+        return _fit(batches, train["seq"], corpus.train_tokens), train["seq"]
+    return windows(corpus.train_tokens, world_size)
 
 
 def stop_rule(train: dict) -> dict:
     """The stop settings given (steps, epochs, time), or DEFAULT_TIME when none is."""
     stop = {k: train[k] for k in ("steps", "epochs", "time") if train.get(k) is not None}
     return stop or {"time": DEFAULT_TIME}
+
+
+def describe_stop(stop: dict) -> str:
+    """'600 s', '2000 steps', '3 epochs, 600 s' (the order given)."""
+    return ", ".join(f"{v:g} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items() if v is not None)
+
+
+def base_model(corpus: Corpus, model: dict) -> dict:
+    """The architecture before the width: a 2-layer GRU (embedding 64, or 256 for vocabularies over
+    512), under the user's settings."""
+    return {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "dropout": 0.0, **model}
 
 
 def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, macs_per_s: float | None):
@@ -116,31 +147,39 @@ def _dropout(epochs: float, params: int, train_tokens: int) -> float:
 
 def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, world_size: int = 1) -> Recipe:
     """The recipe for a new run. model, train: the settings the user gave (they win); macs_per_s:
-    the measured training rate (`measure`), needed when the stop is a time."""
+    the measured training rate (`measure`), needed when the stop is a time. A time too short for
+    MIN_STEPS steps of the model is an RnncliError."""
     stop = stop_rule(train)
     if "time" in stop and not macs_per_s:
         raise ValueError("a time budget needs the measured speed")
     batch, seq = layout(corpus, train, world_size)
-    base = {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "dropout": 0.0}
-    base.update(model)
+    base = base_model(corpus, model)
     widths = [model["hidden"]] if "hidden" in model else list(HIDDEN)
-    best, limit = None, "the width you gave"
+    best, limit = None, "the width you gave" if "hidden" in model else f"the widest candidate ({HIDDEN[-1]})"
     for hidden in widths:
         cfg = ModelConfig(vocab_size=corpus.vocab_size, **dict(base, hidden=hidden))
         tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, macs_per_s)
         trainable = tokens >= TOKENS_PER_PARAM * cfg.n_params
         fillable = cfg.n_params <= PARAMS_PER_TOKEN * corpus.train_tokens
+        if not (trainable and fillable) and len(widths) > 1:
+            bound = (f"what the budget can train ({TOKENS_PER_PARAM:g}+ tokens a parameter)" if not trainable
+                     else f"what the text can fill (at most {PARAMS_PER_TOKEN:g} parameters a training token)")
+            limit = f"the widest within {bound}" if best else f"the narrowest ({hidden}), though even it exceeds {bound}"
         if best is None or (trainable and fillable):
             best = (cfg, tokens, seconds)
         if not (trainable and fillable):
-            if len(widths) > 1:
-                limit = (f"the widest the budget trains on {TOKENS_PER_PARAM:g}+ tokens a parameter" if not trainable else
-                         f"the widest the text can fill (at most {PARAMS_PER_TOKEN:g} parameters a training token)")
             break
     cfg, tokens, seconds = best
+    steps = int(tokens // (batch * seq))
+    by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, macs_per_s)[0] if "time" in stop else math.inf
+    if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
+        speed = macs_per_s / (3 * macs_per_token(cfg))
+        raise RnncliError(
+            f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
+            f"({batch}x{seq} tokens a step at about {speed / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
     epochs = tokens / corpus.train_tokens
     dropout = model.get("dropout", _dropout(epochs, cfg.n_params, corpus.train_tokens) if cfg.layers > 1 else 0.0)
-    steps = max(1, int(tokens // (batch * seq)))
+    steps = max(1, steps)
     chosen_train = {
         "batch": batch, "seq": seq, "lr": 3e-3 if cfg.hidden <= 256 else 2e-3, "lr_schedule": "cosine",
         "lr_min_frac": 0.05, "warmup": min(100, max(1, steps // 20)), "eval_every": max(1, steps // VALIDATIONS),
@@ -150,23 +189,35 @@ def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, w
     out_model = {**{k: getattr(cfg, k) for k in MODEL_FIELDS}, "dropout": dropout}
     chosen = tuple(k for k in MODEL_FIELDS if k not in model) + tuple(k for k in out_train if k not in train)
     rate = tokens / seconds if seconds else None
-    return Recipe(out_model, out_train, chosen, tokens, epochs, seconds, rate,
-                  _why(cfg, corpus, stop, tokens, epochs, rate, limit))
-
-
-def _why(cfg: ModelConfig, corpus: Corpus, stop: dict, tokens: float, epochs: float, rate, limit: str) -> str:
-    budget = ", ".join(f"{v:g} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
     speed = f" at {rate / 1000:.1f}k tokens/s" if rate else ""
-    return (f"{budget}{speed} buys about {tokens / 1e6:.3g}M tokens, {epochs:.3g} epochs of "
-            f"{corpus.train_tokens:,}; {cfg.n_params:,} parameters: {limit}")
+    why = (f"{describe_stop(stop)}{speed} buys about {tokens / 1e6:.3g}M tokens, {epochs:.3g} epochs of "
+           f"{corpus.train_tokens:,}; {cfg.n_params:,} parameters: {limit}")
+    return Recipe(out_model, out_train, chosen, tokens, epochs, seconds, rate, why)
 
 
 def probe_config(corpus: Corpus, model: dict) -> ModelConfig:
-    """The model `measure` times: the user's cell, layers and embedding, and their width up to 512
-    (the rate per multiply-add is flat above ~256), else 256."""
-    settings = {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "hidden": 256}
-    settings.update({k: model[k] for k in ("cell", "layers", "embed", "hidden") if k in model})
-    return ModelConfig(vocab_size=corpus.vocab_size, **dict(settings, hidden=min(settings["hidden"], 512)))
+    """The model `measure` times: base_model's, the user's width up to 512 (the rate per
+    multiply-add is flat above ~256), else 256."""
+    settings = {k: v for k, v in base_model(corpus, model).items() if k != "hidden"}
+    return ModelConfig(vocab_size=corpus.vocab_size, hidden=min(model.get("hidden", 256), 512), **settings)
+
+
+def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, train: dict, on_compile=None):
+    """(training multiply-adds per second of all the ranks of `world` together, seconds of the
+    probe's first step): every rank times its share of the batch at once, as they will train; the
+    lead's figure, times the ranks, is everyone's. on_compile: called first (a cold cache)."""
+    from rnncli import memory
+    from rnncli.model import workspace_bytes
+
+    batch, seq = layout(corpus, train, world.size)
+    b0, b1 = world.part(batch)
+    memory.require(workspace_bytes(probe_config(corpus, model), seq, b1 - b0, True, K.thread_count(threads)),
+                   *memory.TRAINING)
+    if on_compile is not None:
+        on_compile()
+    K.use_threads(threads)
+    rate, first = measure(K, corpus, model, b1 - b0, seq)
+    return world.share(rate * world.size), first
 
 
 def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2) -> tuple[float, float]:

@@ -29,7 +29,8 @@ from rnncli.params import Params, init_params
 # a validation scores at most this many held-out tokens (from the split's start): enough for a
 # steady figure, and a 1 GB corpus's 5% would take minutes at every validation
 VAL_MAX_TOKENS = 1 << 18
-RESUMABLE = {"steps", "epochs", "time", "eval_every", "patience", "out", "threads", "device"}
+STOPS = {"steps", "epochs", "time"}
+RESUMABLE = STOPS | {"eval_every", "patience", "out", "threads", "device"}
 
 
 class Trainer:
@@ -37,12 +38,15 @@ class Trainer:
     It holds the lock on its checkpoint path from construction to close() (or `with`)."""
 
     def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None,
-                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False):
+                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False,
+                 on_compile=None):
         """model, train: the settings given explicitly (others take config defaults, or the
         checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
         writes to the checkpoint it came from unless `out` is given). distributed: one rank of an
-        MPI job (True), one process (False), or whichever the environment says (None). plan: measure
-        the speed even when the stop is not a time, so that the recipe predicts the run's length."""
+        MPI job (True), one process (False), or whichever the environment says (None). plan: only
+        settle the recipe (measuring the speed whatever the stop, so that it predicts the run's
+        length); nothing will be written. on_compile: called before the kernels are first compiled
+        (a cold disk cache), when that happens while the recipe is settled."""
         if not resume:  # bad flags are named before any corpus is read
             ModelConfig(vocab_size=1, **model)
             TrainConfig(**train)
@@ -59,10 +63,11 @@ class Trainer:
         self.K = backend(train.get("device") or "auto")  # a missing GPU is named before any file is read
         out = train.get("out") or resume or TrainConfig.out
         out_dir = os.path.dirname(os.path.abspath(out))
-        if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+        if not plan and (not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK)):
             raise RnncliError(f"cannot write the checkpoint {out}: {out_dir} is not a writable folder")
         # before reading a checkpoint another run may be writing; only the lead rank writes
-        self.lock = checkpoint.WriteLock(out) if self.world.lead else None
+        self.lock = checkpoint.WriteLock(out) if self.world.lead and not plan else None
+        self.on_compile = on_compile
         try:
             self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus, plan)
         except BaseException:
@@ -73,6 +78,9 @@ class Trainer:
                  plan: bool):
         self.notes: list[str] = []  # warnings for people; the caller decides how to show them
         self.compile_s, self.recipe = 0.0, None  # (recipe: this run's choice, as JSON)
+        from rnncli.kernels.jit import compiled_on_disk
+
+        self.cold = not compiled_on_disk("sequence_backward")  # (before the recipe's probe compiles)
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved
@@ -80,11 +88,15 @@ class Trainer:
             self.cfg = dataclasses.replace(contents.train, **{"device": "auto", **train})
             given, mcfg = Tokenizer.from_json(contents.tokenizer), contents.model
             self.recipe = contents.meta.get("recipe") if isinstance(contents.meta.get("recipe"), dict) else None
+            chosen = self.recipe.get("chosen") if self.recipe else None
+            if isinstance(chosen, list) and STOPS & set(train):  # a stop given now replaces those the recipe chose
+                self.cfg = dataclasses.replace(self.cfg, **{k: None for k in STOPS - set(train) if k in chosen})
         else:
             self.cfg = TrainConfig(**train)
             given = mcfg = None
         cfg = self.cfg
-        self.world.part(cfg.batch)  # (too few streams for the ranks: said before any reading)
+        if saved or "batch" in train or cfg.recipe != "auto":
+            self.world.part(cfg.batch)  # (too few streams for the ranks: said before any reading)
         self.threads = cfg.threads or self.world.threads()  # under mpiexec: each rank its share of the cores
         if self.world.size > 1 and "-" in sources:
             raise RnncliError("under mpiexec the corpus must be a file: standard input reaches rank 0 only")
@@ -125,28 +137,19 @@ class Trainer:
                 )
             val_ids = val_ids[:VAL_MAX_TOKENS]
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
-        memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)),
-                       "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
+        memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)), *memory.TRAINING)
         self._start(mcfg, saved)
 
     def _choose(self, model: dict, train: dict, n_train: int, n_val: int, plan: bool) -> dict:
         """Settle the automatic recipe (recipe.py): self.cfg gains its settings; returns the model's."""
         from rnncli import recipe
-        from rnncli.kernels.jit import compiled_on_disk
 
         corpus = recipe.Corpus(n_train, min(n_val, VAL_MAX_TOKENS), len(self.tokenizer))
         rate = None
         if plan or "time" in recipe.stop_rule(train):
-            batch, seq = recipe.layout(corpus, train, self.world.size)
-            b0, b1 = self.world.part(batch)
-            memory.require(workspace_bytes(recipe.probe_config(corpus, model), seq, b1 - b0, True,
-                                           self.K.thread_count(self.threads)),
-                           "training this model", "lower --hidden, --layers, --embed, --batch or --seq")
-            cold = not compiled_on_disk("sequence_backward")
-            self.K.use_threads(self.threads)
-            rate, first = recipe.measure(self.K, corpus, model, b1 - b0, seq)
-            rate = self.world.share(rate * self.world.size)  # (every rank measured its share at once; the lead's)
-            self.compile_s = first if cold else 0.0
+            notice = self.on_compile if self.cold and self.world.lead else None
+            rate, first = recipe.measure_rate(self.K, self.world, self.threads, corpus, model, train, notice)
+            self.compile_s = first if self.cold else 0.0
         chosen = recipe.choose(corpus, model, train, rate, self.world.size)
         self.cfg = TrainConfig(**{**train, **chosen.train})
         self.recipe = chosen.to_json()
@@ -275,8 +278,8 @@ class Trainer:
             done.append(self.step / cfg.stop_steps)
         if cfg.epochs:
             done.append((self.epoch + self.window / self.streams.n_windows) / cfg.epochs)
-        if cfg.time:
-            done.append((self._elapsed() if clock is None else clock) / cfg.time)
+        if cfg.time:  # (a resumed run's time so far counts: its schedule and its stop go on where they were)
+            done.append((self.elapsed_before + (self._elapsed() if clock is None else clock)) / cfg.time)
         return max(done)
 
     def validate(self) -> float | None:
@@ -320,9 +323,7 @@ class Trainer:
         recent = deque(maxlen=50)  # (tokens, seconds) of the latest steps, for the live rate
         train_s, train_tokens = 0.0, 0  # the whole run's steps, validation and saving left out
         finished = self.progress() >= 1.0
-        from rnncli.kernels.jit import compiled_on_disk
-
-        cold = not compiled_on_disk("sequence_backward")  # this run's first step compiles the kernels (unless the speed probe did)
+        cold = self.cold  # this run's first step compiles (the rest of) the kernels
         while not finished:
             t_start = time.perf_counter()
             if self.window >= self.streams.n_windows:
@@ -350,7 +351,7 @@ class Trainer:
             self.curve.add(self.step, loss)
             seconds = time.perf_counter() - t_start
             if cold:  # the one-time compile is not part of the time budget (nor of the rates)
-                cold, self.compile_s = False, seconds
+                cold, self.compile_s = False, self.compile_s + seconds
                 self._t0 += seconds
             else:
                 train_s, train_tokens = train_s + seconds, train_tokens + tokens

@@ -26,7 +26,11 @@ def notice_compiling(kernel_name: str) -> None:
     from rnncli.kernels.jit import compiled_on_disk
 
     if not compiled_on_disk(kernel_name):
-        print("rnncli: compiling kernels (first run only, about 20 s)...", file=sys.stderr, flush=True)
+        say_compiling()
+
+
+def say_compiling() -> None:
+    print("rnncli: compiling kernels (first run only, about 20 s)...", file=sys.stderr, flush=True)
 
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -34,8 +38,10 @@ STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
 
 def recipe_lines(recipe: dict) -> list[str]:
     """The automatic recipe for people: what was chosen, and one line of why."""
+    from rnncli.recipe import describe_stop
+
     m, t = recipe["model"], recipe["train"]
-    stop = ", ".join(f"{t[k]:g} s" if k == "time" else f"{t[k]:g} {k}" for k in ("time", "steps", "epochs") if t.get(k))
+    stop = describe_stop({k: t.get(k) for k in ("time", "steps", "epochs")})
     yours = [k for k in (*m, *t) if k not in recipe["chosen"]]
     return [
         f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, dropout {m['dropout']:g}; "
@@ -48,9 +54,11 @@ def recipe_lines(recipe: dict) -> list[str]:
 
 def show_plan(trainer, json_out: bool) -> None:
     """`train --plan`: the recipe and what the run should see, on stdout."""
+    from rnncli.recipe import MODEL_FIELDS
+
     recipe, cfg = trainer.recipe, trainer.cfg
     if recipe is None:  # --recipe plain
-        recipe = {"model": {k: getattr(trainer.model.cfg, k) for k in ("cell", "layers", "hidden", "embed", "dropout")},
+        recipe = {"model": {k: getattr(trainer.model.cfg, k) for k in MODEL_FIELDS},
                   "train": {k: getattr(cfg, k) for k in ("batch", "seq", "lr", "lr_schedule", "steps", "epochs", "time")}}
     plan = dict(recipe, parameters=trainer.model.cfg.n_params, windows_per_epoch=trainer.streams.n_windows,
                 compile_s=trainer.compile_s)
@@ -93,12 +101,9 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         path = trainer.save()
         return f"stopped {why} at step {trainer.step}; saved {path} (continue with --resume {path})"
 
-    from rnncli.distributed import launched_size
-
-    alone = launched_size() <= 1 and not distributed
-    if alone:  # (before the Trainer: the automatic recipe's speed probe may be what compiles)
-        notice_compiling("sequence_backward")
-    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed, plan) as trainer:
+    said = []  # (the automatic recipe's speed probe may be what compiles: it says so then)
+    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed, plan,
+                 on_compile=lambda: said.append(say_compiling())) as trainer:
         lead = trainer.world.lead
         for note in trainer.notes if lead else ():
             console.print(f"rnncli: warning: {note}", markup=False)
@@ -106,7 +111,7 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
             if lead:
                 show_plan(trainer, json_out)
             return
-        if lead and not alone:
+        if lead and not said:
             notice_compiling("sequence_backward")
         head = []  # JSON lines that go out with the first step's (so that an output failure finds a step to save)
         if lead and trainer.recipe is not None and not resume:

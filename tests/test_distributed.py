@@ -132,3 +132,18 @@ def test_a_launcher_of_another_mpi_is_named_not_run_n_times(tmp_path):
     argv = [sys.executable, "-m", "rnncli", "train", CORPUS, "--steps", "1", "--out", str(tmp_path / "x.st")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 1 and "MPI sees each alone" in done.stderr and "Traceback" not in done.stderr
+
+
+@needs_mpi
+def test_the_automatic_recipe_under_two_ranks_measures_together_and_agrees(tmp_path):
+    """Both ranks time the probe at once; the lead's rate (times the ranks) settles one recipe that
+    the lead alone prints; then both train it."""
+    argv = [MPIEXEC, "-n", "2", sys.executable, "-m", "rnncli", "train", CORPUS, "--threads", "1", "--out",
+            str(tmp_path / "a.st")]
+    done = subprocess.run(argv + ["--time", "30", "--plan"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.count("recipe (auto): gru 2x") == 1 and "why: 30 s at " in done.stdout
+    done = subprocess.run(argv + ["--steps", "4", "--hidden", "16", "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    events = [json.loads(line) for line in done.stdout.splitlines()]
+    assert events[0]["event"] == "recipe" and events[-1]["event"] == "done" and events[-1]["step"] == 4

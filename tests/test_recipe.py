@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from rnncli import recipe
-from rnncli.config import ModelConfig, TrainConfig
+from rnncli.config import ModelConfig, TrainConfig, from_dict, to_dict
+from rnncli.errors import RnncliError
 from rnncli.recipe import Corpus, choose
 from tests.hostile import run_cli
 
@@ -36,12 +37,17 @@ def test_size_follows_the_tokens_a_budget_buys_and_the_text_can_fill():
     params = ModelConfig(vocab_size=65, **a.model).n_params
     assert a.tokens >= recipe.TOKENS_PER_PARAM * params
     wider = recipe.HIDDEN[recipe.HIDDEN.index(a.model["hidden"]) + 1]
-    wider_params = ModelConfig(vocab_size=65, **dict(a.model, hidden=wider)).n_params
-    assert a.tokens * params / wider_params < recipe.TOKENS_PER_PARAM * wider_params * 1.3  # (roughly the next one misses)
+    b = choose(SHAKESPEARE, {"hidden": wider}, {"time": 600}, RATE)  # the next width misses
+    assert b.tokens < recipe.TOKENS_PER_PARAM * ModelConfig(vocab_size=65, **b.model).n_params
+    assert "the widest within what the budget can train" in a.why
     # a small text caps the size whatever the time, and many epochs of it bring dropout
     long = choose(SMALL, {}, {"time": 36000}, RATE)
     assert ModelConfig(vocab_size=60, **long.model).n_params <= recipe.PARAMS_PER_TOKEN * SMALL.train_tokens
-    assert long.model["dropout"] == 0.5 and long.epochs > 100
+    assert long.model["dropout"] == 0.5 and long.epochs > 100 and "what the text can fill" in long.why
+    huge = choose(Corpus(500_000_000, 262_144, 65), {}, {"time": 1e6}, RATE)
+    assert huge.model["hidden"] == recipe.HIDDEN[-1] and "widest candidate" in huge.why
+    words = choose(Corpus(250_000, 10_000, 20_000), {}, {"time": 300}, RATE)  # a word vocabulary on little text
+    assert words.model["hidden"] == recipe.HIDDEN[0] and "even it exceeds" in words.why
     assert choose(SHAKESPEARE, {}, {"epochs": 1}, None).model["dropout"] == 0.0  # one pass: nothing to overfit
 
 
@@ -54,6 +60,8 @@ def test_steps_and_epochs_need_no_speed_and_the_nearest_stop_counts():
     assert choose(SHAKESPEARE, {}, {}, RATE).train["time"] == recipe.DEFAULT_TIME  # no stop: five minutes
     with pytest.raises(ValueError):
         choose(SHAKESPEARE, {}, {"time": 60}, None)
+    with pytest.raises(RnncliError, match="--time 60 buys about 0 steps of a 2x2048 gru"):
+        choose(SHAKESPEARE, {"hidden": 2048}, {"time": 60}, RATE)
 
 
 def test_every_setting_the_user_gives_wins_and_is_not_listed_as_chosen():
@@ -74,6 +82,10 @@ def test_windows_keep_enough_of_them_per_epoch_and_a_stream_per_rank():
         assert batch * seq * recipe.MIN_WINDOWS <= tokens or (batch, seq) == (1, 8)
     assert recipe.windows(146_000) == (32, 64)
     assert recipe.windows(3_000, world_size=4)[0] >= 4
+    assert recipe.windows(1_059_624, world_size=128) == (128, 100)  # more ranks than 64 streams: one each
+    # one of batch and seq given: the other fitted to it, keeping 50 windows an epoch
+    assert recipe.layout(SMALL, {"batch": 256}) == (256, 8) and recipe.layout(SMALL, {"batch": 8}) == (8, 100)
+    assert recipe.layout(SMALL, {"seq": 10}) == (64, 10) and recipe.layout(SMALL, {"seq": 100}) == (16, 100)
     assert choose(Corpus(10_000, 0, 30), {}, {"steps": 10}, None).train["patience"] is None  # nothing to validate on
 
 
@@ -124,3 +136,53 @@ def test_plain_recipe_keeps_char_rnns_settings(tmp_path):
     assert "recipe" not in info
     code, _, err = run_cli("train", CORPUS, "--recipe", "fancy", "--steps", "2", "--out", str(out))
     assert code == 1 and "--recipe" in err
+
+
+def test_a_file_from_before_the_recipe_reads_as_plain():
+    old = {k: v for k, v in to_dict(TrainConfig(recipe="plain")).items() if k != "recipe"}
+    assert from_dict(TrainConfig, old).recipe == "plain"
+
+
+def test_plan_writes_nothing_takes_no_lock_and_needs_no_writable_folder(tmp_path):
+    from rnncli.checkpoint import WriteLock
+
+    out = tmp_path / "m.st"
+    lock = WriteLock(str(out))  # a run is writing it
+    try:
+        code, stdout, err = run_cli("train", CORPUS, "--steps", "40", "--plan", "--out", str(out))
+        assert code == 0, err
+        code, _, err = run_cli("train", CORPUS, "--steps", "1", "--out", str(out))
+        assert code == 1 and "is writing" in err  # (what --plan skipped)
+    finally:
+        lock.release()
+    code, stdout, err = run_cli("train", CORPUS, "--steps", "40", "--plan", "--out", "/no/such/folder/m.st")
+    assert code == 0, err
+    code, stdout, err = run_cli("train", CORPUS, "--steps", "40", "--plan", "--recipe", "plain", "--out", str(out))
+    assert code == 0 and stdout.startswith("recipe (plain): ") and '"cell": "lstm"' in stdout
+
+
+def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chosen_one(tmp_path):
+    out = tmp_path / "t.st"
+    small = ["--hidden", "16", "--embed", "8", "--batch", "8", "--seq", "32", "--recipe", "plain", "--out", str(out)]
+    code, _, err = run_cli("train", CORPUS, "--time", "3", *small)
+    assert code == 0, err
+    first = json.loads(run_cli("inspect", str(out), "--json")[1])["progress"]
+    assert 3 <= first["elapsed_s"] < 5
+    code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--time", "5")  # two more seconds, not five
+    assert code == 0, err
+    second = json.loads(run_cli("inspect", str(out), "--json")[1])
+    assert 5 <= second["progress"]["elapsed_s"] < first["elapsed_s"] + 4.5 and second["progress"]["step"] > first["step"]
+    assert second["train"]["time"] == 5
+    # the default run's 300 s is the recipe's choice: a stop given on resume replaces it
+    from rnncli.train import Trainer
+
+    with Trainer([CORPUS], {"hidden": 16, "embed": 8}, {"out": str(tmp_path / "d.st")}) as t:
+        assert t.cfg.time == recipe.DEFAULT_TIME and "time" in t.recipe["chosen"]
+        next(iter(t.run()))
+        t.save()
+    with Trainer([CORPUS], {}, {"steps": 3}, resume=str(tmp_path / "d.st")) as t:
+        assert t.cfg.time is None and t.cfg.steps == 3
+    with Trainer([CORPUS], {}, {}, resume=str(tmp_path / "d.st")) as t:
+        assert t.cfg.time == recipe.DEFAULT_TIME  # (no stop given: the run's own)
+    with Trainer([CORPUS], {}, {"steps": 3}, resume=str(out)) as t:
+        assert t.cfg.time == 5 and t.cfg.steps == 3  # a time the user gave stays

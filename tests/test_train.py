@@ -140,7 +140,7 @@ def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monk
         return first(self, *args, **kw)
 
     monkeypatch.setattr(Model, "loss_and_grads", slow_first)
-    settings = dict(batch=2, seq=8, time=0.3, eval_every=1000, out=str(tmp_path / "t.st"))
+    settings = dict(batch=2, seq=8, time=0.3, eval_every=1000, out=str(tmp_path / "t.st"), recipe="plain")
     with Trainer([str(corpus)], TINY, settings) as t:
         done = run(t)[-1]
     assert done["compile_s"] >= 2.0 and done["step"] > 1  # steps went on after the slow one
