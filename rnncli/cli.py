@@ -43,6 +43,16 @@ def _threads_option():
     return typer.Option(None, min=1, help="CPU threads", show_default="all cores")
 
 
+def _no_tune_option():
+    return typer.Option(False, "--no-tune", help="recurrent products by fixed rules, not this CPU's measured choice")
+
+
+def _tuning(no_tune: bool) -> None:
+    """--no-tune: the rules (RNNCLI_TUNE=0, which the processes the command starts inherit too)."""
+    if no_tune:
+        os.environ["RNNCLI_TUNE"] = "0"
+
+
 def _device_option(default: Optional[str] = "auto"):
     return typer.Option(default, help="cpu, cuda, or auto (CUDA when a GPU is there)", show_default="auto")
 
@@ -83,9 +93,11 @@ def train(
     distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help="one rank of an MPI job (under mpiexec: found by itself)", show_default="when mpiexec started it"),
     recipe: Optional[str] = typer.Option(None, help="auto: settings not given are chosen from the corpus, the budget and this machine's speed; plain: char-rnn's", show_default=f"{T.recipe}"),
     plan: bool = typer.Option(False, "--plan", help="print the recipe and what it should see, then exit"),
+    no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
 ):
     """Train a model on text and write a checkpoint."""
+    _tuning(no_tune)
     model = _given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
     settings = _given(
         batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
@@ -137,6 +149,7 @@ def evaluate(
     model: str = _model_option(),
     threads: Optional[int] = _threads_option(),
     device: str = _device_option(),
+    no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Score text: nats per token, bits per character, perplexity."""
@@ -144,6 +157,7 @@ def evaluate(
     from rnncli.model import load_model
     from rnncli.ui import notice_compiling
 
+    _tuning(no_tune)
     if not text and sys.stdin.isatty():
         raise RnncliError("no text to score: name files, or pipe text in (- reads the terminal)")
     loaded = load_model(model, device)
@@ -201,11 +215,21 @@ def bench(
     threads: Optional[int] = _threads_option(),
     against_torch: bool = typer.Option(False, "--against-torch", help="run the same work in PyTorch, interleaved"),
     device: str = _device_option(),
+    tune: bool = typer.Option(False, "--tune", help="forget this CPU's measured kernel choices and measure them again"),
+    no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Measure training, scoring and generation speed (optionally beside PyTorch)."""
     from rnncli.bench import MEASURES, expand
     from rnncli.ui import run_bench
+
+    if tune and no_tune:
+        raise RnncliError("--tune and --no-tune: give one or the other")
+    if tune:
+        from rnncli import tune as tuning
+
+        tuning.forget()
+    _tuning(no_tune)
 
     bad = [m for m in measure if m not in MEASURES]
     if bad or repeats < 1:
@@ -248,6 +272,9 @@ def main(argv: list[str] | None = None) -> None:
     into silence) and its exit status."""
     from typer._click import exceptions as click_exceptions
 
+    from rnncli import tune
+
+    tune.notes = lambda message: print(f"rnncli: {message}", file=sys.stderr, flush=True)
     stdout = sys.stdout
     sys.stdout = _Stdout(stdout)
     together = False  # an exit every rank of an MPI job takes at the same step (a stop by signal)

@@ -5,7 +5,7 @@ import pytest
 from rnncli.config import TrainConfig
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
-from rnncli.kernels.gemm import matmul_nn, matmul_nt, product, reads_rows
+from rnncli.kernels.gemm import PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
 from rnncli.kernels.jit import kernel
 from rnncli.model import Model
 from rnncli.optim import Adam
@@ -83,8 +83,8 @@ def test_fast_tanh_and_sigmoid_are_accurate():
     "M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 131, 512), (3, 1100, 9), (4, 16, 400)]
 )
 def test_products_match_float64(M, K, N):
-    """Every path of the recurrent product (both kernels of gemm.py, and `product`, which picks
-    them or BLAS by shape) on shapes with rows, columns and k's left over from their tiles."""
+    """Every path of the recurrent product (both kernels of gemm.py, both tile widths, BLAS, through
+    `product` as the drivers call it) on shapes with rows, columns and k's left over from their tiles."""
     rng = np.random.default_rng(M * K * N)
     A, W = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
     want = A.astype(np.float64) @ W.T.astype(np.float64)
@@ -92,9 +92,13 @@ def test_products_match_float64(M, K, N):
     # as the model calls it: only the operand that is read, W's rows padded
     padded, empty = np.zeros((N, K + 16), np.float32), np.zeros((0, 0), np.float32)
     padded[:, :K] = W
-    only = (padded, empty) if reads_rows(N, K) else (empty, WT)
-    for run in (lambda C: matmul_nt(A, W, C), lambda C: matmul_nn(A, WT, C), lambda C: product(A, W, WT, C),
-                lambda C: product(A, *only, C)):
+    def only(p):
+        return (padded, empty) if p in (ROWS, ROWS4) else (empty, WT)
+    runs = [lambda C: matmul_nt(A, W, C), lambda C: matmul_nt(A, W, C, 4), lambda C: matmul_nn(A, WT, C)]
+    runs += [lambda C, p=p: product(A, W, WT, C, p) for p in range(len(PATHS))]
+    runs += [lambda C, p=p: product(A, *only(p), C, p) for p in range(len(PATHS))]
+    assert rule(N, K) in range(len(PATHS))
+    for run in runs:
         C = np.full((M, N), np.nan, np.float32)
         run(C)
         assert_close(C, want, atol=1e-5 * np.sqrt(K), what="A @ W.T")  # sums of K unit-scale terms

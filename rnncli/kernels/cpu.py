@@ -2,9 +2,10 @@
 
 kernels/cuda.py has the same names and signatures on device arrays. What is the CPU's own stays
 here: Numba's thread pool (each thread calling single-threaded BLAS on its share of the rows), the
-choice of which transpose of W_hh a recurrent product reads (gemm.reads_rows), the padding that
-keeps its rows off 4 KiB multiples, and the per-thread partial sums of the weight gradients. The
-compiled code is in cpu_kernels.py (training, scoring) and decode.py (generation).
+path each recurrent product takes (rnncli/tune.py: measured per shape on this CPU) and so which
+transpose of W_hh it reads, the padding that keeps its rows off 4 KiB multiples, and the
+per-thread partial sums of the weight gradients. The compiled code is in cpu_kernels.py
+(training, scoring) and decode.py (generation).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from rnncli.kernels import cpu_kernels as _k
 from rnncli.kernels import decode as _decode
-from rnncli.kernels.gemm import reads_rows
+from rnncli.kernels.gemm import ROWS, ROWS4
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
@@ -109,21 +110,31 @@ def weight_grad(scratch: Scratch, d, x, g_weight, g_bias) -> None:
     _k.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *parts)
 
 
+def _path(B: int, N: int, K: int) -> int:
+    """The recurrent product's path for a batch of B rows shared among the threads (tune.py)."""
+    from rnncli import tune
+
+    parts = min(threads(), B)
+    return tune.path(-(-B // parts), N, K, parts)
+
+
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
+    path = _path(gx.shape[1], *W_hh.shape)
     # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
-    scratch.W_hhT[layer] = _EMPTY if reads_rows(*W_hh.shape) else _transposed(W_hh)
-    _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads())
+    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4) else _transposed(W_hh)
+    _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads(), path)
 
 
 def sequence_backward(scratch: Scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next,
                       dgx, dgh, tmp) -> None:
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
+    path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)
-    if len(W_hhT) == 0 and reads_rows(W_hh.shape[1], W_hh.shape[0]):
+    if len(W_hhT) == 0 and path in (ROWS, ROWS4):
         # for the dot-product kernel only: rows padded off multiples of 4 KiB, which would map a
         # tile's eight rows onto the same L1 sets
         W_hhT = scratch.W_hhT[layer] = _transposed(W_hh, pad=16)
-    _k.sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads())
+    _k.sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path)
 
 
 def scatter_rows(ids, d, out) -> None:

@@ -7,7 +7,7 @@ few cores cost more than they give. `parts` is the number of threads to share wo
 Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
 direction runs the time loop in compiled code, each thread on its own slice of the batch (the
 streams are independent), with one recurrent product (gemm.product: our own kernels or BLAS, by
-shape) and the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32.
+the path rnncli/tune.py chose for the shape) and the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32.
 """
 import numpy as np
 from numba import prange
@@ -24,22 +24,22 @@ def _share(n, parts, k):
 
 
 @kernel
-def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1):
+def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1, path):
     """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
     Numba's parallel passes are slow to compile large bodies)."""
     for t in range(gx.shape[0]):
-        product(hs[t, b0:b1], W_hh, W_hhT, gh[b0:b1])
+        product(hs[t, b0:b1], W_hh, W_hhT, gh[b0:b1], path)
         forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
                      hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
 
 
 @kernel(parallel=True)
-def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts):
+def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts, path):
     """Run one layer over T steps, each thread on its own slice of the batch.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
-    W_hh (G, H) and W_hhT (H, G), C-contiguous; each product reads the one that suits its shape
-    (gemm.product), and W_hhT may be empty where it is not read, or have padded rows; b_hh (G,).
+    W_hh (G, H) and W_hhT (H, G), C-contiguous; each product goes by `path` (gemm.PATHS) and reads
+    the one that path needs: W_hhT may be empty where it is not read, or have padded rows; b_hh (G,).
     hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
@@ -47,23 +47,23 @@ def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts):
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1)
+        _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1, path)
 
 
 @kernel
-def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1):
+def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path):
     """The time loop of sequence_backward for batch rows b0..b1."""
     for t in range(dhs.shape[0] - 1, -1, -1):
         backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
                       cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
-        product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1])
+        product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1], path)
         for b in range(b0, b1):
             for j in range(tmp.shape[1]):
                 dh_next[b, j] += tmp[b, j]
 
 
 @kernel(parallel=True)
-def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
+def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts, path):
     """Backpropagate one layer through its T steps, last to first, each thread on its own slice
     of the batch.
 
@@ -71,13 +71,13 @@ def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx
     gradient of h_T, c_T; on exit that of h_0, c_0. Writes dgx, dgh (T, B, G), the pre-activation
     gradients from which the caller forms every weight gradient with one product each. For rnn and
     lstm pass the same array as dgx and dgh. tmp (B, H) is scratch. W_hh, W_hhT as in
-    sequence_forward.
+    sequence_forward, but W_hhT is the product's W here (read by the rows paths) and W_hh its WT.
     """
     B = dhs.shape[1]
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1)
+        _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path)
 
 
 @kernel(parallel=True)

@@ -7,14 +7,23 @@ OpenBLAS repacks the weights on every such call. Two kernels here read both oper
 - matmul_nn, rows of C built from rows of W.T (K, N): two rows of C updated from eight rows of
   W.T at a time, vectorized along N, no reductions. Good when a few rows of C and eight of W.T
   (about 40 N bytes) stay in L1.
-`product` picks between them and BLAS by shape, from measurements on a Zen 4 core.
+matmul_nt comes in two tile widths: eight rows of W (16 accumulators, for CPUs with 32 vector
+registers: AVX-512) and four (8 accumulators, which fit AVX2's 16). `product` runs the path it is
+given; rnncli/tune.py measures which is fastest for each shape on this CPU (`rule` is the fallback,
+from measurements on a Zen 4 core).
 
 The kernels take whole C-contiguous arrays and offsets rather than slices: LLVM vectorizes the
 inner loops only when it knows the rows are contiguous and the indices non-negative.
 """
 import numpy as np
+from numba import prange
 
 from rnncli.kernels.jit import kernel
+
+# the recurrent product's paths (`product`'s `path`): BLAS on W.T; our dot-product kernel on W with
+# tiles of 8 or 4 rows; our row-building kernel on W.T
+BLAS, ROWS, ROWS4, COLS = 0, 1, 2, 3
+PATHS = ("blas", "rows", "rows4", "cols")
 
 
 @kernel(reassociate=True)
@@ -61,6 +70,25 @@ def _tile(A, i, W, j, C):
 
 
 @kernel(reassociate=True)
+def _tile4(A, i, W, j, C):
+    """C[i:i+2, j:j+4] = A[i:i+2] . W[j:j+4]: _tile for 16 vector registers."""
+    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.float32(0.0)
+    for k in range(A.shape[1]):
+        a0, a1 = A[i, k], A[i + 1, k]
+        w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
+        s00 += a0 * w0
+        s01 += a0 * w1
+        s02 += a0 * w2
+        s03 += a0 * w3
+        s10 += a1 * w0
+        s11 += a1 * w1
+        s12 += a1 * w2
+        s13 += a1 * w3
+    C[i, j], C[i, j + 1], C[i, j + 2], C[i, j + 3] = s00, s01, s02, s03
+    C[i + 1, j], C[i + 1, j + 1], C[i + 1, j + 2], C[i + 1, j + 3] = s10, s11, s12, s13
+
+
+@kernel(reassociate=True)
 def _dot(A, i, W, j):
     s = np.float32(0.0)
     for k in range(A.shape[1]):
@@ -69,17 +97,21 @@ def _dot(A, i, W, j):
 
 
 @kernel
-def matmul_nt(A, W, C):
-    """C = A @ W.T for A (M, K), W (N, K), C (M, N), all C-contiguous; single-threaded."""
+def matmul_nt(A, W, C, tile=8):
+    """C = A @ W.T for A (M, K), W (N, K), C (M, N), all C-contiguous; single-threaded; tiles of
+    2 rows by `tile` (8 or 4) rows of W."""
     M, K = A.shape
     N = W.shape[0]
-    N8 = N - N % 8
-    for j in range(0, N8, 8):
+    Nt = N - N % tile
+    for j in range(0, Nt, tile):
         for p in range(M // 2 + M % 2 if M > 1 else 0):
             # an odd last row goes with the one before it, which is written again unchanged
-            _tile(A, min(2 * p, M - 2), W, j, C)
-    for i in range(M):  # edges: the last columns if N % 8, and a single row
-        for j in range(N8 if M > 1 else 0, N):
+            if tile == 8:
+                _tile(A, min(2 * p, M - 2), W, j, C)
+            else:
+                _tile4(A, min(2 * p, M - 2), W, j, C)
+    for i in range(M):  # edges: the last columns if N % tile, and a single row
+        for j in range(Nt if M > 1 else 0, N):
             C[i, j] = _dot(A, i, W, j)
 
 
@@ -137,21 +169,39 @@ def _nn_fits(N):
 
 @kernel
 def reads_rows(N, K):
-    """Whether `product` multiplies by W (N, K) itself (matmul_nt) rather than by W.T: for long
+    """Whether `rule` multiplies by W (N, K) itself (matmul_nt) rather than by W.T: for long
     dot products, and for outputs too narrow or too wide for matmul_nn."""
     return K >= 1024 or (K >= 256 and not _nn_fits(N))
 
 
 @kernel
-def product(A, W, WT, C):
-    """C = A @ W.T, WT being W.T made contiguous: only one of them is read (W if reads_rows(N, K)),
-    and the other may be empty. For C (M, N) and K = A.shape[1]: matmul_nt when K >= 1024, else
-    matmul_nn when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS (np.dot), which wins
-    on short products. The bounds come from measurements on a Zen 4 core."""
-    N, K = C.shape[1], A.shape[1]  # W's rows may be longer than K (padding), and W or WT empty
-    if reads_rows(N, K):
-        matmul_nt(A, W, C)
-    elif _nn_fits(N):
+def rule(N, K):
+    """The path for C (M, N) = A (M, K) @ W.T without measurements (Zen 4's): matmul_nt when
+    K >= 1024, else matmul_nn when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS,
+    which wins on short products."""
+    return ROWS if reads_rows(N, K) else COLS if _nn_fits(N) else BLAS
+
+
+@kernel
+def product(A, W, WT, C, path):
+    """C = A @ W.T by `path` (PATHS), WT being W.T made contiguous: only the operand that path
+    reads is used (W for the rows paths, else WT); the other may be empty, and W's rows may be
+    longer than K (padding)."""
+    if path == ROWS:
+        matmul_nt(A, W, C, 8)
+    elif path == ROWS4:
+        matmul_nt(A, W, C, 4)
+    elif path == COLS:
         matmul_nn(A, WT, C)
     else:
         np.dot(A, WT, C)
+
+
+@kernel(parallel=True)
+def time_product(A, W, WT, C, path, reps, parts):
+    """`reps` products by `path`, each of `parts` threads on its own rows of A and C, as the
+    sequence drivers run them (rnncli/tune.py times this)."""
+    rows = A.shape[0] // parts
+    for k in prange(parts):
+        for _ in range(reps):
+            product(A[k * rows:(k + 1) * rows], W, WT, C[k * rows:(k + 1) * rows], path)

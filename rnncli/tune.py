@@ -1,0 +1,163 @@
+"""Measured, not assumed: which path each recurrent product takes on this CPU.
+
+The recurrent product of a step, C (M, N) = A (M, K) @ W.T with M the rows one thread owns, can go
+four ways (kernels/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W, or
+our row-building kernel. Which is fastest depends on the shape and on the CPU (its vector width,
+its registers, its caches). The first time a shape is met on a machine, each path is timed as the
+sequence drivers run it (every thread on its own rows at once) and the fastest is kept in
+`tune.json` beside the compiled kernels, keyed by the CPU's model and vector features; later runs
+read it. A file for another CPU, or one that cannot be read, is measured afresh (with a note).
+`RNNCLI_TUNE=0` (`--no-tune`) uses gemm.rule, the bounds measured on a Zen 4; `rnncli bench --tune`
+deletes the file, so that every shape is measured again.
+
+No printing: `notes` receives what people should hear (the CLI prints it on stderr).
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+
+from rnncli.paths import cache_root
+
+FORMAT = 1
+SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
+MARGIN = 0.05  # a path must beat the rule's by this share to replace it (the rest is noise)
+TARGET_S = 0.004  # seconds one timing aims at
+clock = time.perf_counter  # (tests replace it)
+notes = None  # callable(str) or None: told when this process starts measuring, and about a bad file
+
+_table: dict | None = None  # shape key -> path name, this CPU's
+_said = False
+
+
+def enabled() -> bool:
+    """Whether new shapes are measured (RNNCLI_TUNE=0: the rule only)."""
+    return os.environ.get("RNNCLI_TUNE", "1") != "0"
+
+
+def cpu_key() -> str:
+    """The CPU's model (with family and model numbers) and the vector features that decide the kernels."""
+    from rnncli.bench import cpu_description
+
+    name, width = cpu_description()
+    return f"{name}; {width} float32 lanes"
+
+
+def path_file():
+    return cache_root() / "tune.json"
+
+
+def _note(message: str) -> None:
+    if notes is not None:
+        notes(message)
+
+
+def _load() -> dict:
+    """This CPU's table from the file (empty when there is none, it is another CPU's, or unreadable)."""
+    global _table
+    if _table is not None:
+        return _table
+    _table = {}
+    path = path_file()
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return _table
+    except (OSError, ValueError) as e:
+        _note(f"the kernel tuning file {path} cannot be read ({e}); measuring again")
+        return _table
+    ok = (isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("paths"), dict)
+          and all(isinstance(v, str) and v in _paths() for v in data["paths"].values()))
+    if not ok:
+        _note(f"the kernel tuning file {path} is malformed; measuring again")
+    elif data.get("cpu") != cpu_key():
+        _note(f"the kernel tuning file {path} was made on another CPU ({data.get('cpu')}); measuring again")
+    else:
+        _table = dict(data["paths"])
+    return _table
+
+
+def _paths():
+    from rnncli.kernels.gemm import PATHS
+
+    return PATHS
+
+
+def _save(table: dict) -> None:
+    """Write the table atomically; a cache folder that cannot be written only costs the next run a re-measure."""
+    path = path_file()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tune.", suffix=".json")
+        try:
+            with open(fd, "w") as f:
+                json.dump({"format": FORMAT, "cpu": cpu_key(), "paths": table}, f, indent=0, sort_keys=True)
+            os.replace(tmp, path)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError:
+        pass
+
+
+def path(M: int, N: int, K: int, parts: int) -> int:
+    """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T."""
+    from rnncli.kernels import gemm
+
+    if not enabled() or N * K < SMALL or M < 1:
+        return int(gemm.rule(N, K))
+    table = _load()
+    key = f"{M},{N},{K},{parts}"
+    if key not in table:
+        table[key] = gemm.PATHS[measure(M, N, K, parts)]
+        _save(table)
+    return gemm.PATHS.index(table[key])
+
+
+def measure(M: int, N: int, K: int, parts: int) -> int:
+    """Time every path (best of 3, after a warm-up) and return the fastest, the rule's unless
+    another beats it by MARGIN."""
+    global _said
+    import numpy as np
+
+    from rnncli.kernels import gemm
+
+    if not _said:
+        _said = True
+        _note("measuring the fastest recurrent product for this CPU (once per model shape, a second or two)")
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((M * parts, K)).astype(np.float32)
+    W = np.zeros((N, K + 16), np.float32)  # (rows padded, as the model keeps W when they read it)
+    W[:, :K] = rng.standard_normal((N, K))
+    WT = np.ascontiguousarray(W[:, :K].T)
+    C = np.empty((M * parts, N), np.float32)
+    reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K)))  # (at a guessed 20 GFLOP/s a thread)
+    best = []
+    for p in range(len(gemm.PATHS)):
+        gemm.time_product(A, W, WT, C, p, 1, parts)  # warm-up (and, on a cold cache, the compile)
+        times = []
+        for _ in range(3):
+            t0 = clock()
+            gemm.time_product(A, W, WT, C, p, reps, parts)
+            times.append(clock() - t0)
+        best.append(min(times))
+    fastest = int(np.argmin(best))
+    ruled = int(gemm.rule(N, K))
+    return fastest if best[fastest] < (1 - MARGIN) * best[ruled] else ruled
+
+
+def reset() -> None:
+    """Forget what this process read or measured (tests; a changed RNNCLI_CACHE_DIR)."""
+    global _table, _said
+    _table, _said = None, False
+
+
+def forget() -> None:
+    """Delete this machine's measurements (`rnncli bench --tune`): the next run measures again."""
+    reset()
+    try:
+        path_file().unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,100 @@
+"""The measured kernel choices (rnncli/tune.py): every path gives the reference's numbers through the
+sequence drivers, the choice is kept per CPU and read back, and a bad or foreign file is measured
+again with a note."""
+import json
+
+import numpy as np
+import pytest
+
+from rnncli import tune
+from rnncli.kernels import gemm
+from tests.helpers import assert_close, random_case, run_kernels, run_reference
+
+SHAPE = (8, 512, 128, 1)  # M rows a thread, N outputs, K inputs, threads: above tune.SMALL
+
+
+@pytest.fixture
+def tuning(tmp_path, monkeypatch):
+    """A fresh tuning file (the compiled kernels stay where they are), tuning on, and what the tuner
+    says to people."""
+    monkeypatch.setattr(tune, "path_file", lambda: tmp_path / "tune.json")
+    monkeypatch.setenv("RNNCLI_TUNE", "1")
+    said = []
+    monkeypatch.setattr(tune, "notes", said.append)
+    tune.reset()
+    yield said
+    tune.reset()
+
+
+@pytest.mark.parametrize("path", gemm.PATHS)
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_every_path_through_the_drivers_matches_the_reference(monkeypatch, cell, path):
+    """Forward and backward with each product path forced (W_hh.T made, padded or left out as the path needs)."""
+    monkeypatch.setattr(tune, "path", lambda *shape: gemm.PATHS.index(path))
+    case = random_case(cell, 9, 5, 37, 2, 4, 5, seed=3)
+    got, want = run_kernels(*case), run_reference(*case)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert_close(got["h_n"], want["h_n"], atol=2e-6, what="h_n")
+    for name, g in got["grads"].items():
+        assert_close(g, want["grads"][name], atol=1e-5, what=name)
+
+
+def test_a_shape_is_measured_once_kept_and_read_back(tuning, monkeypatch):
+    first = tune.path(*SHAPE)
+    data = json.loads(tune.path_file().read_text())
+    assert data["cpu"] == tune.cpu_key() and data["paths"] == {"8,512,128,1": gemm.PATHS[first]}
+    assert len(tuning) == 1 and "measuring" in tuning[0]  # announced, once
+    monkeypatch.setattr(tune, "measure", lambda *a: pytest.fail("measured again"))
+    assert tune.path(*SHAPE) == first
+    tune.reset()  # a later run reads the file
+    assert tune.path(*SHAPE) == first
+    # and what the file says is what the kernels get
+    data["paths"]["8,512,128,1"] = "rows4"
+    tune.path_file().write_text(json.dumps(data))
+    tune.reset()
+    assert tune.path(*SHAPE) == gemm.ROWS4
+
+
+def test_small_shapes_and_no_tune_take_the_rule(tuning, monkeypatch):
+    monkeypatch.setattr(tune, "measure", lambda *a: pytest.fail("measured"))
+    assert tune.path(4, 64, 64, 2) == gemm.rule(64, 64)  # too small to time
+    monkeypatch.setenv("RNNCLI_TUNE", "0")
+    assert tune.path(*SHAPE) == gemm.rule(512, 128) and not tune.path_file().exists()
+
+
+@pytest.mark.parametrize("content,said", [
+    ("{not json", "cannot be read"),
+    (json.dumps({"format": 1, "cpu": "x", "paths": {"8,512,128,1": "fastest"}}), "malformed"),
+    (json.dumps({"format": 1, "cpu": "Some Other CPU (family 1 model 2); 4 float32 lanes",
+                 "paths": {"8,512,128,1": "rows4"}}), "another CPU"),
+])
+def test_a_corrupt_or_foreign_file_is_measured_again_with_a_note(tuning, content, said):
+    tune.path_file().write_text(content)
+    got = tune.path(*SHAPE)
+    assert said in tuning[0]
+    data = json.loads(tune.path_file().read_text())  # replaced by this CPU's
+    assert data["cpu"] == tune.cpu_key() and data["paths"] == {"8,512,128,1": gemm.PATHS[got]}
+
+
+def test_the_measurement_keeps_the_rule_unless_another_path_is_clearly_faster(monkeypatch):
+    ruled = int(gemm.rule(512, 128))
+    clock = iter(np.arange(0.0, 1000.0, 0.5))
+    monkeypatch.setattr(tune, "clock", lambda: next(clock))  # every path takes the same time
+    assert tune.measure(*SHAPE) == ruled
+
+
+def test_bench_tune_forgets_the_measurements(tuning):
+    tune.path(*SHAPE)
+    tune.forget()
+    assert not tune.path_file().exists()
+
+
+def test_no_tune_on_the_command_line_takes_the_rule(tuning, monkeypatch, tmp_path):
+    from tests.hostile import run_cli
+    from tests.test_recipe import CORPUS
+
+    monkeypatch.setattr(tune, "measure", lambda *a: pytest.fail("measured"))
+    code, _, err = run_cli("train", CORPUS, "--hidden", "200", "--steps", "1", "--recipe", "plain", "--no-tune",
+                           "--out", str(tmp_path / "m.st"))
+    assert code == 0, err
+    assert not tune.path_file().exists()
