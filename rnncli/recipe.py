@@ -21,7 +21,7 @@ import math
 import time
 from dataclasses import dataclass, field
 
-from rnncli.config import ModelConfig
+from rnncli.config import ModelConfig, to_dict
 from rnncli.errors import RnncliError
 
 HIDDEN = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
@@ -211,8 +211,10 @@ def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, tra
 
     batch, seq = layout(corpus, train, world.size)
     b0, b1 = world.part(batch)
-    memory.require(workspace_bytes(probe_config(corpus, model), seq, b1 - b0, True, K.thread_count(threads)),
-                   *memory.TRAINING)
+    probe = probe_config(corpus, model)
+    if "hidden" in model:  # a model of the user's width that cannot fit is said first, not its speed
+        probe = ModelConfig(**dict(to_dict(probe), hidden=model["hidden"]))
+    memory.require(workspace_bytes(probe, seq, b1 - b0, True, K.thread_count(threads)), *memory.TRAINING)
     if on_compile is not None:
         on_compile()
     K.use_threads(threads)

@@ -4,7 +4,8 @@ The recurrent product of a step, C (M, N) = A (M, K) @ W.T with M the rows one t
 four ways (kernels/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W, or
 our row-building kernel. Which is fastest depends on the shape and on the CPU (its vector width,
 its registers, its caches). The first time a shape is met on a machine, each path is timed as the
-sequence drivers run it (every thread on its own rows at once) and the fastest is kept in
+sequence drivers run it (every thread on its own rows at once; about 0.1 s a shape, silently: a first
+run says it is compiling and timing the kernels) and the fastest is kept in
 `tune.json` beside the compiled kernels, keyed by the CPU's model and vector features; later runs
 read it. A file for another CPU, or one that cannot be read, is measured afresh (with a note).
 `RNNCLI_TUNE=0` (`--no-tune`) uses gemm.rule, the bounds measured on a Zen 4; `rnncli bench --tune`
@@ -26,10 +27,9 @@ SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to
 MARGIN = 0.05  # a path must beat the rule's by this share to replace it (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
 clock = time.perf_counter  # (tests replace it)
-notes = None  # callable(str) or None: told when this process starts measuring, and about a bad file
+notes = None  # callable(str) or None: told about a tuning file that is bad or another CPU's
 
 _table: dict | None = None  # shape key -> path name, this CPU's
-_said = False
 
 
 def enabled() -> bool:
@@ -119,14 +119,10 @@ def path(M: int, N: int, K: int, parts: int) -> int:
 def measure(M: int, N: int, K: int, parts: int) -> int:
     """Time every path (best of 3, after a warm-up) and return the fastest, the rule's unless
     another beats it by MARGIN."""
-    global _said
     import numpy as np
 
     from rnncli.kernels import gemm
 
-    if not _said:
-        _said = True
-        _note("measuring the fastest recurrent product for this CPU (once per model shape, a second or two)")
     rng = np.random.default_rng(0)
     A = rng.standard_normal((M * parts, K)).astype(np.float32)
     W = np.zeros((N, K + 16), np.float32)  # (rows padded, as the model keeps W when they read it)
@@ -150,8 +146,8 @@ def measure(M: int, N: int, K: int, parts: int) -> int:
 
 def reset() -> None:
     """Forget what this process read or measured (tests; a changed RNNCLI_CACHE_DIR)."""
-    global _table, _said
-    _table, _said = None, False
+    global _table
+    _table = None
 
 
 def forget() -> None:

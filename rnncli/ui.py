@@ -30,7 +30,8 @@ def notice_compiling(kernel_name: str) -> None:
 
 
 def say_compiling() -> None:
-    print("rnncli: compiling kernels (first run only, about 20 s)...", file=sys.stderr, flush=True)
+    print("rnncli: compiling the kernels and timing them on this CPU (first run only, about 20 s)...",
+          file=sys.stderr, flush=True)
 
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")

@@ -43,7 +43,7 @@ def test_a_shape_is_measured_once_kept_and_read_back(tuning, monkeypatch):
     first = tune.path(*SHAPE)
     data = json.loads(tune.path_file().read_text())
     assert data["cpu"] == tune.cpu_key() and data["paths"] == {"8,512,128,1": gemm.PATHS[first]}
-    assert len(tuning) == 1 and "measuring" in tuning[0]  # announced, once
+    assert not tuning  # (silent: a first run's compiling notice covers it)
     monkeypatch.setattr(tune, "measure", lambda *a: pytest.fail("measured again"))
     assert tune.path(*SHAPE) == first
     tune.reset()  # a later run reads the file
