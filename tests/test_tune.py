@@ -64,8 +64,9 @@ def test_small_shapes_and_no_tune_take_the_rule(tuning, monkeypatch):
 
 @pytest.mark.parametrize("content,said", [
     ("{not json", "cannot be read"),
-    (json.dumps({"format": 1, "cpu": "x", "paths": {"8,512,128,1": "fastest"}}), "malformed"),
-    (json.dumps({"format": 1, "cpu": "Some Other CPU (family 1 model 2); 4 float32 lanes",
+    (json.dumps({"format": tune.FORMAT, "cpu": "x", "paths": {"8,512,128,1": "fastest"}}), "malformed"),
+    (json.dumps({"format": 1, "cpu": "x", "paths": {"8,512,128,1": "rows4"}}), "earlier rnncli"),
+    (json.dumps({"format": tune.FORMAT, "cpu": "Some Other CPU (family 1 model 2); 4 float32 lanes",
                  "paths": {"8,512,128,1": "rows4"}}), "another CPU"),
 ])
 def test_a_corrupt_or_foreign_file_is_measured_again_with_a_note(tuning, content, said):
@@ -81,6 +82,25 @@ def test_the_measurement_keeps_the_rule_unless_another_path_is_clearly_faster(mo
     clock = iter(np.arange(0.0, 1000.0, 0.5))
     monkeypatch.setattr(tune, "clock", lambda: next(clock))  # every path takes the same time
     assert tune.measure(*SHAPE) == ruled
+
+
+@pytest.mark.parametrize("rows4,chosen", [(0.97, gemm.BLAS), (0.5, gemm.ROWS4)])
+def test_a_near_tie_with_blas_goes_to_blas(monkeypatch, rows4, chosen):
+    """Paths timed at BLAS 1.0, rows 2.0, rows4 `rows4`, cols 2.0 (the rule's path for SHAPE is cols):
+    a kernel within MARGIN of BLAS does not replace it; a clearly faster one does."""
+    assert gemm.rule(512, 128) == gemm.COLS
+    seconds = {gemm.BLAS: 1.0, gemm.ROWS: 2.0, gemm.ROWS4: rows4, gemm.COLS: 2.0}
+    now = [0.0]
+    calls = iter(range(10 ** 6))
+
+    def clock():  # each path is timed three times, two clock readings each
+        n = next(calls)
+        if n % 2:
+            now[0] += seconds[n // 6]
+        return now[0]
+
+    monkeypatch.setattr(tune, "clock", clock)
+    assert tune.measure(*SHAPE) == chosen
 
 
 def test_bench_tune_forgets_the_measurements(tuning):

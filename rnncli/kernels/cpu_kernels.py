@@ -2,7 +2,7 @@
 them. cpu.py wraps them in the kernel API that model.py calls (and that cuda.py mirrors).
 
 All parallelism comes from one pool, Numba's threads, each calling single-threaded BLAS (through
-np.dot) on its own share of the rows: two BLAS pools and Numba's busy-waiting against each other on
+blas.gemm) on its own share of the rows: two BLAS pools and Numba's busy-waiting against each other on
 few cores cost more than they give. `parts` is the number of threads to share work among (calling
 Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
 direction runs the time loop in compiled code, each thread on its own slice of the batch (the
@@ -13,6 +13,7 @@ import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import backward_step, forward_step
+from rnncli.kernels.blas import gemm
 from rnncli.kernels.gemm import product
 from rnncli.kernels.jit import kernel
 
@@ -88,7 +89,7 @@ def matmul(A, Bm, bias, out, parts):
     parts = min(parts, N)
     for k in prange(parts):
         n0, n1 = _share(N, parts, k)
-        np.dot(A[n0:n1], Bm, out[n0:n1])
+        gemm(A[n0:n1], Bm, out[n0:n1])
         if bias.shape[0] > 0:
             _add_rows(out, bias, n0, n1)
 
@@ -119,7 +120,7 @@ def matmul_tn(A, Bm, out, colsum, scratch, colscratch):
 @kernel
 def _partial_tn(A, Bm, part, colpart, n0, n1):
     """part = A[n0:n1].T @ Bm[n0:n1]; colpart = the column sums of A[n0:n1]."""
-    np.dot(A[n0:n1].T, Bm[n0:n1], part)
+    gemm(A[n0:n1].T, Bm[n0:n1], part)
     colpart[:] = 0.0
     for n in range(n0, n1):
         for g in range(A.shape[1]):

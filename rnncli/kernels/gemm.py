@@ -18,6 +18,7 @@ inner loops only when it knows the rows are contiguous and the indices non-negat
 import numpy as np
 from numba import prange
 
+from rnncli.kernels.blas import gemm
 from rnncli.kernels.jit import kernel
 
 # the recurrent product's paths (`product`'s `path`): BLAS on W.T; our dot-product kernel on W with
@@ -194,7 +195,7 @@ def product(A, W, WT, C, path):
     elif path == COLS:
         matmul_nn(A, WT, C)
     else:
-        np.dot(A, WT, C)
+        gemm(A, WT, C)
 
 
 @kernel(parallel=True)
