@@ -25,29 +25,20 @@ def row_rng(seed: int | None, stream: int, root: np.random.SeedSequence | None =
 
 
 class Decoder:
-    """A model's weights laid out for the decoder (transposed, stacked per layer), the recurrent
+    """A model's weights laid out for the decoder (stacked per layer, in both layouts), the recurrent
     state of one row per random stream, and the sampler settings; `tokens` continues from wherever
     the last call stopped."""
 
     def __init__(self, model, cfg: SampleConfig, streams=(0,), root: np.random.SeedSequence | None = None,
                  threads: int | None = None):
-        from rnncli.kernels.decode import Weights
+        from rnncli.kernels.decode import layout
         from rnncli.kernels.sampling import Sampling
 
         K, p, c = model.K, model.params.host(), model.cfg
-        L, G, H = c.layers, c.gate_width, c.hidden
-        layers = [p.layer(k) for k in range(L)]
-        W_ihT = np.zeros((max(L - 1, 0), H, G), np.float32)
-        for k in range(1, L):
-            W_ihT[k - 1] = layers[k][0].T
-        table0 = (K.to_host(model.layer0_table()) if c.vocab_size * G <= TABLE_LIMIT
-                  else np.zeros((0, G), np.float32))
-        self.weights = Weights(*(K.asarray(a) for a in (
-            np.ascontiguousarray(table0, dtype=np.float32), np.ascontiguousarray(p["embedding.weight"]),
-            np.ascontiguousarray(layers[0][0].T), W_ihT, np.ascontiguousarray(np.stack([w[1].T for w in layers])),
-            np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
-            np.ascontiguousarray(p["head.weight"].T), p["head.bias"].copy(),
-        )))
+        table0 = (K.to_host(model.layer0_table()) if c.vocab_size * c.gate_width <= TABLE_LIMIT
+                  else np.zeros((0, c.gate_width), np.float32))
+        w = layout([p.layer(k) for k in range(c.layers)], p["embedding.weight"], table0, p["head.weight"], p["head.bias"])
+        self.weights = type(w)(*(K.asarray(a) for a in w))
         self.K, self.cell, self.mcfg, self.cfg, self.threads = K, c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
         self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),

@@ -174,27 +174,34 @@ def _transposed(W_hh, pad: int = 0):
 
 
 # --- generation ----------------------------------------------------------------------------------
-def prepare_decoding(model_cfg, rows: int, n_threads: int | None) -> int:
-    """How `rows` rows are decoded: the number of kernel threads sharing them (1: one thread drives
-    BLAS, which threads the products itself on `n_threads`)."""
-    if rows == 1:
-        return 1
+def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
+    """How `rows` rows are decoded: (the kernel threads sharing them, each product's path). One
+    row, or large products that only BLAS runs well on this CPU: one thread drives BLAS, which
+    threads the products itself on `n_threads`. Otherwise each kernel thread takes a share of the
+    rows and runs every product by the path measured for its shape (tune.py)."""
     from threadpoolctl import threadpool_limits
 
-    if model_cfg.gates * model_cfg.hidden * model_cfg.hidden < SHARE_ROWS_BELOW:  # small products:
-        use_threads(n_threads)  # rows shared among the kernel threads (and BLAS on one thread in each)
-        return threads()
-    if n_threads:
-        threadpool_limits(thread_count(n_threads), user_api="blas")
-    return 1
+    L = model_cfg.layers
+    if rows == 1:
+        return 1, _decode.blas_paths(L)
+    use_threads(n_threads)
+    parts = min(threads(), rows)
+    G, H, E, V = model_cfg.gate_width, model_cfg.hidden, model_cfg.embed, model_cfg.vocab_size
+    shapes = [(G, E)] + [(G, H)] * (2 * L - 1) + [(V, H)]  # inputs, recurrences, head
+    paths = np.array([_path(rows, N, K) for N, K in shapes], np.int64)
+    if parts > 1 and (paths.any() or model_cfg.gates * H * H < SHARE_ROWS_BELOW):
+        return parts, paths
+    threadpool_limits(thread_count(n_threads), user_api="blas")
+    return 1, _decode.blas_paths(L)
 
 
-def feed(plan: int, cell: int, w, h, c, r, prompt) -> None:
-    _decode.feed(cell, w, h, c, r, prompt)
+def feed(plan, cell: int, w, h, c, r, prompt) -> None:
+    _decode.feed(cell, w, plan[1], h, c, r, prompt)
 
 
-def decode(plan: int, cell: int, w, h, c, r, s, uniforms, out) -> None:
-    if plan > 1:
-        _decode.decode(cell, w, h, c, r, s, uniforms, out, plan)
+def decode(plan, cell: int, w, h, c, r, s, uniforms, out) -> None:
+    parts, paths = plan
+    if parts > 1:
+        _decode.decode(cell, w, paths, h, c, r, s, uniforms, out, parts)
     else:
-        _decode.decode_rows(cell, w, h, c, r, s, uniforms, out, 0, out.shape[1])
+        _decode.decode_rows(cell, w, paths, h, c, r, s, uniforms, out, 0, out.shape[1])

@@ -30,15 +30,9 @@ def build(cell, H=5, V=11, E=3, L=2, table=True, R=0, B=2, seed=0):
     p = init_params(cfg, rng)
     G = cfg.gates * H
     layers = [p.layer(k) for k in range(L)]
-    W_ihT = np.zeros((max(L - 1, 0), H, G), np.float32)
-    for k in range(1, L):
-        W_ihT[k - 1] = layers[k][0].T
     emb = np.ascontiguousarray(p["embedding.weight"])
     table0 = (emb @ layers[0][0].T + layers[0][2]).astype(np.float32) if table else np.zeros((0, G), np.float32)
-    w = cpu.Weights(table0, emb, np.ascontiguousarray(layers[0][0].T), W_ihT,
-                    np.ascontiguousarray(np.stack([x[1].T for x in layers])), np.stack([x[2] for x in layers]),
-                    np.stack([x[3] for x in layers]), np.ascontiguousarray(3 * p["head.weight"].T),
-                    p["head.bias"].copy())
+    w = cpu.layout(layers, emb, table0, 3 * p["head.weight"], p["head.bias"])
     C = H if cell == "lstm" else 0
     A = 0 if cell == "rnn" else 4 * H
     f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
@@ -68,7 +62,7 @@ def both(cell, block=32, **kw):
 
 def fed(cell, prompt, block=32, **kw):
     cfg, plan, (w, h, c, r), (dw, dh, dc, dr) = both(cell, block, **kw)
-    cpu.feed(cfg.cell_code, w, h, c, r, prompt)
+    cpu.feed(cfg.cell_code, w, cpu.blas_paths(cfg.layers), h, c, r, prompt)
     gpu.feed(plan, cfg.cell_code, dw, dh, dc, dr, prompt)
     return cfg, plan, (w, h, c, r), (dw, dh, dc, dr)
 
@@ -95,7 +89,7 @@ def test_wide_model_with_64_threads():
     assert_same_state(h, c, r, dh, dc, dr)
     s, u = Sampling(1.2, 5, 0.95, 0.02, 0.9), np.random.default_rng(3).random((3, 2))
     want, got = np.empty((3, 2), np.int64), np.empty((3, 2), np.int64)
-    cpu.decode_rows(cfg.cell_code, w, h, c, r, s, u, want, 0, 2)
+    cpu.decode_rows(cfg.cell_code, w, cpu.blas_paths(cfg.layers), h, c, r, s, u, want, 0, 2)
     gpu.decode(plan, cfg.cell_code, dw, dh, dc, dr, s, u, got)
     np.testing.assert_array_equal(got, want)
     assert_same_state(h, c, r, dh, dc, dr)
@@ -108,7 +102,7 @@ def test_greedy_matches_cpu(cell):
     n, B = 6, h.shape[1]
     u = np.random.default_rng(1).random((n, B))
     want, got = np.empty((n, B), np.int64), np.empty((n, B), np.int64)
-    cpu.decode_rows(cfg.cell_code, w, h, c, r, s, u, want, 0, B)
+    cpu.decode_rows(cfg.cell_code, w, cpu.blas_paths(cfg.layers), h, c, r, s, u, want, 0, B)
     gpu.decode(plan, cfg.cell_code, dw, dh, dc, dr, s, u, got)
     np.testing.assert_array_equal(got, want)
     assert_same_state(h, c, r, dh, dc, dr)
@@ -125,7 +119,7 @@ def test_sampling_matches_cpu(s):
     n, B = 12, h.shape[1]
     u = np.random.default_rng(2).random((n, B))
     want, got = np.empty((n, B), np.int64), np.empty((n, B), np.int64)
-    cpu.decode_rows(cfg.cell_code, w, h, c, r, s, u, want, 0, B)
+    cpu.decode_rows(cfg.cell_code, w, cpu.blas_paths(cfg.layers), h, c, r, s, u, want, 0, B)
     gpu.decode(plan, cfg.cell_code, dw, dh, dc, dr, s, u, got)
     np.testing.assert_array_equal(got, want)
     assert_same_state(h, c, r, dh, dc, dr)
