@@ -124,6 +124,10 @@ class Ours:
         """n tokens for each of `rows` samples decoded together (1: the streaming case)."""
         from rnncli.sample import Decoder
 
+        if rows == 1 and self.K.NAME == "cpu":  # BLAS threads as a fresh `rnncli generate` has them,
+            from threadpoolctl import threadpool_limits  # whatever an earlier measure set
+
+            threadpool_limits(self.K.thread_count(self.threads), user_api="blas")
         dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0), streams=range(rows),
                       threads=self.threads if rows > 1 else None)  # (streaming leaves threads alone)
         dec.prime([np.array([0])])
