@@ -7,7 +7,9 @@ its registers, its caches). The first time a shape is met on a machine, each pat
 sequence drivers run it (every thread on its own rows at once; about 0.1 s a shape, silently: a first
 run says it is compiling and timing the kernels) and the fastest is kept in
 `tune.json` beside the compiled kernels, keyed by the CPU's model and vector features; later runs
-read it. A file for another CPU, or one that cannot be read, is measured afresh (with a note).
+read it. Generation's products are timed apart (keys ending in "w"): a step goes through all its
+weight matrices in turn, which then share the caches, where a layer's time loop rereads one; on a
+Zen 2 that turned a 4-row-tile win into a 5-8% loss against BLAS. A file for another CPU, or one that cannot be read, is measured afresh (with a note).
 `RNNCLI_TUNE=0` (`--no-tune`) uses gemm.rule, the bounds measured on a Zen 4; `rnncli bench --tune`
 deletes the file, so that every shape is measured again.
 
@@ -104,35 +106,36 @@ def _save(table: dict) -> None:
         pass
 
 
-def path(M: int, N: int, K: int, parts: int) -> int:
-    """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T."""
+def path(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
+    """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T, with `weights` such
+    products taken in turn (1: a layer's time loop; generation's step goes through several)."""
     from rnncli.kernels import gemm
 
     if not enabled() or N * K < SMALL or M < 1:
         return int(gemm.rule(N, K))
     table = _load()
-    key = f"{M},{N},{K},{parts}"
+    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "")
     if key not in table:
-        table[key] = gemm.PATHS[measure(M, N, K, parts)]
+        table[key] = gemm.PATHS[measure(M, N, K, parts, weights)]
         _save(table)
     return gemm.PATHS.index(table[key])
 
 
-def measure(M: int, N: int, K: int, parts: int) -> int:
+def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
     """Time every path (best of 3, after a warm-up) and return the fastest, unless the rule's path
-    or else BLAS is within MARGIN of it (ties that the timing cannot split; in generation, where a
-    step cycles through several weight matrices, BLAS held up better than our kernels at such ties)."""
+    or else BLAS is within MARGIN of it (ties that the timing cannot split: BLAS, the library,
+    keeps them)."""
     import numpy as np
 
     from rnncli.kernels import gemm
 
     rng = np.random.default_rng(0)
     A = rng.standard_normal((M * parts, K)).astype(np.float32)
-    W = np.zeros((N, K + 16), np.float32)  # (rows padded, as the model keeps W when they read it)
-    W[:, :K] = rng.standard_normal((N, K))
-    WT = np.ascontiguousarray(W[:, :K].T)
+    W = np.zeros((weights, N, K + 16), np.float32)  # (rows padded, as the model keeps W when they read it)
+    W[:, :, :K] = rng.standard_normal((weights, N, K))
+    WT = np.ascontiguousarray(W[:, :, :K].transpose(0, 2, 1))
     C = np.empty((M * parts, N), np.float32)
-    reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K)))  # (at a guessed 20 GFLOP/s a thread)
+    reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K * weights)))  # (at a guessed 20 GFLOP/s a thread)
     best = []
     for p in range(len(gemm.PATHS)):
         gemm.time_product(A, W, WT, C, p, 1, parts)  # warm-up (and, on a cold cache, the compile)
@@ -143,7 +146,7 @@ def measure(M: int, N: int, K: int, parts: int) -> int:
             times.append(clock() - t0)
         best.append(min(times))
     fastest = int(np.argmin(best))
-    for near in (int(gemm.rule(N, K)), gemm.BLAS):  # within noise of the fastest: the rule, else BLAS
+    for near in (int(gemm.rule(N, K)), gemm.BLAS):
         if best[fastest] >= (1 - MARGIN) * best[near]:
             return near
     return fastest

@@ -103,6 +103,19 @@ def test_a_near_tie_with_blas_goes_to_blas(monkeypatch, rows4, chosen):
     assert tune.measure(*SHAPE) == chosen
 
 
+def test_products_taken_in_turn_are_measured_and_kept_apart(tuning, monkeypatch):
+    """Generation's products (several weight matrices a step) get their own entries."""
+    seen = []
+    monkeypatch.setattr(tune, "measure", lambda *a: seen.append(a) or gemm.BLAS)
+    assert tune.path(*SHAPE) == gemm.BLAS and tune.path(*SHAPE, 4) == gemm.BLAS
+    assert seen == [SHAPE + (1,), SHAPE + (4,)]
+    assert set(json.loads(tune.path_file().read_text())["paths"]) == {"8,512,128,1", "8,512,128,1,4w"}
+
+
+def test_measuring_several_weight_matrices_runs_every_path(monkeypatch):
+    assert tune.measure(4, 256, 160, 1, 3) in range(len(gemm.PATHS))
+
+
 def test_bench_tune_forgets_the_measurements(tuning):
     tune.path(*SHAPE)
     tune.forget()

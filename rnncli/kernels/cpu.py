@@ -110,12 +110,12 @@ def weight_grad(scratch: Scratch, d, x, g_weight, g_bias) -> None:
     _k.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *parts)
 
 
-def _path(B: int, N: int, K: int) -> int:
-    """The recurrent product's path for a batch of B rows shared among the threads (tune.py)."""
+def _path(B: int, N: int, K: int, weights: int = 1) -> int:
+    """The path of a product over B rows shared among the threads, one of `weights` taken in turn (tune.py)."""
     from rnncli import tune
 
     parts = min(threads(), B)
-    return tune.path(-(-B // parts), N, K, parts)
+    return tune.path(-(-B // parts), N, K, parts, weights)
 
 
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
@@ -178,7 +178,7 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
     """How `rows` rows are decoded: (the kernel threads sharing them, each product's path). One
     row, or large products that only BLAS runs well on this CPU: one thread drives BLAS, which
     threads the products itself on `n_threads`. Otherwise each kernel thread takes a share of the
-    rows and runs every product by the path measured for its shape (tune.py)."""
+    rows and runs every product by the path measured for its shape in a step (tune.py)."""
     from threadpoolctl import threadpool_limits
 
     L = model_cfg.layers
@@ -188,7 +188,8 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
     parts = min(threads(), rows)
     G, H, E, V = model_cfg.gate_width, model_cfg.hidden, model_cfg.embed, model_cfg.vocab_size
     shapes = [(G, E)] + [(G, H)] * (2 * L - 1) + [(V, H)]  # inputs, recurrences, head
-    paths = np.array([_path(rows, N, K) for N, K in shapes], np.int64)
+    # measured as a step runs them: each among the step's 2L products, which share the caches
+    paths = np.array([_path(rows, N, K, 2 * L) for N, K in shapes], np.int64)
     if parts > 1 and (paths.any() or model_cfg.gates * H * H < SHARE_ROWS_BELOW):
         return parts, paths
     threadpool_limits(thread_count(n_threads), user_api="blas")

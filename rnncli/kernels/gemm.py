@@ -200,9 +200,12 @@ def product(A, W, WT, C, path):
 
 @kernel(parallel=True)
 def time_product(A, W, WT, C, path, reps, parts):
-    """`reps` products by `path`, each of `parts` threads on its own rows of A and C, as the
-    sequence drivers run them (rnncli/tune.py times this)."""
+    """`reps` rounds of products by `path`, each of `parts` threads on its own rows of A and C, as
+    the drivers run them (rnncli/tune.py times this). W (n, N, K') and WT (n, K, N) hold n weight
+    matrices, taken in turn within a round: one, as a layer's time loop reads it, or as many as a
+    generation step goes through, which then share the caches."""
     rows = A.shape[0] // parts
     for k in prange(parts):
         for _ in range(reps):
-            product(A[k * rows:(k + 1) * rows], W, WT, C[k * rows:(k + 1) * rows], path)
+            for w in range(W.shape[0]):
+                product(A[k * rows:(k + 1) * rows], W[w], WT[w], C[k * rows:(k + 1) * rows], path)
