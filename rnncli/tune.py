@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 
 from rnncli.paths import cache_root
@@ -91,18 +90,14 @@ def _paths():
 
 def _save(table: dict) -> None:
     """Write the table atomically; a cache folder that cannot be written only costs the next run a re-measure."""
-    path = path_file()
+    from rnncli.checkpoint import write_atomic
+    from rnncli.errors import RnncliError
+
+    text = json.dumps({"format": FORMAT, "cpu": cpu_key(), "paths": table}, indent=0, sort_keys=True)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tune.", suffix=".json")
-        try:
-            with open(fd, "w") as f:
-                json.dump({"format": FORMAT, "cpu": cpu_key(), "paths": table}, f, indent=0, sort_keys=True)
-            os.replace(tmp, path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-    except OSError:
+        path_file().parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path_file(), lambda f: f.write(text.encode()), "the kernel tuning file")
+    except (OSError, RnncliError):
         pass
 
 

@@ -131,3 +131,11 @@ def test_no_tune_on_the_command_line_takes_the_rule(tuning, monkeypatch, tmp_pat
                            "--out", str(tmp_path / "m.st"))
     assert code == 0, err
     assert not tune.path_file().exists()
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_a_remeasure(tuning, monkeypatch, tmp_path):
+    blocked = tmp_path / "not-a-folder"
+    blocked.write_text("")
+    monkeypatch.setattr(tune, "path_file", lambda: blocked / "tune.json")
+    monkeypatch.setattr(tune, "measure", lambda *a: gemm.ROWS4)
+    assert tune.path(*SHAPE) == gemm.ROWS4  # (no exception; the read already said it cannot be read)
