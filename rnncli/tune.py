@@ -27,6 +27,7 @@ FORMAT = 2  # 2: BLAS through NumPy's OpenBLAS (kernels/blas.py), whose timings 
 SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
 MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chosen (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
+WEIGHT_BYTES = 48 << 20  # at most this much in weight matrices taken in turn (beyond, all miss the caches alike)
 clock = time.perf_counter  # (tests replace it)
 notes = None  # callable(str) or None: told about a tuning file that is bad or another CPU's
 
@@ -125,6 +126,7 @@ def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
     from rnncli.kernels import gemm
 
     rng = np.random.default_rng(0)
+    weights = max(1, min(weights, WEIGHT_BYTES // (4 * N * K)))
     A = rng.standard_normal((M * parts, K)).astype(np.float32)
     W = np.zeros((weights, N, K + 16), np.float32)  # (rows padded, as the model keeps W when they read it)
     W[:, :, :K] = rng.standard_normal((weights, N, K))

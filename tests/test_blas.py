@@ -19,14 +19,16 @@ def _product(A, B, C):
 
 
 def _layouts(X):
-    """X as C-ordered rows, as the transpose of a C-ordered array, and with neither side contiguous."""
+    """X as C-ordered rows, as the transpose of a C-ordered array, with neither side contiguous,
+    and with its rows in reverse order in memory."""
     wide = np.zeros((X.shape[0], 2 * X.shape[1]), np.float32)
     wide[:, ::2] = X
-    return [X, np.asfortranarray(X), wide[:, ::2]]
+    return [X, np.asfortranarray(X), wide[:, ::2], np.ascontiguousarray(X[::-1])[::-1]]
 
 
 @pytest.mark.filterwarnings("ignore", category=NumbaPerformanceWarning)  # (the non-contiguous case's np.dot)
-@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (1, 9, 4), (1, 1, 6), (6, 1, 3), (5, 8, 1), (32, 70, 65), (0, 3, 2)])
+@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (1, 9, 4), (1, 1, 6), (6, 1, 3), (5, 8, 1), (32, 70, 65), (0, 3, 2),
+                                   (1, 0, 5), (3, 0, 5)])
 def test_every_layout_and_shape_matches_float64(M, K, N):
     rng = np.random.default_rng(M * 100 + K * 10 + N)
     A = rng.standard_normal((M, K)).astype(np.float32)

@@ -48,7 +48,7 @@ def test_rows_decoded_together_equal_rows_decoded_alone(cell):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("path", [1, 2, 3])
 def test_every_product_path_decodes_as_blas_does(cell, path, monkeypatch):
-    """Rows shared among threads, every product by one of our kernels (gemm.PATHS), against every
+    """Rows shared among two threads, every product by one of our kernels (gemm.PATHS), against every
     product by BLAS: the same tokens, from logits within 1e-5. No token table, so that layer 0's
     input product runs too."""
     from rnncli.kernels import decode
@@ -58,9 +58,9 @@ def test_every_product_path_decodes_as_blas_does(cell, path, monkeypatch):
     cfg = SampleConfig(rng_seed=5, top_k=12, repeat_penalty=1.2, repeat_last_n=6)
     runs = []
     for paths in (decode.blas_paths(2), np.full(5, path, np.int64)):
-        dec = sample.Decoder(model, cfg, streams=range(5))
-        dec.plan = (2, paths)
-        dec.prime([np.array([1, 2]), np.array([3])] * 2 + [np.array([4])])
+        dec = sample.Decoder(model, cfg, streams=range(3))
+        dec.plan = (2, paths)  # (one thread gets a single row)
+        dec.prime([np.array([1, 2]), np.array([3]), np.array([4])])
         runs.append((np.concatenate(list(dec.tokens(30, chunk=9))), dec.rows.logits.copy()))
     np.testing.assert_array_equal(runs[1][0], runs[0][0])
     np.testing.assert_allclose(runs[1][1], runs[0][1], atol=1e-5)

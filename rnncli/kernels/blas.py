@@ -92,25 +92,28 @@ llvm.add_symbol("rnncli_sgemv", GEMV_AT)
 
 @kernel(inline=True)
 def _operand(X):
-    """(transposed?, leading dimension) of a 2-D operand whose rows or columns are contiguous, or
-    (-1, 0) when neither are."""
+    """(transposed?, leading dimension) of a 2-D operand whose rows (or columns) are contiguous and
+    lie apart in memory in order, or (-1, 0) for anything else (reversed, overlapping, strided)."""
     r, c = X.shape
-    if X.strides[1] == 4 or c <= 1:
-        return NO_TRANS, max(X.strides[0] // 4, c, 1)
-    if X.strides[0] == 4 or r <= 1:
-        return TRANS, max(X.strides[1] // 4, r, 1)
+    s0, s1 = X.strides[0] // 4, X.strides[1] // 4
+    if (s1 == 1 or c <= 1) and (r <= 1 or s0 >= max(c, 1)):
+        return NO_TRANS, s0 if r > 1 else max(c, 1)
+    if (s0 == 1 or r <= 1) and (c <= 1 or s1 >= max(r, 1)):
+        return TRANS, s1 if c > 1 else max(r, 1)
     return -1, 0
 
 
 @kernel(inline=True)
 def gemm(A, B, C):
-    """C = A @ B for float32 A (M, K), B (K, N) and C (M, N); A and B may be transposed views.
-    Operands with neither rows nor columns contiguous, and C's columns not contiguous, go to np.dot."""
+    """C = A @ B for float32 A (M, K), B (K, N) and C (M, N), C a C-contiguous block of rows; A and
+    B may be transposed views. Other operands go to np.dot (a single row's, unless it is contiguous)."""
     M, K = A.shape
     N = B.shape[1]
     ta, lda = _operand(A)
     tb, ldb = _operand(B)
-    if ta < 0 or tb < 0 or (C.strides[1] != 4 and N > 1) or (M == 1 and A.strides[1] != 4 and K > 1):
+    if K == 0:
+        C[:] = 0.0  # (sgemv returns at once on an empty product, leaving y as it was)
+    elif ta < 0 or tb < 0 or (M == 1 and A.strides[1] != 4):
         np.dot(A, B, C)
     elif M == 1 and N > 0:  # c = B.T a: B (K, N) row-major transposed, or B.T's own rows
         _sgemv(ROW_MAJOR, NO_TRANS if tb == TRANS else TRANS, N if tb == TRANS else K, K if tb == TRANS else N,

@@ -187,9 +187,9 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
     use_threads(n_threads)
     parts = min(threads(), rows)
     G, H, E, V = model_cfg.gate_width, model_cfg.hidden, model_cfg.embed, model_cfg.vocab_size
-    shapes = [(G, E)] + [(G, H)] * (2 * L - 1) + [(V, H)]  # inputs, recurrences, head
-    # measured as a step runs them: each among the step's 2L products, which share the caches
-    paths = np.array([_path(rows, N, K, 2 * L) for N, K in shapes], np.int64)
+    shapes = [(G, E)] + [(G, H)] * (2 * L - 1)  # inputs and recurrences, then the head
+    # measured as a step runs them: each among the step's 2L layer products, which share the caches
+    paths = np.array([_path(rows, N, K, 2 * L) for N, K in shapes] + [_path(rows, V, H)], np.int64)
     if parts > 1 and (paths.any() or model_cfg.gates * H * H < SHARE_ROWS_BELOW):
         return parts, paths
     threadpool_limits(thread_count(n_threads), user_api="blas")
