@@ -40,16 +40,18 @@ def _padded(a: np.ndarray) -> np.ndarray:
     return out
 
 
-def layout(layers, emb, table0, head_weight, head_bias) -> Weights:
+def layout(layers, emb, table0, head_weight, head_bias, rows: bool = True) -> Weights:
     """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
-    ((0, G) for none) and the head."""
+    ((0, G) for none) and the head. rows=False leaves the padded row layout empty (a backend whose
+    decoder reads only the transposes: the GPU's)."""
     c = np.ascontiguousarray
+    pad = _padded if rows else (lambda a: np.zeros((0,) * a.ndim, np.float32))
     W_ih = np.stack([w[0] for w in layers[1:]]) if len(layers) > 1 else np.zeros((0,) + layers[0][1].shape, np.float32)
     W_hh = np.stack([w[1] for w in layers])
     return Weights(c(table0, dtype=np.float32), c(emb), c(layers[0][0].T), c(W_ih.transpose(0, 2, 1)),
                    c(W_hh.transpose(0, 2, 1)), np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
                    c(head_weight.T), head_bias.copy(),
-                   _padded(layers[0][0]), _padded(W_ih), _padded(W_hh), _padded(head_weight))
+                   pad(layers[0][0]), pad(W_ih), pad(W_hh), pad(head_weight))
 
 
 def blas_paths(layers: int) -> np.ndarray:
