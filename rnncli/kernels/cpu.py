@@ -16,7 +16,7 @@ import numpy as np
 
 from rnncli.kernels import cpu_kernels as _k
 from rnncli.kernels import decode as _decode
-from rnncli.kernels.gemm import ROWS, ROWS4
+from rnncli.kernels.gemm import ROWS, ROWS4, padded
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
@@ -121,7 +121,7 @@ def _path(B: int, N: int, K: int, weights: int = 1) -> int:
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
     path = _path(gx.shape[1], *W_hh.shape)
     # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
-    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4) else _transposed(W_hh)
+    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4) else np.ascontiguousarray(W_hh.T)
     _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads(), path)
 
 
@@ -130,10 +130,8 @@ def sequence_backward(scratch: Scratch, layer: int, cell: int, W_hh, hs, cs, act
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
     path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)
-    if len(W_hhT) == 0 and path in (ROWS, ROWS4):
-        # for the dot-product kernel only: rows padded off multiples of 4 KiB, which would map a
-        # tile's eight rows onto the same L1 sets
-        W_hhT = scratch.W_hhT[layer] = _transposed(W_hh, pad=16)
+    if len(W_hhT) == 0 and path in (ROWS, ROWS4):  # (for the dot-product kernel: rows padded)
+        W_hhT = scratch.W_hhT[layer] = padded(W_hh.T)
     _k.sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path)
 
 
@@ -163,14 +161,6 @@ def adam_update(p, g, m, v, lr, beta1, beta2, eps, step, scale) -> None:
 
 def sum_squares(x) -> float:
     return _k.sum_squares(x, threads())
-
-
-def _transposed(W_hh, pad: int = 0):
-    """W_hh.T, C-contiguous, its rows `pad` floats longer than W_hh's columns (unused space)."""
-    G, H = W_hh.shape
-    out = np.empty((H, G + pad), np.float32)
-    out[:, :G] = W_hh.T
-    return out
 
 
 # --- generation ----------------------------------------------------------------------------------

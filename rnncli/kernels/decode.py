@@ -14,15 +14,14 @@ import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import forward_step
-from rnncli.kernels.gemm import BLAS, product
+from rnncli.kernels.gemm import BLAS, padded, product
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
 
 # table0 (V, G) or (0, G): E W_ih0^T + b_ih0, so that layer 0's projection is a row copy;
 # emb (V, E); W_ih0T (E, G); W_ihT (L-1, H, G); W_hhT (L, H, G); b_ih, b_hh (L, G); W_outT (H, V); b_out (V,);
-# and W_ih0, W_ih, W_hh, W_out: the same weights as PyTorch lays them out, (G, E) ... (V, H), for our
-# dot-product kernels, each row PAD floats longer (unused: rows a multiple of 4 KiB apart would map
-# a tile's rows onto the same L1 sets, and tune.py measures the kernels on padded rows)
+# and W_ih0, W_ih, W_hh, W_out: the same weights as PyTorch lays them out, (G, E) ... (V, H), rows
+# padded (gemm.padded) for our dot-product kernels
 Weights = namedtuple("Weights", "table0 emb W_ih0T W_ihT W_hhT b_ih b_hh W_outT b_out W_ih0 W_ih W_hh W_out")
 # per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); hn (B, H), cn (B, C) the new
 # state; logits, probs (B, V); recent (B, R) int64 ring of the last tokens (R = 0: no penalty);
@@ -31,21 +30,12 @@ Weights = namedtuple("Weights", "table0 emb W_ih0T W_ihT W_hhT b_ih b_hh W_outT 
 Rows = namedtuple("Rows", "toks x gx gh act hn cn logits probs recent counts seen")
 
 
-PAD = 16
-
-
-def _padded(a: np.ndarray) -> np.ndarray:
-    out = np.zeros(a.shape[:-1] + (a.shape[-1] + PAD,), np.float32)
-    out[..., :a.shape[-1]] = a
-    return out
-
-
 def layout(layers, emb, table0, head_weight, head_bias, rows: bool = True) -> Weights:
     """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
     ((0, G) for none) and the head. rows=False leaves the padded row layout empty (a backend whose
     decoder reads only the transposes: the GPU's)."""
     c = np.ascontiguousarray
-    pad = _padded if rows else (lambda a: np.zeros((0,) * a.ndim, np.float32))
+    pad = padded if rows else (lambda a: np.zeros((0,) * a.ndim, np.float32))
     W_ih = np.stack([w[0] for w in layers[1:]]) if len(layers) > 1 else np.zeros((0,) + layers[0][1].shape, np.float32)
     W_hh = np.stack([w[1] for w in layers])
     return Weights(c(table0, dtype=np.float32), c(emb), c(layers[0][0].T), c(W_ih.transpose(0, 2, 1)),

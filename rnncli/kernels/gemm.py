@@ -25,6 +25,15 @@ from rnncli.kernels.jit import kernel
 # tiles of 8 or 4 rows; our row-building kernel on W.T
 BLAS, ROWS, ROWS4, COLS = 0, 1, 2, 3
 PATHS = ("blas", "rows", "rows4", "cols")
+PAD = 16  # floats added to each row of a W the dot-product kernel reads
+
+
+def padded(W: np.ndarray) -> np.ndarray:
+    """W (..., N, K) as the dot-product kernel reads it best: C-contiguous, each row PAD floats longer
+    (unused), since rows a multiple of 4 KiB apart would map a tile's rows onto the same L1 sets."""
+    out = np.zeros(W.shape[:-1] + (W.shape[-1] + PAD,), np.float32)
+    out[..., :W.shape[-1]] = W
+    return out
 
 
 @kernel(reassociate=True)
