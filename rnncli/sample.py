@@ -37,8 +37,8 @@ class Decoder:
         K, p, c = model.K, model.params.host(), model.cfg
         table0 = (K.to_host(model.layer0_table()) if c.vocab_size * c.gate_width <= TABLE_LIMIT
                   else np.zeros((0, c.gate_width), np.float32))
-        w = layout([p.layer(k) for k in range(c.layers)], p["embedding.weight"], table0, p["head.weight"], p["head.bias"],
-                   rows=K.NAME == "cpu")  # (only the CPU's kernels read the weights' own layout)
+        w = layout([p.layer(k) for k in range(c.layers)], p["embedding.weight"], table0, p["head.weight"],
+                   p["head.bias"], rows=K.NAME == "cpu")  # (only the CPU's kernels read the weights' own layout)
         self.weights = type(w)(*(K.asarray(a) for a in w))
         self.K, self.cell, self.mcfg, self.cfg, self.threads = K, c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at

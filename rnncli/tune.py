@@ -9,7 +9,8 @@ run says it is compiling and timing the kernels) and the fastest is kept in
 `tune.json` beside the compiled kernels, keyed by the CPU's model and vector features; later runs
 read it. Generation's products are timed apart (keys ending in "w"): a step goes through all its
 weight matrices in turn, which then share the caches, where a layer's time loop rereads one; on a
-Zen 2 that turned a 4-row-tile win into a 5-8% loss against BLAS. A file for another CPU, or one that cannot be read, is measured afresh (with a note).
+Zen 2 that turned a 4-row-tile win into a 5-8% loss against BLAS. A file for another CPU, or one
+that cannot be read, is measured afresh (with a note).
 `RNNCLI_TUNE=0` (`--no-tune`) uses gemm.rule, the bounds measured on a Zen 4; `rnncli bench --tune`
 deletes the file, so that every shape is measured again.
 

@@ -50,8 +50,8 @@ def _numba_gemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
     Numba's own BLAS helper computes (order is always ROW_MAJOR here)."""
     scalars = np.empty(2, np.float32)
     scalars[0], scalars[1] = alpha, beta
-    _xxgemm(CHAR_S, CHAR_T if tb == TRANS else CHAR_N, CHAR_T if ta == TRANS else CHAR_N, N, M, K, scalars.ctypes, B, ldb, A, lda,
-            scalars[1:].ctypes, C, ldc)
+    _xxgemm(CHAR_S, CHAR_T if tb == TRANS else CHAR_N, CHAR_T if ta == TRANS else CHAR_N, N, M, K, scalars.ctypes,
+            B, ldb, A, lda, scalars[1:].ctypes, C, ldc)
 
 
 @cfunc(GEMV, cache=True, nopython=True)
@@ -65,8 +65,11 @@ def _numba_gemv(order, trans, M, N, alpha, A, lda, X, incx, beta, Y, incy):
 
 def _find() -> tuple[int, int, str]:
     """(sgemm's address, sgemv's, where from): 64-bit-integer CBLAS from one loaded BLAS library."""
+    # every BLAS the kernels may call is loaded here, before any thread limit is set (the fallback's,
+    # SciPy's, would otherwise load at its first call, unlimited)
+    import scipy.linalg.cython_blas  # noqa: F401
+
     if os.environ.get("RNNCLI_BLAS") != "numba":
-        import scipy.linalg.cython_blas  # noqa: F401  (so that every BLAS the kernels may use is loaded)
         from threadpoolctl import threadpool_info
 
         for info in threadpool_info():

@@ -84,8 +84,7 @@ def synchronize() -> None:
 def use_threads(n: int | None) -> None:
     """Run kernels on n threads (None: all cores). BLAS itself runs single-threaded: each kernel
     thread calls it on its own share of the work."""
-    import scipy.linalg.cython_blas  # noqa: F401  (load the BLAS Numba calls, so that it is limited too)
-    from threadpoolctl import threadpool_limits
+    from threadpoolctl import threadpool_limits  # (kernels/blas.py has loaded every BLAS the kernels call)
 
     numba.set_num_threads(thread_count(n))
     threadpool_limits(1, user_api="blas")
