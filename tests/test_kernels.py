@@ -44,6 +44,32 @@ def test_kernels_match_reference(cell, shape, dropout):
 
 
 @pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("shape", ["tiny", "b1", "t1", "wide"])
+def test_column_split_matches_reference(monkeypatch, cell, shape):
+    """The time loops that share each step's product by columns of W_hh (large weights; here forced)."""
+    from rnncli.kernels import cpu
+
+    monkeypatch.setattr(cpu, "_by_columns", lambda W_hh: True)
+    V, E, H, L, T, B = SHAPES[shape]
+    case = random_case(cell, V, E, H, L, T, B, seed=7)
+    got, want = run_kernels(*case), run_reference(*case)
+    assert got["loss"] == pytest.approx(want["loss"], rel=1e-5)
+    assert_close(got["h_n"], want["h_n"], atol=2e-6, what="h_n")
+    for name, g in want["grads"].items():
+        assert_close(got["grads"][name], g, atol=2e-5 * max(np.abs(g).max(), 1e-3), what=name)
+
+
+def test_column_split_is_taken_for_large_weights_on_several_threads(monkeypatch):
+    from rnncli.kernels import cpu
+
+    monkeypatch.setattr(cpu, "threads", lambda: 2)
+    assert cpu._by_columns(np.empty((1536, 512), np.float32))
+    assert not cpu._by_columns(np.empty((512, 512), np.float32))  # 1 MiB: the same either way
+    monkeypatch.setattr(cpu, "threads", lambda: 1)
+    assert not cpu._by_columns(np.empty((1536, 512), np.float32))
+
+
+@pytest.mark.parametrize("cell", CELLS)
 def test_adam_trajectory_matches_reference(cell):
     """Ten steps of clipped Adam on one window: losses and final weights agree."""
     params, ids, targets, h0, c0, _ = random_case(cell, seed=3)

@@ -108,16 +108,17 @@ def _operand(X):
 
 @kernel(inline=True)
 def gemm(A, B, C):
-    """C = A @ B for float32 A (M, K), B (K, N) and C (M, N), C a C-contiguous block of rows; A and
-    B may be transposed views. Other operands go to np.dot (a single row's, unless it is contiguous)."""
+    """C = A @ B for float32 A (M, K), B (K, N) and C (M, N), C's rows contiguous and in order (a
+    block of columns of a C-contiguous array will do); A and B may be transposed views. Other
+    operands go to np.dot (a single row's, unless it is contiguous)."""
     M, K = A.shape
     N = B.shape[1]
     ta, lda = _operand(A)
     tb, ldb = _operand(B)
     if K == 0:
         C[:] = 0.0  # (sgemv returns at once on an empty product, leaving y as it was)
-    elif ta < 0 or tb < 0 or (M == 1 and A.strides[1] != 4):
-        np.dot(A, B, C)
+    elif ta < 0 or tb < 0 or (M == 1 and A.strides[1] != 4) or (N > 1 and C.strides[1] != 4):
+        C[:] = np.dot(np.ascontiguousarray(A), np.ascontiguousarray(B))
     elif M == 1 and N > 0:  # c = B.T a: B (K, N) row-major transposed, or B.T's own rows
         _sgemv(ROW_MAJOR, NO_TRANS if tb == TRANS else TRANS, N if tb == TRANS else K, K if tb == TRANS else N,
                np.float32(1.0), B.ctypes, ldb, A.ctypes, 1, np.float32(0.0), C.ctypes, 1)

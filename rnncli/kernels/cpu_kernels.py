@@ -7,7 +7,9 @@ few cores cost more than they give. `parts` is the number of threads to share wo
 Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
 direction runs the time loop in compiled code, each thread on its own slice of the batch (the
 streams are independent), with one recurrent product (gemm.product: our own kernels or BLAS, by
-the path rnncli/tune.py chose for the shape) and the cell's pointwise math (cells.py) per step, allocating nothing. Arrays are float32.
+the path rnncli/tune.py chose for the shape) and the cell's pointwise math (cells.py) per step, allocating nothing.
+For weights too large for one core's caches the `_cols` drivers share each step's product by columns
+of W_hh instead, and wait for each other twice a step (cpu._by_columns chooses). Arrays are float32.
 """
 import numpy as np
 from numba import prange
@@ -58,9 +60,7 @@ def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, d
         backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
                       cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
         product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1], path)
-        for b in range(b0, b1):
-            for j in range(tmp.shape[1]):
-                dh_next[b, j] += tmp[b, j]
+        _add_into(dh_next, tmp, b0, b1)
 
 
 @kernel(parallel=True)
@@ -79,6 +79,66 @@ def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
         _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path)
+
+
+@kernel
+def _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1):
+    forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1], hs[t + 1, b0:b1],
+                 cs[t + 1, b0:b1], act[t, b0:b1])
+
+
+@kernel(parallel=True)
+def sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, parts):
+    """sequence_forward with each step in two parallel parts: the product shared by columns (each
+    thread one block of W_hh's rows, by BLAS, for all B rows at once), then the cell's math by rows.
+    Each thread then reads only its share of W_hh at every step, where the row split has every
+    thread read all of it: for weights larger than the caches, half the memory traffic on two
+    threads, and BLAS runs better on B rows than on B / parts. The price is two waits a step."""
+    B, G = gh.shape
+    by_cols, by_rows = min(parts, G), min(parts, B)
+    for t in range(gx.shape[0]):
+        for k in prange(by_cols):
+            g0, g1 = _share(G, by_cols, k)
+            gemm(hs[t], W_hh[g0:g1].T, gh[:, g0:g1])
+        for k in prange(by_rows):
+            b0, b1 = _share(B, by_rows, k)
+            _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1)
+
+
+@kernel
+def _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, add):
+    """One step of backward for rows b0..b1, first adding tmp (the step after's product) into dh_next if `add`."""
+    if add:
+        _add_into(dh_next, tmp, b0, b1)
+    backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
+                  cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
+
+
+@kernel
+def _add_into(out, x, b0, b1):
+    for b in range(b0, b1):
+        for j in range(out.shape[1]):
+            out[b, j] += x[b, j]
+
+
+@kernel(parallel=True)
+def sequence_backward_cols(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
+    """sequence_backward split as sequence_forward_cols is: the cell's math by rows, then the
+    product dgh_t @ W_hh by columns (each thread one block of W_hh's columns, by BLAS)."""
+    T = dhs.shape[0]
+    B, H = tmp.shape
+    by_cols, by_rows = min(parts, H), min(parts, B)
+    for t in range(T - 1, -1, -1):
+        for k in prange(by_rows):
+            b0, b1 = _share(B, by_rows, k)
+            _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, t < T - 1)
+        for k in prange(by_cols):
+            h0, h1 = _share(H, by_cols, k)
+            gemm(dgh[t], W_hh[:, h0:h1], tmp[:, h0:h1])
+    if T > 0:
+        for k in prange(by_rows):
+            b0, b1 = _share(B, by_rows, k)
+            _add_into(dh_next, tmp, b0, b1)
 
 
 @kernel(parallel=True)
