@@ -84,6 +84,19 @@ def test_the_measurement_keeps_the_rule_unless_another_path_is_clearly_faster(mo
     assert tune.measure(*SHAPE) == ruled
 
 
+def test_the_rules_tile_is_the_one_the_compiling_cpus_registers_hold(monkeypatch):
+    """Eight rows of W (16 accumulators) with 32 vector registers, four with 16: fixed when the
+    kernels are compiled, for the CPU they are compiled for."""
+    assert gemm.rule(512, 2048) == (gemm.ROWS if gemm.vector_registers() >= 32 else gemm.ROWS4)
+    monkeypatch.setattr(gemm.llvm, "get_process_triple", lambda: "x86_64-unknown-linux-gnu")
+    monkeypatch.setattr(gemm.config, "CPU_FEATURES", "+avx,+avx2,+fma,+avx512f,+avx512bw")
+    assert gemm.vector_registers() == 32
+    monkeypatch.setattr(gemm.config, "CPU_FEATURES", "+avx,+avx2,+fma,-avx512f")
+    assert gemm.vector_registers() == 16
+    monkeypatch.setattr(gemm.llvm, "get_process_triple", lambda: "aarch64-unknown-linux-gnu")
+    assert gemm.vector_registers() == 32
+
+
 @pytest.mark.parametrize("rows4,chosen", [(0.97, gemm.BLAS), (0.5, gemm.ROWS4)])
 def test_a_near_tie_with_blas_goes_to_blas(monkeypatch, rows4, chosen):
     """Paths timed at BLAS 1.0, rows 2.0, rows4 `rows4`, cols 2.0 (the rule's path for SHAPE is cols):

@@ -8,15 +8,21 @@ OpenBLAS repacks the weights on every such call. Two kernels here read both oper
   W.T at a time, vectorized along N, no reductions. Good when a few rows of C and eight of W.T
   (about 40 N bytes) stay in L1.
 matmul_nt comes in two tile widths: eight rows of W (16 accumulators, for CPUs with 32 vector
-registers: AVX-512) and four (8 accumulators, which fit AVX2's 16). `product` runs the path it is
-given; rnncli/tune.py measures which is fastest for each shape on this CPU (`rule` is the fallback,
-from measurements on a Zen 4 core).
+registers: AVX-512, ARM64) and four (8 accumulators, which fit AVX2's 16). Each accumulator is one
+vector register whatever its width (LLVM vectorizes the dot products along K at the width of the
+CPU it compiles for), so what sizes a tile is the number of registers. `product` runs the path it
+is given; rnncli/tune.py measures which is fastest for each shape on this CPU. `rule` is the
+fallback, from measurements on a Zen 4 core; its tile is the one that fits the registers of the CPU
+the kernels are compiled for, a constant fixed at compile time (`_vector_registers`).
 
 The kernels take whole C-contiguous arrays and offsets rather than slices: LLVM vectorizes the
 inner loops only when it knows the rows are contiguous and the indices non-negative.
 """
+import llvmlite.binding as llvm
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.core import config
+from numba.extending import intrinsic
 
 from rnncli.kernels.blas import gemm
 from rnncli.kernels.jit import kernel
@@ -34,6 +40,25 @@ def padded(W: np.ndarray) -> np.ndarray:
     out = np.zeros(W.shape[:-1] + (W.shape[-1] + PAD,), np.float32)
     out[..., :W.shape[-1]] = W
     return out
+
+
+def vector_registers() -> int:
+    """The vector registers of the CPU Numba compiles for (the host, unless NUMBA_CPU_FEATURES says
+    otherwise): 32 with AVX-512 and on ARM64, else 16."""
+    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
+    arm = llvm.get_process_triple().startswith(("aarch64", "arm64"))
+    return 32 if arm or "+avx512f" in features.split(",") else 16
+
+
+@intrinsic
+def _vector_registers(typingctx):
+    """vector_registers() as a constant in the compiled code. Numba's disk cache keys each kernel by
+    the CPU's name and features, so a kernel compiled elsewhere is compiled again, not reused."""
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, vector_registers())
+
+    return types.intp(), codegen
 
 
 @kernel(reassociate=True)
@@ -188,8 +213,10 @@ def reads_rows(N, K):
 def rule(N, K):
     """The path for C (M, N) = A (M, K) @ W.T without measurements (Zen 4's): matmul_nt when
     K >= 1024, else matmul_nn when 384 <= N <= 1024, else matmul_nt when K >= 256, else BLAS,
-    which wins on short products."""
-    return ROWS if reads_rows(N, K) else COLS if _nn_fits(N) else BLAS
+    which wins on short products. matmul_nt's tile is the one the CPU's registers hold."""
+    if reads_rows(N, K):
+        return ROWS if _vector_registers() >= 32 else ROWS4
+    return COLS if _nn_fits(N) else BLAS
 
 
 @kernel
