@@ -49,7 +49,7 @@ def test_column_split_matches_reference(monkeypatch, cell, shape):
     """The time loops that share each step's product by columns of W_hh (large weights; here forced)."""
     from rnncli.kernels import cpu
 
-    monkeypatch.setattr(cpu, "_by_columns", lambda W_hh: True)
+    monkeypatch.setattr(cpu, "_by_columns", lambda B, W_hh: True)
     V, E, H, L, T, B = SHAPES[shape]
     case = random_case(cell, V, E, H, L, T, B, seed=7)
     got, want = run_kernels(*case), run_reference(*case)
@@ -59,14 +59,16 @@ def test_column_split_matches_reference(monkeypatch, cell, shape):
         assert_close(got["grads"][name], g, atol=2e-5 * max(np.abs(g).max(), 1e-3), what=name)
 
 
-def test_column_split_is_taken_for_large_weights_on_several_threads(monkeypatch):
+def test_column_split_is_taken_for_large_weights_and_batches_on_several_threads(monkeypatch):
     from rnncli.kernels import cpu
 
     monkeypatch.setattr(cpu, "threads", lambda: 2)
-    assert cpu._by_columns(np.empty((1536, 512), np.float32))
-    assert not cpu._by_columns(np.empty((512, 512), np.float32))  # 1 MiB: the same either way
+    large, small = np.empty((1536, 512), np.float32), np.empty((512, 512), np.float32)  # 3 MiB, 1 MiB
+    assert cpu._by_columns(64, large)
+    assert not cpu._by_columns(32, large)  # 16 rows a thread: BLAS runs them badly
+    assert not cpu._by_columns(64, small)
     monkeypatch.setattr(cpu, "threads", lambda: 1)
-    assert not cpu._by_columns(np.empty((1536, 512), np.float32))
+    assert not cpu._by_columns(64, large)
 
 
 @pytest.mark.parametrize("cell", CELLS)

@@ -26,8 +26,9 @@ _EMPTY = np.zeros((0, 0), np.float32)
 # BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
 # one call 1.14-1.6x faster for 2x512.
 SHARE_ROWS_BELOW = 1 << 18
-# A layer's time loop shares each step's product by columns above this many bytes of W_hh (_by_columns).
-COLUMNS_ABOVE = 1 << 20
+# A layer's time loop shares each step's product by columns above this many bytes of W_hh, given
+# at least COLUMNS_ROWS rows of the batch a thread (_by_columns).
+COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
 
 
 # --- arrays --------------------------------------------------------------------------------------
@@ -119,17 +120,20 @@ def _path(B: int, N: int, K: int, weights: int = 1) -> int:
     return tune.path(-(-B // parts), N, K, parts, weights)
 
 
-def _by_columns(W_hh) -> bool:
-    """Whether a layer's time loop shares each step's product among the threads by columns of W_hh
-    (cpu_kernels.sequence_*_cols) rather than by rows of the batch: for weights too large for one
-    core's caches. Measured on a Zen 2 (512 KiB L2 a core, two threads): with 3-4 MiB of W_hh
-    (medium GRU, LSTM) 8-14% faster each way; with 1 MiB (medium RNN) the same; with 64-256 KiB
-    forward the same or up to 5% faster, backward 5-15% slower."""
-    return threads() > 1 and W_hh.nbytes > COLUMNS_ABOVE
+def _by_columns(B: int, W_hh) -> bool:
+    """Whether a layer's time loop over B rows shares each step's product among the threads by
+    columns of W_hh (cpu_kernels.sequence_*_cols) rather than by rows of the batch: for weights too
+    large for one core's caches, when each thread has enough rows for BLAS to run well. Measured
+    on a Zen 2 (512 KiB L2 a core), two threads, B = 64: with 3-4 MiB of W_hh (medium GRU, LSTM)
+    the time loops ran 8-14% faster each way; with 1 MiB (medium RNN) the same; with 64-256 KiB
+    forward the same or up to 5% faster, backward 5-15% slower. With 2.25-9 MiB and B = 8-32 the
+    split rows, each product by the kernel measured for it, were as fast or up to 1.6x faster."""
+    n = threads()
+    return n > 1 and W_hh.nbytes > COLUMNS_ABOVE and B >= COLUMNS_ROWS * n
 
 
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
-    if _by_columns(W_hh):
+    if _by_columns(gx.shape[1], W_hh):
         scratch.W_hhT[layer] = _EMPTY
         return _k.sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, threads())
     path = _path(gx.shape[1], *W_hh.shape)
@@ -141,7 +145,7 @@ def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs
 def sequence_backward(scratch: Scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next,
                       dgx, dgh, tmp) -> None:
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
-    if _by_columns(W_hh):
+    if _by_columns(dhs.shape[1], W_hh):
         return _k.sequence_backward_cols(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads())
     path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)
