@@ -320,7 +320,8 @@ class Trainer:
         recent = deque(maxlen=50)  # (tokens, seconds) of the latest steps, for the live rate
         train_s, train_tokens = 0.0, 0  # the whole run's steps, validation and saving left out
         finished = self.progress() >= 1.0
-        cold = self.cold  # this run's first step compiles (the rest of) the kernels
+        # this run's first step compiles (the rest of) the kernels
+        cold = self.cold or self.K.compiles_first(self.streams.B, model.params.layer(0)[1])
         while not finished:
             t_start = time.perf_counter()
             if self.window >= self.streams.n_windows:

@@ -39,6 +39,9 @@ def test_every_layout_and_shape_matches_float64(M, K, N):
             C = np.full((M, N), np.nan, np.float32)
             _product(a, b, C)
             np.testing.assert_allclose(C, want, atol=1e-4)
+    for c in _layouts(np.full((M, N), np.nan, np.float32)):  # every layout of C, too
+        _product(A, B, c)
+        np.testing.assert_allclose(c, want, atol=1e-4)
 
 
 def test_rows_of_a_larger_output_are_written_in_place():
@@ -49,6 +52,18 @@ def test_rows_of_a_larger_output_are_written_in_place():
     _product(A, B, C[3:7])
     np.testing.assert_allclose(C[3:7], A.astype(np.float64) @ B, atol=1e-5)
     assert (C[:3] == 7.0).all() and (C[7:] == 7.0).all()
+
+
+def test_a_block_of_columns_of_a_larger_output_is_written_in_place():
+    """C a block of columns (as each thread's share of a step's product is, split by columns), on one
+    row and on several: nothing outside it changes."""
+    rng = np.random.default_rng(2)
+    for M in (1, 4):
+        A, B = rng.standard_normal((M, 6)).astype(np.float32), rng.standard_normal((6, 5)).astype(np.float32)
+        C = np.full((M, 12), 7.0, np.float32)
+        _product(A, B, C[:, 3:8])
+        np.testing.assert_allclose(C[:, 3:8], A.astype(np.float64) @ B, atol=1e-5)
+        assert (C[:, :3] == 7.0).all() and (C[:, 8:] == 7.0).all()
 
 
 def _ptr(x):

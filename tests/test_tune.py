@@ -93,6 +93,8 @@ def test_the_rules_tile_is_the_one_the_compiling_cpus_registers_hold(monkeypatch
     assert gemm.vector_registers() == 32
     monkeypatch.setattr(gemm.config, "CPU_FEATURES", "+avx,+avx2,+fma,-avx512f")
     assert gemm.vector_registers() == 16
+    monkeypatch.setattr(gemm.config, "CPU_FEATURES", "")  # NUMBA_CPU_NAME=generic: baseline x86-64
+    assert gemm.vector_registers() == 16
     monkeypatch.setattr(gemm.llvm, "get_process_triple", lambda: "aarch64-unknown-linux-gnu")
     assert gemm.vector_registers() == 32
 

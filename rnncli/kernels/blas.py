@@ -115,13 +115,14 @@ def gemm(A, B, C):
     N = B.shape[1]
     ta, lda = _operand(A)
     tb, ldb = _operand(B)
+    tc, ldc = _operand(C)
     if K == 0:
         C[:] = 0.0  # (sgemv returns at once on an empty product, leaving y as it was)
-    elif ta < 0 or tb < 0 or (M == 1 and A.strides[1] != 4) or (N > 1 and C.strides[1] != 4):
+    elif ta < 0 or tb < 0 or tc != NO_TRANS or (M == 1 and A.strides[1] != 4):
         C[:] = np.dot(np.ascontiguousarray(A), np.ascontiguousarray(B))
     elif M == 1 and N > 0:  # c = B.T a: B (K, N) row-major transposed, or B.T's own rows
         _sgemv(ROW_MAJOR, NO_TRANS if tb == TRANS else TRANS, N if tb == TRANS else K, K if tb == TRANS else N,
                np.float32(1.0), B.ctypes, ldb, A.ctypes, 1, np.float32(0.0), C.ctypes, 1)
     elif M > 0 and N > 0:
         _sgemm(ROW_MAJOR, ta, tb, M, N, K, np.float32(1.0), A.ctypes, lda, B.ctypes, ldb, np.float32(0.0),
-               C.ctypes, max(C.strides[0] // 4, N, 1))
+               C.ctypes, ldc)

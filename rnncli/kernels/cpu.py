@@ -132,6 +132,14 @@ def _by_columns(B: int, W_hh) -> bool:
     return n > 1 and W_hh.nbytes > COLUMNS_ABOVE and B >= COLUMNS_ROWS * n
 
 
+def compiles_first(B: int, W_hh) -> bool:
+    """Whether training B rows with such weights has its own time loops to compile first (the
+    column split's, which a smaller model, or the recipe's probe, never compiles)."""
+    from rnncli.kernels.jit import compiled_on_disk
+
+    return _by_columns(B, W_hh) and not compiled_on_disk("sequence_backward_cols")
+
+
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
     if _by_columns(gx.shape[1], W_hh):
         scratch.W_hhT[layer] = _EMPTY

@@ -26,6 +26,15 @@ def _share(n, parts, k):
     return k * n // parts, (k + 1) * n // parts
 
 
+@kernel(inline=True)
+def _share_lines(n, parts, k):
+    """_share with the inner bounds rounded down to a multiple of 16 (a 64-byte cache line of
+    float32), so that no two threads write the same line of a row."""
+    lo = 0 if k == 0 else k * n // parts // 16 * 16
+    hi = n if k == parts - 1 else (k + 1) * n // parts // 16 * 16
+    return lo, hi
+
+
 @kernel
 def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1, path):
     """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
@@ -98,7 +107,7 @@ def sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, parts):
     by_cols, by_rows = min(parts, G), min(parts, B)
     for t in range(gx.shape[0]):
         for k in prange(by_cols):
-            g0, g1 = _share(G, by_cols, k)
+            g0, g1 = _share_lines(G, by_cols, k)
             gemm(hs[t], W_hh[g0:g1].T, gh[:, g0:g1])
         for k in prange(by_rows):
             b0, b1 = _share(B, by_rows, k)
@@ -133,7 +142,7 @@ def sequence_backward_cols(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, 
             b0, b1 = _share(B, by_rows, k)
             _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, t < T - 1)
         for k in prange(by_cols):
-            h0, h1 = _share(H, by_cols, k)
+            h0, h1 = _share_lines(H, by_cols, k)
             gemm(dgh[t], W_hh[:, h0:h1], tmp[:, h0:h1])
     if T > 0:
         for k in prange(by_rows):

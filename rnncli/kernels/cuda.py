@@ -30,7 +30,7 @@ NAME = "cuda"
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
 __all__ = [
-    "NAME", "Scratch", "adam_update", "asarray", "copy", "copy_into", "decode", "embedding_backward", "empty",
+    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode", "embedding_backward", "empty",
     "feed", "gather_rows", "matmul", "multiply", "prepare_decoding", "scatter_rows", "sequence_backward",
     "sequence_forward", "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host",
     "transpose_view", "use_threads", "weight_grad", "zeros",
@@ -48,6 +48,11 @@ def thread_count(n: int | None) -> int:
 
 def use_threads(n: int | None) -> None:
     """Nothing to set: the GPU schedules its own threads (--threads matters on the CPU only)."""
+
+
+def compiles_first(B: int, W_hh) -> bool:
+    """(The GPU's kernels are compiled at their first launch, whatever the model.)"""
+    return False
 
 
 def synchronize() -> None:

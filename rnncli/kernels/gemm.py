@@ -22,6 +22,7 @@ import llvmlite.binding as llvm
 import numpy as np
 from numba import prange, types
 from numba.core import config
+from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
 from rnncli.kernels.blas import gemm
@@ -43,17 +44,20 @@ def padded(W: np.ndarray) -> np.ndarray:
 
 
 def vector_registers() -> int:
-    """The vector registers of the CPU Numba compiles for (the host, unless NUMBA_CPU_FEATURES says
-    otherwise): 32 with AVX-512 and on ARM64, else 16."""
-    features = config.CPU_FEATURES or llvm.get_host_cpu_features().flatten()
-    arm = llvm.get_process_triple().startswith(("aarch64", "arm64"))
-    return 32 if arm or "+avx512f" in features.split(",") else 16
+    """The vector registers of the CPU Numba compiles for, as its code generator sees it (the host's
+    features, unless NUMBA_CPU_NAME or NUMBA_CPU_FEATURES say otherwise, less AVX under
+    NUMBA_ENABLE_AVX=0): 32 on ARM64 and with AVX-512, else 16."""
+    if llvm.get_process_triple().startswith(("aarch64", "arm64")):
+        return 32
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
+    return 32 if "+avx512f" in features.split(",") else 16
 
 
 @intrinsic
 def _vector_registers(typingctx):
     """vector_registers() as a constant in the compiled code. Numba's disk cache keys each kernel by
-    the CPU's name and features, so a kernel compiled elsewhere is compiled again, not reused."""
+    the CPU name and features it compiles for, from which vector_registers() follows, so a kernel
+    is reused only where the constant holds."""
 
     def codegen(context, builder, signature, args):
         return context.get_constant(types.intp, vector_registers())

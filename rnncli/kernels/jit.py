@@ -61,4 +61,4 @@ def gpu_kernel(fn=None, *, device: bool = False):
 
 def compiled_on_disk(kernel_name: str = "sequence_backward") -> bool:
     """Whether a kernel is already in the disk cache (if not, its first call compiles it)."""
-    return any(Path(numba.config.CACHE_DIR).glob(f"**/*{kernel_name}*.nbi"))
+    return any(Path(numba.config.CACHE_DIR).glob(f"**/*.{kernel_name}-*.nbi"))  # (module.name-line.pyXY.nbi)
