@@ -174,6 +174,13 @@ def split_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
 
 
+def check_val_split(n_val: int, seq: int) -> None:
+    """Refuse a validation split that is not empty yet shorter than one window (nothing to score)."""
+    if 0 < n_val <= seq:
+        raise RnncliError(f"the corpus is too short to validate on: its validation split ({n_val} tokens) is shorter "
+                          f"than one --seq {seq} window; give more text, raise --val-frac or use --val-frac 0")
+
+
 class Streams:
     """char-rnn's layout: the tokens cut into B contiguous streams, read T at a time. Window w is
     (ids, targets), each (T, B), with targets the next token of each id."""

@@ -19,7 +19,7 @@ from rnncli.config import ModelConfig, TrainConfig, to_dict
 from rnncli.distributed import EXTRA, world
 from rnncli.corpus import load_corpus
 from rnncli.curve import LossCurve
-from rnncli.data import Streams, Tokenizer, missing_note, split_val
+from rnncli.data import Streams, Tokenizer, check_val_split, missing_note, split_val
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
 from rnncli.model import Model, workspace_bytes
@@ -130,7 +130,7 @@ class Trainer:
             )
         self.val = None
         if len(val_ids) and self.world.lead:  # the lead rank alone validates
-            _check_val(len(val_ids), cfg.seq)
+            check_val_split(len(val_ids), cfg.seq)
             val_ids = val_ids[:VAL_MAX_TOKENS]
             self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
         memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)), *memory.TRAINING)
@@ -143,7 +143,7 @@ class Trainer:
         corpus = recipe.Corpus(n_train, min(n_val, VAL_MAX_TOKENS), len(self.tokenizer))
         rate = None
         if plan or "time" in recipe.stop_rule(train):
-            _check_val(n_val, recipe.layout(corpus, train, self.world.size)[1])  # (before spending the probe)
+            check_val_split(n_val, recipe.layout(corpus, train, self.world.size)[1])  # (before spending the probe)
             notice = self.on_compile if self.cold and self.world.lead else None
             rate, first = recipe.measure_rate(self.K, self.world, self.threads, corpus, model, train, notice)
             self.compile_s = first if self.cold else 0.0
@@ -391,12 +391,6 @@ class Trainer:
     def _since_best(self) -> int:
         """Validations since the one that set the best loss (they are in the history, so resuming keeps the count)."""
         return sum(1 for step, _, val in self.history if val is not None and step > self.best_step)
-
-
-def _check_val(n_val: int, seq: int) -> None:
-    if 0 < n_val <= seq:
-        raise RnncliError(f"the corpus is too short to validate on: its validation split ({n_val} tokens) is shorter "
-                          f"than one --seq {seq} window; give more text, raise --val-frac or use --val-frac 0")
 
 
 def _rate(recent) -> float | None:
