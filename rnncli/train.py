@@ -80,7 +80,7 @@ class Trainer:
         self.compile_s, self.recipe = 0.0, None  # (recipe: this run's choice, as JSON)
         from rnncli.kernels.jit import compiled_on_disk
 
-        self.cold = not compiled_on_disk("sequence_backward")  # (before the recipe's probe compiles)
+        self.cold = not compiled_on_disk("sequence_backward", exact=True)  # (before the recipe's probe compiles)
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved

@@ -74,6 +74,26 @@ def test_column_split_is_taken_for_large_weights_and_batches_on_several_threads(
     assert not cpu._by_columns(64, large)
 
 
+def test_the_cache_check_tells_the_two_splits_apart(monkeypatch, tmp_path):
+    """Training's cold check asks for its own driver by exact name: the column split's in the cache
+    does not make the row split's compiled, and a large model with only the row split's cached
+    still has its first step to compile."""
+    import numba
+
+    from rnncli.kernels import cpu, jit
+
+    (tmp_path / "k").mkdir()
+    (tmp_path / "k" / "cpu_kernels.sequence_backward_cols-125.py311.nbi").touch()
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+    assert not jit.compiled_on_disk("sequence_backward", exact=True)
+    assert jit.compiled_on_disk("sequence_backward") and jit.compiled_on_disk("sequence_backward_cols", exact=True)
+    monkeypatch.setattr(cpu, "threads", lambda: 2)
+    large = np.empty((1536, 512), np.float32)
+    assert not cpu.compiles_first(64, large)
+    (tmp_path / "k" / "cpu_kernels.sequence_backward_cols-125.py311.nbi").unlink()
+    assert cpu.compiles_first(64, large) and not cpu.compiles_first(64, large[:256])
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_adam_trajectory_matches_reference(cell):
     """Ten steps of clipped Adam on one window: losses and final weights agree."""

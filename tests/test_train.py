@@ -130,7 +130,7 @@ def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monk
     from rnncli.kernels import jit
     from rnncli.model import Model
 
-    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="": False)  # as on a cold cache
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: False)  # as on a cold cache
     first = Model.loss_and_grads
 
     def slow_first(self, *args, **kw):

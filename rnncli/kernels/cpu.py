@@ -137,7 +137,7 @@ def compiles_first(B: int, W_hh) -> bool:
     column split's, which a smaller model, or the recipe's probe, never compiles)."""
     from rnncli.kernels.jit import compiled_on_disk
 
-    return _by_columns(B, W_hh) and not compiled_on_disk("sequence_backward_cols")
+    return _by_columns(B, W_hh) and not compiled_on_disk("sequence_backward_cols", exact=True)
 
 
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:

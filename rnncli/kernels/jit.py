@@ -59,6 +59,8 @@ def gpu_kernel(fn=None, *, device: bool = False):
     return wrap(fn) if fn is not None else wrap
 
 
-def compiled_on_disk(kernel_name: str = "sequence_backward") -> bool:
-    """Whether a kernel is already in the disk cache (if not, its first call compiles it)."""
-    return any(Path(numba.config.CACHE_DIR).glob(f"**/*.{kernel_name}-*.nbi"))  # (module.name-line.pyXY.nbi)
+def compiled_on_disk(kernel_name: str = "sequence_backward", exact: bool = False) -> bool:
+    """Whether a kernel is already in the disk cache (if not, its first call compiles it): the one of
+    that name if `exact`, else any whose name starts so (sequence_forward: either split's)."""
+    pattern = f"**/*.{kernel_name}-*.nbi" if exact else f"**/*.{kernel_name}*.nbi"  # (module.name-line.pyXY.nbi)
+    return any(Path(numba.config.CACHE_DIR).glob(pattern))
