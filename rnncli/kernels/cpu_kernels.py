@@ -36,13 +36,35 @@ def _share_lines(n, parts, k):
 
 
 @kernel
+def _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1):
+    """One step's cell math for rows b0..b1, gh holding their recurrent products."""
+    forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1], hs[t + 1, b0:b1],
+                 cs[t + 1, b0:b1], act[t, b0:b1])
+
+
+@kernel
+def _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, add):
+    """One step of backward for rows b0..b1, first adding tmp (the step after's product) into dh_next if `add`."""
+    if add:
+        _add_into(dh_next, tmp, b0, b1)
+    backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
+                  cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
+
+
+@kernel
+def _add_into(out, x, b0, b1):
+    for b in range(b0, b1):
+        for j in range(out.shape[1]):
+            out[b, j] += x[b, j]
+
+
+@kernel
 def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1, path):
     """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
     Numba's parallel passes are slow to compile large bodies)."""
     for t in range(gx.shape[0]):
         product(hs[t, b0:b1], W_hh, W_hhT, gh[b0:b1], path)
-        forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1],
-                     hs[t + 1, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1])
+        _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1)
 
 
 @kernel(parallel=True)
@@ -66,8 +88,7 @@ def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts, path):
 def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path):
     """The time loop of sequence_backward for batch rows b0..b1."""
     for t in range(dhs.shape[0] - 1, -1, -1):
-        backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
-                      cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
+        _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, False)
         product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1], path)
         _add_into(dh_next, tmp, b0, b1)
 
@@ -90,12 +111,6 @@ def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx
         _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path)
 
 
-@kernel
-def _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1):
-    forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1], hs[t + 1, b0:b1],
-                 cs[t + 1, b0:b1], act[t, b0:b1])
-
-
 @kernel(parallel=True)
 def sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, parts):
     """sequence_forward with each step in two parallel parts: the product shared by columns (each
@@ -112,22 +127,6 @@ def sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, parts):
         for k in prange(by_rows):
             b0, b1 = _share(B, by_rows, k)
             _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1)
-
-
-@kernel
-def _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, add):
-    """One step of backward for rows b0..b1, first adding tmp (the step after's product) into dh_next if `add`."""
-    if add:
-        _add_into(dh_next, tmp, b0, b1)
-    backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
-                  cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
-
-
-@kernel
-def _add_into(out, x, b0, b1):
-    for b in range(b0, b1):
-        for j in range(out.shape[1]):
-            out[b, j] += x[b, j]
 
 
 @kernel(parallel=True)
