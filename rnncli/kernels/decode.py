@@ -14,6 +14,7 @@ import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import forward_step
+from rnncli.kernels.cpu_kernels import _share
 from rnncli.kernels.gemm import BLAS, padded, product
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
@@ -47,11 +48,6 @@ def layout(layers, emb, table0, head_weight, head_bias, rows: bool = True) -> We
 def blas_paths(layers: int) -> np.ndarray:
     """Every product by BLAS: the `paths` for one row (a vector-matrix product is BLAS's to thread)."""
     return np.full(2 * layers + 1, BLAS, np.int64)
-
-
-@kernel(inline=True)
-def _share(n, parts, k):
-    return k * n // parts, (k + 1) * n // parts
 
 
 @kernel(inline=True)
