@@ -87,6 +87,21 @@ def _unreadable(path, e: OSError) -> RnncliError:
     return RnncliError(f"cannot read {path}: {e.strerror or e}")
 
 
+def looks_like(path: str | os.PathLike) -> bool:
+    """Whether a file begins as a safetensors file does (a header length, then a JSON object), read from
+    its first bytes alone: for telling a checkpoint given where text is expected."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(9)
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, ValueError):
+        return False
+    if len(head) < 9:
+        return False
+    n = struct.unpack("<Q", head[:8])[0]
+    return 2 <= n <= MAX_HEADER and n + 8 <= size and head[8:9] == b"{"
+
+
 def _number(text) -> int | None:
     """A plain decimal of at most nine digits, else None (str.isdigit also takes '²')."""
     return int(text) if isinstance(text, str) and re.fullmatch(r"[0-9]{1,9}", text) else None

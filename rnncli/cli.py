@@ -23,6 +23,7 @@ app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: it wraps to the terminal instead of cutting option names
     help="Train, sample, score and inspect recurrent language models (RNN, GRU, LSTM).",
 )
 
@@ -31,16 +32,60 @@ def _warn(message: str) -> None:
     print(f"rnncli: warning: {message}", file=sys.stderr)
 
 
+def _d(help: str, shown) -> str:
+    """Help text with its default as people write it (typer would wrap a string default in parentheses)."""
+    return f"{help}  [default: {shown}]"
+
+
 def _given(**options) -> dict:
     return {k: v for k, v in options.items() if v is not None}
 
 
 def _model_option():
-    return typer.Option(DEFAULT_MODEL, "--model", "-m", envvar=MODEL_ENV, help="checkpoint to use")
+    return typer.Option(None, "--model", "-m", help=_d("checkpoint to use", f"${MODEL_ENV}, else {DEFAULT_MODEL}"),
+                        show_default=False)
+
+
+def _model_argument():
+    return typer.Argument(None, help="checkpoint to use (or -m/--model)", show_default=False, metavar="[MODEL]")
+
+
+def _model(positional: str | None, option: str | None) -> str:
+    """The checkpoint a command reads: named first on the command line or with -m, else $RNNCLI_MODEL,
+    else rnncli.safetensors in this folder (train's default); a missing one says how to make one."""
+    if positional is not None and option is not None and positional != option:
+        raise RnncliError(f"two models named: {positional} and -m {option}; give one")
+    path = positional or option or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    if path == DEFAULT_MODEL and not os.path.lexists(path):
+        raise RnncliError(f"no such checkpoint: {path} (train one with `rnncli train TEXT_FILE`, or name one with -m PATH)")
+    return path
+
+
+def _not_checkpoints(paths, what: str, hint: str) -> None:
+    """Refuse a checkpoint given where text is expected, naming it."""
+    from rnncli.checkpoint import looks_like
+
+    for p in paths or ():
+        if p != "-" and looks_like(p):
+            raise RnncliError(f"{p} is an rnncli checkpoint, not {what}; {hint}")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from rnncli import __version__
+
+        print(f"rnncli {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _top(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                      help="print the version and exit")):
+    """Train, sample, score and inspect recurrent language models (RNN, GRU, LSTM)."""
 
 
 def _threads_option():
-    return typer.Option(None, min=1, help="CPU threads", show_default="all cores")
+    return typer.Option(None, min=1, help=_d("CPU threads", "all cores"), show_default=False)
 
 
 def _no_tune_option():
@@ -54,7 +99,7 @@ def _tuning(no_tune: bool) -> None:
 
 
 def _device_option(default: Optional[str] = "auto"):
-    return typer.Option(default, help="cpu, cuda, or auto (CUDA when a GPU is there)", show_default="auto")
+    return typer.Option(default, help=_d("cpu, cuda, or auto (CUDA when a GPU is there)", "auto"), show_default=False)
 
 
 M, T = ModelConfig, TrainConfig
@@ -64,39 +109,42 @@ CHOSEN = "chosen (auto)"  # what --recipe auto, the default, does with a setting
 @app.command()
 def train(
     corpus: List[str] = typer.Argument(..., help="text files to learn from; - reads standard input"),
-    cell: Optional[str] = typer.Option(None, help="rnn, gru or lstm", show_default=f"gru (auto) / {M.cell} (plain)"),
-    layers: Optional[int] = typer.Option(None, help="recurrent layers", show_default=f"{M.layers}"),
-    hidden: Optional[int] = typer.Option(None, help="hidden units per layer", show_default=f"{CHOSEN} / {M.hidden}"),
-    embed: Optional[int] = typer.Option(None, help="embedding size", show_default=f"{M.embed}"),
-    dropout: Optional[float] = typer.Option(None, help="dropout between layers", show_default=f"{CHOSEN} / {M.dropout}"),
-    batch: Optional[int] = typer.Option(None, help="parallel streams", show_default=f"{CHOSEN} / {T.batch}"),
-    seq: Optional[int] = typer.Option(None, help="steps of backpropagation through time", show_default=f"{CHOSEN} / {T.seq}"),
-    lr: Optional[float] = typer.Option(None, help="Adam learning rate", show_default=f"{CHOSEN} / {T.lr}"),
-    lr_schedule: Optional[str] = typer.Option(None, help="constant, cosine or linear decay", show_default=f"cosine (auto) / {T.lr_schedule}"),
-    lr_min_frac: Optional[float] = typer.Option(None, help="where decaying schedules end, as a share of --lr", show_default=f"0.05 (auto) / {T.lr_min_frac}"),
-    warmup: Optional[int] = typer.Option(None, help="steps of linear learning-rate warm-up", show_default=f"{CHOSEN} / {T.warmup}"),
-    clip: Optional[float] = typer.Option(None, help="global gradient-norm clip, 0 for none", show_default=f"{T.clip}"),
-    steps: Optional[int] = typer.Option(None, help="stop after this many steps", show_default="2000 with --recipe plain and no stop given"),
+    cell: Optional[str] = typer.Option(None, help=_d("rnn, gru or lstm", f"gru (auto) / {M.cell} (plain)"), show_default=False),
+    layers: Optional[int] = typer.Option(None, help=_d("recurrent layers", f"{M.layers}"), show_default=False),
+    hidden: Optional[int] = typer.Option(None, help=_d("hidden units per layer", f"{CHOSEN} / {M.hidden}"), show_default=False),
+    embed: Optional[int] = typer.Option(None, help=_d("embedding size", f"{M.embed}"), show_default=False),
+    dropout: Optional[float] = typer.Option(None, help=_d("dropout between layers", f"{CHOSEN} / {M.dropout}"), show_default=False),
+    batch: Optional[int] = typer.Option(None, help=_d("parallel streams", f"{CHOSEN} / {T.batch}"), show_default=False),
+    seq: Optional[int] = typer.Option(None, help=_d("steps of backpropagation through time", f"{CHOSEN} / {T.seq}"), show_default=False),
+    lr: Optional[float] = typer.Option(None, help=_d("Adam learning rate", f"{CHOSEN} / {T.lr}"), show_default=False),
+    lr_schedule: Optional[str] = typer.Option(None, help=_d("constant, cosine or linear decay", f"cosine (auto) / {T.lr_schedule}"), show_default=False),
+    lr_min_frac: Optional[float] = typer.Option(None, help=_d("where decaying schedules end, as a share of --lr", f"0.05 (auto) / {T.lr_min_frac}"), show_default=False),
+    warmup: Optional[int] = typer.Option(None, help=_d("steps of linear learning-rate warm-up", f"{CHOSEN} / {T.warmup}"), show_default=False),
+    clip: Optional[float] = typer.Option(None, help=_d("global gradient-norm clip, 0 for none", f"{T.clip}"), show_default=False),
+    steps: Optional[int] = typer.Option(None, help=_d("stop after this many steps", "2000 with --recipe plain and no stop given"), show_default=False),
     epochs: Optional[float] = typer.Option(None, help="stop after this many passes over the corpus"),
-    time: Optional[float] = typer.Option(None, "--time", help="stop after this many seconds (compiling not counted)", show_default="300 with --recipe auto and no stop given"),
-    val_frac: Optional[float] = typer.Option(None, help="share of the text held out", show_default=f"{T.val_frac}"),
-    eval_every: Optional[int] = typer.Option(None, help="steps between validations", show_default=f"{CHOSEN} / {T.eval_every}"),
-    patience: Optional[int] = typer.Option(None, help="stop after this many validations without a new best", show_default="4 (auto) / never"),
-    tokenizer: Optional[str] = typer.Option(None, help="char, byte or word", show_default=f"{T.tokenizer}"),
-    max_vocab: Optional[int] = typer.Option(None, help="word tokenizer's vocabulary", show_default=f"{T.max_vocab}"),
-    rng_seed: Optional[int] = typer.Option(None, help="seed that makes the run repeatable", show_default=f"{T.rng_seed}"),
+    time: Optional[float] = typer.Option(None, "--time", help=_d("stop after this many seconds (compiling not counted)", "300 with --recipe auto and no stop given"), show_default=False),
+    val_frac: Optional[float] = typer.Option(None, help=_d("share of the text held out", f"{T.val_frac}"), show_default=False),
+    eval_every: Optional[int] = typer.Option(None, help=_d("steps between validations", f"{CHOSEN} / {T.eval_every}"), show_default=False),
+    patience: Optional[int] = typer.Option(None, help=_d("stop after this many validations without a new best", "4 (auto) / never"), show_default=False),
+    tokenizer: Optional[str] = typer.Option(None, help=_d("char, byte or word", f"{T.tokenizer}"), show_default=False),
+    max_vocab: Optional[int] = typer.Option(None, help=_d("word tokenizer's vocabulary", f"{T.max_vocab}"), show_default=False),
+    rng_seed: Optional[int] = typer.Option(None, help=_d("seed that makes the run repeatable", f"{T.rng_seed}"), show_default=False),
     threads: Optional[int] = _threads_option(),
     device: Optional[str] = _device_option(None),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help="checkpoint to write", show_default=f"{T.out}, or the --resume file"),
+    out: Optional[str] = typer.Option(None, "--out", "-o", help=_d("checkpoint to write", f"{T.out}, or the --resume file"), show_default=False),
     resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
     allow_new_corpus: bool = typer.Option(False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"),
-    distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help="one rank of an MPI job (under mpiexec: found by itself)", show_default="when mpiexec started it"),
-    recipe: Optional[str] = typer.Option(None, help="auto: settings not given are chosen from the corpus, the budget and this machine's speed; plain: char-rnn's", show_default=f"{T.recipe}"),
+    more: Optional[str] = typer.Option(None, "--more", help="with --resume: train this much more (30s, 10m, 1h, 500steps, 2epochs)"),
+    force: bool = typer.Option(False, "--force", help="replace another run's checkpoint at --out"),
+    distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help=_d("one rank of an MPI job (under mpiexec: found by itself)", "when mpiexec started it"), show_default=False),
+    recipe: Optional[str] = typer.Option(None, help=_d("auto: settings not given are chosen from the corpus, the budget and this machine's speed; plain: char-rnn's", f"{T.recipe}"), show_default=False),
     plan: bool = typer.Option(False, "--plan", help="print the recipe and what it should see, then exit"),
     no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
 ):
     """Train a model on text and write a checkpoint."""
+    _not_checkpoints(corpus, "text to learn from", "to continue its run, add --resume with that file")
     _tuning(no_tune)
     model = _given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
     settings = _given(
@@ -104,9 +152,11 @@ def train(
         epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, patience=patience, tokenizer=tokenizer,
         max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out, device=device, recipe=recipe,
     )
+    from rnncli.runs import More
     from rnncli.ui import run_training
 
-    run_training(corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan)
+    run_training(corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan,
+                 force, More.parse(more) if more is not None else None)
 
 
 S = SampleConfig
@@ -115,8 +165,9 @@ P = ProbeConfig
 
 @app.command()
 def generate(
-    model: str = _model_option(),
-    seed: str = typer.Option("", "--seed", "-s", help="text to continue"),
+    model_path: Optional[str] = _model_argument(),
+    model: Optional[str] = _model_option(),
+    seed: str = typer.Option("", "--seed", "-s", "--prompt", "-p", help="text to continue"),
     length: int = typer.Option(S.length, "--length", "-n", help="tokens to generate (each sample)"),
     temperature: float = typer.Option(S.temperature, "--temperature", "-t", help="0 is greedy"),
     top_k: int = typer.Option(S.top_k, help="sample among the k likeliest tokens (0: all)"),
@@ -140,39 +191,43 @@ def generate(
                        tuple(stop or ()), max_time, num_samples, device)
     from rnncli.ui import run_generation
 
-    run_generation(model, seed, prompts, cfg, echo, json_out, stats, _warn)
+    _not_checkpoints([prompts] if prompts else [], "a file of prompts", f"name the model first or with -m {prompts}")
+    path = _model(model_path, model)
+    run_generation(path, seed, prompts, cfg, echo, json_out, stats, _warn)
 
 
 @app.command("eval")
 def evaluate(
-    text: List[str] = typer.Argument(None, help="text files to score; - or nothing reads standard input"),
-    model: str = _model_option(),
+    text: List[str] = typer.Argument(None, help="[MODEL] then text files to score; - or nothing reads standard input",
+                                     metavar="[MODEL] [TEXT]..."),
+    model: Optional[str] = _model_option(),
+    held_out: bool = typer.Option(False, "--held-out", help="score the model's own validation split of TEXT (its corpus)"),
     threads: Optional[int] = _threads_option(),
     device: str = _device_option(),
     no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
-    """Score text: nats per token, bits per character, perplexity."""
-    from rnncli.evaluate import score_text
-    from rnncli.model import load_model
-    from rnncli.ui import notice_compiling
+    """Score text: nats per token, bits per character, perplexity (a line per file, then the total)."""
+    from rnncli.checkpoint import looks_like
 
+    text = list(text or [])
+    first = text.pop(0) if text and text[0] != "-" and looks_like(text[0]) else None
+    _not_checkpoints(text, "text to score", "name the model first (rnncli eval MODEL TEXT...) or with -m")
+    path = _model(first, model)
     _tuning(no_tune)
     if not text and sys.stdin.isatty():
         raise RnncliError("no text to score: name files, or pipe text in (- reads the terminal)")
-    loaded = load_model(model, device)
-    notice_compiling("sequence_forward")
-    score = score_text(text or ["-"], loaded, threads=threads, on_warning=_warn)
-    if json_out:
-        print(json.dumps(score.to_json()))
-    else:
-        print(f"nats/token {score.nats_per_token:.4f}  bits/char {score.bits_per_char:.4f}  "
-              f"perplexity {score.perplexity:.3f}  tokens {score.tokens}")
+    if held_out and not text:
+        raise RnncliError("--held-out scores the validation split of the model's corpus: name its files")
+    from rnncli.ui import run_eval
+
+    run_eval(path, text or ["-"], held_out, threads, device, json_out, _warn)
 
 
 @app.command()
 def inspect(
-    path: Optional[str] = typer.Argument(None, help="checkpoint", show_default=f"${MODEL_ENV} or {DEFAULT_MODEL}"),
+    path: Optional[str] = _model_argument(),
+    model: Optional[str] = _model_option(),
     text: List[str] = typer.Option(None, "--text", help="look inside the model reading this text (- for standard input)"),
     neuron: List[str] = typer.Option(None, "--neuron", help="colour by unit LAYER:INDEX (and report it in --json)"),
     state: str = typer.Option(P.state, help="h (hidden) or c (LSTM cell) state of --neuron and --match"),
@@ -187,7 +242,8 @@ def inspect(
     json_out: bool = typer.Option(False, "--json", help="print JSON (with --text: a record per token)"),
 ):
     """Show what a checkpoint holds; with --text, what the model does reading a text."""
-    model_path = path or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
+    _not_checkpoints(text, "text to read", "name the model first or with -m")
+    model_path = _model(path, model)
     if text:
         cfg = ProbeConfig(tuple(span(n, "--neuron") for n in neuron or ()), state, top, find_neurons,
                           span(match, "--match"), threshold, html, page_mb, device)
@@ -209,7 +265,7 @@ def inspect(
 
 @app.command()
 def bench(
-    config: List[str] = typer.Option(None, "--config", "-c", help="small-lstm, medium-gru, ..., small, medium or all", show_default="all"),
+    config: List[str] = typer.Option(None, "--config", "-c", help=_d("small-lstm, medium-gru, ..., small, medium or all", "all"), show_default=False),
     measure: List[str] = typer.Option(["train", "eval", "generate"], help="train, eval, generate, generate-batch"),
     repeats: int = typer.Option(3, help="timed runs of each measurement; medians are shown"),
     threads: Optional[int] = _threads_option(),

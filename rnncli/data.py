@@ -156,8 +156,10 @@ class Tokenizer:
 
 def missing_note(kind: str, missing: list[str]) -> str:
     """What people are told of the tokens a text has and a vocabulary lacks (Tokenizer.encode's list)."""
-    what = "characters (left out)" if kind == "char" else "words (read as <unk>)"
-    return f"{len(missing)} {what} not in the model's vocabulary: {''.join(missing)[:80]!r}"
+    if kind == "char":
+        return f"{len(missing)} characters (left out) not in the model's vocabulary: {''.join(missing)[:80]!r}"
+    shown = ", ".join(repr(w) for w in missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+    return f"{len(missing)} words (read as <unk>) not in the model's vocabulary: {shown}"
 
 
 def count_chars(data: bytes | str) -> int:
@@ -172,6 +174,27 @@ def split_val(ids: np.ndarray, val_frac: float) -> tuple[np.ndarray, np.ndarray]
     """The last val_frac of the tokens is held out for validation."""
     n_val = int(round(len(ids) * val_frac))
     return ids[: len(ids) - n_val], ids[len(ids) - n_val :]
+
+
+# a validation scores at most this many held-out tokens (from the split's start): enough for a
+# steady figure, and a 1 GB corpus's 5% would take minutes at every validation
+VAL_MAX_TOKENS = 1 << 18
+
+
+def val_streams(val_ids: np.ndarray, batch: int, seq: int) -> "Streams":
+    """The layout a validation scores the held-out split in (train's, and eval --held-out's)."""
+    val_ids = val_ids[:VAL_MAX_TOKENS]
+    return Streams(val_ids, max(1, min(batch, (len(val_ids) - 1) // seq)), seq)
+
+
+def count_token_chars(tokenizer: "Tokenizer", ids: np.ndarray) -> int:
+    """Characters that token ids stand for (a word model's <unk> counts as one)."""
+    if tokenizer.kind == "char":
+        return len(ids)
+    if tokenizer.kind == "byte":
+        return count_chars(np.asarray(ids, np.uint8).tobytes())
+    lengths = np.array([1] + [len(t) for t in tokenizer.vocab[1:]], np.int64)
+    return int(lengths[np.asarray(ids, np.int64)].sum())
 
 
 def check_val_split(n_val: int, seq: int) -> None:

@@ -30,6 +30,18 @@ class Score:
     def to_json(self) -> dict:
         return dict(self.__dict__)
 
+    @classmethod
+    def of(cls, nats: float, tokens: int, chars: int) -> "Score":
+        """The score of `nats` summed over `tokens` tokens that stand for `chars` characters."""
+        per = nats / tokens
+        return cls(per, nats / math.log(2) / max(1, chars), math.exp(min(per, 700.0)), tokens, chars)
+
+    @classmethod
+    def total(cls, scores: list["Score"]) -> "Score":
+        """Several scores as one: nats summed over all their tokens."""
+        return cls.of(sum(s.nats_per_token * s.tokens for s in scores), sum(s.tokens for s in scores),
+                      sum(s.chars for s in scores))
+
 
 def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
     """Streams for scoring n tokens: as many as training used, but each at least 16 windows long,
@@ -59,6 +71,32 @@ def score_text(sources: list[str], loaded, threads: int | None = None, on_warnin
     memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False, model.K.thread_count(threads)),
                    "scoring with this model", "score a shorter text")
     total, count = score_streams(model, streams)
-    chars = max(1, round(count_chars(text) * count / len(ids)))
-    nats = total / count
-    return Score(nats, total / math.log(2) / chars, math.exp(min(nats, 700.0)), count, chars)
+    return Score.of(total, count, max(1, round(count_chars(text) * count / len(ids))))
+
+
+def score_files(sources: list[str], loaded, threads: int | None = None, on_warning=None) -> list[Score]:
+    """Each file (or `-`) scored on its own, from a zero state."""
+    return [score_text([src], loaded, threads, on_warning) for src in sources]
+
+
+def score_held_out(sources: list[str], loaded, threads: int | None = None) -> Score:
+    """The model's own validation split of its corpus (`sources`, checked against the fingerprint
+    the checkpoint keeps), scored in the layout training validated it in: with the best weights,
+    the checkpoint's best validation loss."""
+    from rnncli.corpus import load_corpus
+    from rnncli.data import count_token_chars, split_val, val_streams
+
+    model, tokenizer, meta = loaded
+    cfg = meta["train"]
+    model.K.use_threads(threads)
+    corpus = load_corpus(sources, tokenizer.kind, cfg.max_vocab, tokenizer)
+    kept = meta.get("corpus") or {}
+    if kept.get("sha256") not in (None, corpus.fingerprint["sha256"]):
+        raise RnncliError(f"{' '.join(sources)} is not the text this model was trained on ({kept.get('bytes', '?')} "
+                          f"bytes, sha256 {str(kept['sha256'])[:12]}...): --held-out needs its corpus")
+    val_ids = split_val(corpus.ids, cfg.val_frac)[1]
+    if len(val_ids) <= cfg.seq:
+        raise RnncliError(f"the model was trained with --val-frac {cfg.val_frac:g}: no validation split to score")
+    streams = val_streams(val_ids, cfg.batch, cfg.seq)
+    total, count = score_streams(model, streams)
+    return Score.of(total, count, count_token_chars(tokenizer, streams.y.ravel()))

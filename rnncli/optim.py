@@ -36,15 +36,17 @@ class Adam:
         return norm
 
 
-def learning_rate(cfg: TrainConfig, progress: float, step: int) -> float:
+def learning_rate(cfg: TrainConfig, progress: float, step: int, top: float | None = None) -> float:
     """lr for a step: linear warm-up over cfg.warmup steps, then the schedule over progress in [0, 1]
-    (the fraction of the run done, by steps, epochs or time), decaying to lr * lr_min_frac."""
+    (the fraction of the run done, by steps, epochs or time), decaying from `top` (cfg.lr unless
+    given: a resumed run's extension starts where the run was) to cfg.lr * lr_min_frac."""
     if cfg.warmup and step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     p = min(max(progress, 0.0), 1.0)
-    lo = cfg.lr * cfg.lr_min_frac
+    hi = cfg.lr if top is None else top
+    lo = min(hi, cfg.lr * cfg.lr_min_frac)
     if cfg.lr_schedule == "cosine":
-        return lo + (cfg.lr - lo) * 0.5 * (1.0 + math.cos(math.pi * p))
+        return lo + (hi - lo) * 0.5 * (1.0 + math.cos(math.pi * p))
     if cfg.lr_schedule == "linear":
-        return cfg.lr - (cfg.lr - lo) * p
-    return cfg.lr
+        return hi - (hi - lo) * p
+    return hi

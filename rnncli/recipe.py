@@ -48,6 +48,22 @@ def macs_per_token(cfg: ModelConfig) -> int:
 
 
 @dataclass(frozen=True)
+class Speed:
+    """What a training token costs on this machine, measured (`measure`): the multiply-adds of the
+    products, the vocabulary's pointwise work (softmax and its gradient: an exp per entry per token,
+    which a narrow model over a word vocabulary spends most of its time on) and the optimizer's work
+    per parameter per step (Adam and the norm, spread over the step's tokens)."""
+
+    macs_per_s: float
+    vocab_s: float = 0.0  # seconds per token per vocabulary entry, beyond the head's products
+    param_s: float = 0.0  # seconds per parameter per step
+
+    def token_seconds(self, cfg: ModelConfig, tokens_per_step: int) -> float:
+        return (3 * macs_per_token(cfg) / self.macs_per_s + self.vocab_s * cfg.vocab_size
+                + self.param_s * cfg.n_params / max(1, tokens_per_step))
+
+
+@dataclass(frozen=True)
 class Corpus:
     """What the choice needs to know about the text."""
 
@@ -121,9 +137,21 @@ def base_model(corpus: Corpus, model: dict) -> dict:
     return {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "dropout": 0.0, **model}
 
 
-def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, macs_per_s: float | None):
+def sized(corpus: Corpus, model: dict, hidden: int) -> ModelConfig:
+    """base_model at a width. Over a large vocabulary the embedding is no wider than the hidden
+    layer: a narrow model with 256-wide word vectors spends its parameters on the table, not the network."""
+    base = base_model(corpus, model)
+    embed = base["embed"] if "embed" in model or corpus.vocab_size <= 512 else min(base["embed"], hidden)
+    return ModelConfig(vocab_size=corpus.vocab_size, **dict(base, hidden=hidden, embed=embed))
+
+
+def _speed(speed) -> "Speed | None":
+    return speed if speed is None or isinstance(speed, Speed) else Speed(float(speed))
+
+
+def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, speed: Speed | None):
     """Predicted training tokens and seconds under the stop rule (the nearest of those given)."""
-    t_token = 3 * macs_per_token(model) / macs_per_s if macs_per_s else None
+    t_token = speed.token_seconds(model, batch * seq) if speed else None
     limits = []
     if "steps" in stop:
         limits.append(stop["steps"] * batch * seq)
@@ -145,20 +173,19 @@ def _dropout(epochs: float, params: int, train_tokens: int) -> float:
     return min(0.5, round(0.08 * math.log2(pressure) / 0.05) * 0.05)
 
 
-def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, world_size: int = 1) -> Recipe:
-    """The recipe for a new run. model, train: the settings the user gave (they win); macs_per_s:
-    the measured training rate (`measure`), needed when the stop is a time. A time too short for
-    MIN_STEPS steps of the model is an RnncliError."""
-    stop = stop_rule(train)
-    if "time" in stop and not macs_per_s:
+def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None, world_size: int = 1) -> Recipe:
+    """The recipe for a new run. model, train: the settings the user gave (they win); speed: the
+    measured Speed (`measure`; a number is multiply-adds per second alone), needed when the stop
+    is a time. A time too short for MIN_STEPS steps of the model is an RnncliError."""
+    stop, speed = stop_rule(train), _speed(speed)
+    if "time" in stop and not speed:
         raise ValueError("a time budget needs the measured speed")
     batch, seq = layout(corpus, train, world_size)
-    base = base_model(corpus, model)
     widths = [model["hidden"]] if "hidden" in model else list(HIDDEN)
     best, limit = None, "the width you gave" if "hidden" in model else f"the widest candidate ({HIDDEN[-1]})"
     for hidden in widths:
-        cfg = ModelConfig(vocab_size=corpus.vocab_size, **dict(base, hidden=hidden))
-        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, macs_per_s)
+        cfg = sized(corpus, model, hidden)
+        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, speed)
         trainable = tokens >= TOKENS_PER_PARAM * cfg.n_params
         fillable = cfg.n_params <= PARAMS_PER_TOKEN * corpus.train_tokens
         if not (trainable and fillable) and len(widths) > 1:
@@ -171,9 +198,9 @@ def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, w
             break
     cfg, tokens, seconds = best
     steps = int(tokens // (batch * seq))
-    by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, macs_per_s)[0] if "time" in stop else math.inf
+    by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed)[0] if "time" in stop else math.inf
     if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
-        speed = macs_per_s / (3 * macs_per_token(cfg))
+        speed = 1 / speed.token_seconds(cfg, batch * seq)
         raise RnncliError(
             f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
             f"({batch}x{seq} tokens a step at about {speed / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
@@ -195,11 +222,10 @@ def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, w
     return Recipe(out_model, out_train, chosen, tokens, epochs, seconds, rate, why)
 
 
-def probe_config(corpus: Corpus, model: dict) -> ModelConfig:
-    """The model `measure` times: base_model's, the user's width up to 512 (the rate per
+def probe_config(corpus: Corpus, model: dict, hidden: int | None = None) -> ModelConfig:
+    """The model `measure` times: sized's, at `hidden`, else the user's width up to 512 (the rate per
     multiply-add is flat above ~256), else 256."""
-    settings = {k: v for k, v in base_model(corpus, model).items() if k != "hidden"}
-    return ModelConfig(vocab_size=corpus.vocab_size, hidden=min(model.get("hidden", 256), 512), **settings)
+    return sized(corpus, model, hidden or min(model.get("hidden", 256), 512))
 
 
 def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, train: dict, on_compile=None):
@@ -218,30 +244,61 @@ def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, tra
     if on_compile is not None:
         on_compile()
     K.use_threads(threads)
-    rate, first = measure(K, corpus, model, b1 - b0, seq)
-    return world.share(rate * world.size), first
+    speed, first = measure(K, corpus, model, b1 - b0, seq)
+    # every rank trains its share at once: all the ranks' tokens cost what one rank's share does
+    shared = [world.share(x) for x in (speed.macs_per_s * world.size, speed.vocab_s / world.size, speed.param_s)]
+    return Speed(*shared), first
 
 
-def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2) -> tuple[float, float]:
-    """(training multiply-adds per second, seconds the first step took): one step of a probe model
-    shaped like the candidates (the user's width, or 256), untimed as it may compile the kernels,
-    then the median of `steps` timed ones. batch: the rows this process trains (its share, under MPI)."""
+def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2) -> tuple[Speed, float]:
+    """(the Speed of training here, seconds the first step took). Two probe models shaped like the
+    candidates, the user's width (or 256) and the narrowest, each a step untimed (it may compile
+    the kernels) then the median of `steps` timed ones, tell the products' rate from the
+    vocabulary's pointwise cost; an optimizer step over the wider one's parameters gives the cost
+    per parameter. batch: the rows this process trains (its share, under MPI)."""
     import numpy as np
 
     from rnncli.model import Model
     from rnncli.params import Params, init_params
 
-    cfg = probe_config(corpus, model)
     rng = np.random.default_rng(0)
-    net = Model(init_params(cfg, rng), K)
-    grads = Params(cfg, K.zeros(cfg.n_params), K)
-    ids = rng.integers(0, cfg.vocab_size, (seq, batch), dtype=np.int64)
-    h, c = net.zero_state(batch)
-    times = []
+    ids = rng.integers(0, corpus.vocab_size, (seq, batch), dtype=np.int64)
+    tokens, timed = batch * seq, []
+    wide = probe_config(corpus, model)
+    narrow = probe_config(corpus, {**model, "hidden": HIDDEN[0]}, HIDDEN[0])
+    for cfg in (wide, narrow) if narrow != wide else (wide,):
+        net = Model(init_params(cfg, rng), K)
+        grads = Params(cfg, K.zeros(cfg.n_params), K)
+        h, c = net.zero_state(batch)
+        times = []
+        for _ in range(steps + 1):
+            t0 = time.perf_counter()
+            net.loss_and_grads(ids, ids, h, c, grads)
+            K.synchronize()
+            times.append(time.perf_counter() - t0)
+        timed.append((3 * macs_per_token(cfg) * tokens, _median(times[1:]), times[0]))
+    param_s = _time_optimizer(K, wide.n_params, steps) / wide.n_params
+    (macs_wide, t_wide, first), (macs_narrow, t_narrow, _) = timed[0], timed[-1]
+    per_mac = (t_wide - t_narrow) / (macs_wide - macs_narrow) if macs_wide > macs_narrow else 0.0
+    if per_mac <= 0:  # (noise, or a user's width as narrow as the narrowest: the products alone)
+        return Speed(macs_wide / t_wide, 0.0, param_s), first
+    vocab_s = max(0.0, t_narrow - per_mac * macs_narrow) / (tokens * corpus.vocab_size)
+    return Speed(1 / per_mac, vocab_s, param_s), first
+
+
+def _median(xs: list[float]) -> float:
+    return sorted(xs)[len(xs) // 2]
+
+
+def _time_optimizer(K, n: int, steps: int) -> float:
+    """Seconds of an optimizer step (the gradient norm and Adam) over n parameters: the median of `steps`."""
+    from rnncli.config import TrainConfig
+    from rnncli.optim import Adam
+
+    params, grads, adam, times = K.zeros(n), K.zeros(n), Adam(n, TrainConfig(), K), []
     for _ in range(steps + 1):
         t0 = time.perf_counter()
-        net.loss_and_grads(ids, ids, h, c, grads)
+        adam.step(params, grads, 1e-3)
         K.synchronize()
         times.append(time.perf_counter() - t0)
-    per_token = sorted(times[1:])[len(times[1:]) // 2] / (batch * seq)
-    return 3 * macs_per_token(cfg) / per_token, times[0]
+    return _median(times[1:])

@@ -54,6 +54,11 @@ def chart(history: list, curve: list | None = None, width: int = 60, height: int
     return lines
 
 
+def _n(x) -> str:
+    """A stored number as people write it (0.3, not 0.30000000000000004)."""
+    return format(x, ".6g") if isinstance(x, float) else str(x)
+
+
 def render(info: dict) -> None:
     from rich.console import Console
 
@@ -61,12 +66,12 @@ def render(info: dict) -> None:
     m, t, p = info["model"] or {}, info["train"] or {}, info["progress"] or {}
     out.print(f"[bold]{info['path']}[/bold]  (rnncli checkpoint v{info['format_version']})")
     out.print(f"model      {m.get('cell')} x{m.get('layers')} layers, hidden {m.get('hidden')}, "
-              f"embedding {m.get('embed')}, dropout {m.get('dropout')}; {info['parameters']:,} parameters")
+              f"embedding {m.get('embed')}, dropout {_n(m.get('dropout'))}; {info['parameters']:,} parameters")
     out.print(f"tokenizer  {info['tokenizer']}, vocabulary {info['vocab_size']}"
               + (f": {info['vocab_preview']!r}" if info["vocab_preview"] else ""))
     if t:
-        out.print(f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {t.get('lr')} "
-                  f"({t.get('lr_schedule')}), clip {t.get('clip')}, val {t.get('val_frac')}, seed {t.get('rng_seed')}")
+        out.print(f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {_n(t.get('lr'))} "
+                  f"({t.get('lr_schedule')}), clip {_n(t.get('clip'))}, val {_n(t.get('val_frac'))}, seed {t.get('rng_seed')}")
     why = info.get("recipe", {}).get("why") if isinstance(info.get("recipe"), dict) else None
     if isinstance(why, str):
         out.print(f"recipe     automatic: {why}", markup=False)

@@ -14,21 +14,19 @@ from collections import deque
 
 import numpy as np
 
-from rnncli import __version__, checkpoint, memory, validate
-from rnncli.config import ModelConfig, TrainConfig, to_dict
+from rnncli import checkpoint, memory, runs, train_state, validate
+from rnncli.config import ModelConfig, TrainConfig
 from rnncli.distributed import EXTRA, world
 from rnncli.corpus import load_corpus
 from rnncli.curve import LossCurve
-from rnncli.data import Streams, Tokenizer, check_val_split, missing_note, split_val
+from rnncli.data import VAL_MAX_TOKENS, Streams, Tokenizer, check_val_split, missing_note, split_val, val_streams
 from rnncli.errors import RnncliError
 from rnncli.evaluate import score_streams
 from rnncli.model import Model, workspace_bytes
 from rnncli.optim import Adam, learning_rate
 from rnncli.params import Params, init_params
+from rnncli.runs import More
 
-# a validation scores at most this many held-out tokens (from the split's start): enough for a
-# steady figure, and a 1 GB corpus's 5% would take minutes at every validation
-VAL_MAX_TOKENS = 1 << 18
 STOPS = {"steps", "epochs", "time"}
 RESUMABLE = STOPS | {"eval_every", "patience", "out", "threads", "device"}
 
@@ -39,14 +37,16 @@ class Trainer:
 
     def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None,
                  allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False,
-                 on_compile=None):
+                 on_compile=None, force: bool = False, more: More | None = None):
         """model, train: the settings given explicitly (others take config defaults, or the
         checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
         writes to the checkpoint it came from unless `out` is given). distributed: one rank of an
         MPI job (True), one process (False), or whichever the environment says (None). plan: only
         settle the recipe (measuring the speed whatever the stop, so that it predicts the run's
         length); nothing will be written. on_compile: called before the kernels are first compiled
-        (a cold disk cache), when that happens while the recipe is settled."""
+        (a cold disk cache), when that happens while the recipe is settled. force: replace another
+        run's checkpoint at the output path (else refused, runs.claim). more: with resume, run this
+        much more of one stop beyond where the run is (runs.More)."""
         if not resume:  # bad flags are named before any corpus is read
             ModelConfig(vocab_size=1, **model)
             TrainConfig(**train)
@@ -55,8 +55,10 @@ class Trainer:
             raise RnncliError(f"--resume continues a run with its own settings; drop {', '.join(fixed)}")
         if allow_new_corpus and not resume:
             raise RnncliError("--allow-new-corpus goes with --resume")
-        if plan and resume:
-            raise RnncliError("--plan shows the recipe of a new run; a resumed run keeps its own")
+        if more is not None and (not resume or STOPS & set(train)):
+            raise RnncliError("--more goes with --resume, without --time, --steps or --epochs (a whole-run stop)"
+                              if resume else "--more goes with --resume; a new run takes --time, --steps or --epochs")
+        self.sources, self.more, self.replacing = list(sources), more, None
         from rnncli.device import backend
 
         self.world = world(distributed)
@@ -69,6 +71,7 @@ class Trainer:
         self.lock = checkpoint.WriteLock(out) if self.world.lead and not plan else None
         self.on_compile = on_compile
         try:
+            self.replacing = None if plan else runs.claim(out, resume, force, self.sources)
             self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus, plan)
         except BaseException:
             self.close()
@@ -91,9 +94,12 @@ class Trainer:
             chosen = self.recipe.get("chosen") if self.recipe else None
             if isinstance(chosen, list) and STOPS & set(train):  # a stop given now replaces those the recipe chose
                 self.cfg = dataclasses.replace(self.cfg, **{k: None for k in STOPS - set(train) if k in chosen})
+            self.run_id = contents.meta.get("run_id") or runs.new_run_id()
+            self.asked_more = self.more is not None or bool(STOPS & set(train))  # (patience then starts afresh)
         else:
             self.cfg = TrainConfig(**train)
             given = mcfg = None
+            self.run_id = runs.new_run_id()
         cfg = self.cfg
         if saved or "batch" in train or cfg.recipe != "auto":
             self.world.part(cfg.batch)  # (too few streams for the ranks: said before any reading)
@@ -131,10 +137,11 @@ class Trainer:
         self.val = None
         if len(val_ids) and self.world.lead:  # the lead rank alone validates
             check_val_split(len(val_ids), cfg.seq)
-            val_ids = val_ids[:VAL_MAX_TOKENS]
-            self.val = Streams(val_ids, max(1, min(cfg.batch, (len(val_ids) - 1) // cfg.seq)), cfg.seq)
+            self.val = val_streams(val_ids, cfg.batch, cfg.seq)
         memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)), *memory.TRAINING)
         self._start(mcfg, saved)
+        if saved:
+            runs.check_left(self, resume)
 
     def _choose(self, model: dict, train: dict, n_train: int, n_val: int, plan: bool) -> dict:
         """Settle the automatic recipe (recipe.py): self.cfg gains its settings; returns the model's."""
@@ -164,6 +171,7 @@ class Trainer:
         self.adam = Adam(mcfg.n_params, cfg, self.K)
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self.early_stop = False
+        self.extension, self.patience_from = None, 0  # (--more's stretch of schedule; where patience counts from)
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
@@ -171,7 +179,7 @@ class Trainer:
         self.curve = LossCurve()  # every step's, averaged in buckets
         self.h, self.c = self.model.zero_state(self.streams.B)
         if saved:
-            self._restore(*saved)
+            train_state.restore(self, *saved)
 
     def _check_corpus(self, contents, allow_new_corpus: bool) -> None:
         """A resumed run reads the text it was trained on, unless asked to move to other text."""
@@ -199,69 +207,25 @@ class Trainer:
         self.close()
 
     # --- checkpoints -------------------------------------------------------------------------
-    def _restore(self, contents, tensors: dict) -> None:
-        p, meta, prog, K = self.model.params, contents.meta, contents.meta["progress"], self.K
-        p.load(tensors, "resume." if "resume.embedding.weight" in tensors else "")
-        self.best = Params(p.cfg, backend=K).load(tensors) if prog["best_step"] is not None else None
-        K.copy_into(self.adam.m, K.asarray(Params(p.cfg).load(tensors, "optimizer.exp_avg.").data))
-        K.copy_into(self.adam.v, K.asarray(Params(p.cfg).load(tensors, "optimizer.exp_avg_sq.").data))
-        self.adam.step_count = prog["adam_step"]
-        self.step, self.epoch, self.window = prog["step"], prog["epoch"], prog["window"]
-        self.tokens_seen, self.elapsed_before = prog["tokens_seen"], prog["elapsed_s"]
-        self.best_val = prog["best_val_loss"] if prog["best_val_loss"] is not None else math.inf
-        self.best_step = prog["best_step"]
-        self.saved_step = self.step if os.path.abspath(contents.path) == os.path.abspath(self.cfg.out) else None
-        self.history = meta["history"]
-        self.since_eval = prog.get("since_eval", [])
-        self.curve = LossCurve.from_json(meta.get("curve"))
-        self.rng.bit_generator.state = meta["rng"]  # validate.load has tried it
-        b0, b1 = self.world.part(self.cfg.batch)
-        self.h, self.c = (K.asarray(np.ascontiguousarray(tensors[f"state.{s}"][:, b0:b1])) for s in "hc")
-        if self.window >= self.streams.n_windows:
-            self.epoch, self.window = self.epoch + 1, 0
+    def done_in(self, kind: str, clock: float) -> float:
+        """How far the run is in a stop's unit: seconds of training, steps or epochs."""
+        if kind == "time":
+            return self.elapsed_before + clock
+        return float(self.step) if kind == "steps" else self.epoch + self.window / self.streams.n_windows
+
+    def lr_at(self, clock: float) -> float:
+        """This step's learning rate: the schedule over the whole run, or over --more's extension."""
+        ext = self.extension
+        if ext is None:
+            return learning_rate(self.cfg, self.progress(clock), self.step)
+        stop = getattr(self.cfg, ext["kind"]) or ext["start"]
+        span = stop - ext["start"]
+        return learning_rate(self.cfg, (self.done_in(ext["kind"], clock) - ext["start"]) / span if span > 0 else 1.0,
+                             self.step, top=ext["lr"])
 
     def save(self) -> str:
-        """Write the checkpoint: the best weights (or the latest, with no validation) under the model
-        names, plus all that resuming needs. Every rank calls it (the carried states of all streams
-        are gathered); the lead writes."""
-        K = self.K
-        states = [self.world.gather_streams(K.to_host(a), self.cfg.batch) for a in (self.h, self.c)]
-        if not self.world.lead:
-            self.saved_step = self.step  # (the lead wrote it: every rank's messages say the same)
-            return self.cfg.out
-        p = self.model.params.host()  # (copies, when the run is on a GPU)
-        m, v = Params(p.cfg, K.to_host(self.adam.m)), Params(p.cfg, K.to_host(self.adam.v))
-        for what, values in (("weights", p.data), ("Adam moments", m.data), ("Adam moments", v.data)):
-            if not np.isfinite(values).all():  # an update overflowed: keep the last good file as it is
-                raise self._diverged(what, "non-finite", self.step)
-        best = self.best.host() if self.best is not None else p
-        tensors = dict(best.views)
-        if self.best is not None:
-            tensors.update({"resume." + k: v for k, v in p.views.items()})
-        tensors.update({"optimizer.exp_avg." + k: a for k, a in m.views.items()})
-        tensors.update({"optimizer.exp_avg_sq." + k: a for k, a in v.views.items()})
-        tensors["state.h"], tensors["state.c"] = states
-        best_val = self.best_val if math.isfinite(self.best_val) else None
-        meta = {
-            "model": to_dict(p.cfg),
-            "train": to_dict(self.cfg),
-            "tokenizer": self.tokenizer.to_json(),
-            "progress": {
-                "step": self.step, "epoch": self.epoch, "window": self.window, "adam_step": self.adam.step_count,
-                "tokens_seen": self.tokens_seen, "elapsed_s": self.elapsed_before + self._elapsed(),
-                "best_val_loss": best_val, "best_step": self.best_step, "since_eval": self.since_eval,
-            },
-            "history": self.history,
-            "curve": self.curve.to_json(),
-            "rng": self.rng.bit_generator.state,
-            "corpus": self.corpus,
-            "rnncli_version": __version__,
-        }
-        if self.recipe is not None:
-            meta["recipe"] = self.recipe
-        checkpoint.save(self.cfg.out, tensors, meta)
-        self.saved_step = self.step
-        return self.cfg.out
+        """Write the checkpoint (train_state.save): every rank calls it; the lead writes."""
+        return train_state.save(self)
 
     # --- the loop ----------------------------------------------------------------------------
     def _elapsed(self) -> float:
@@ -319,7 +283,7 @@ class Trainer:
         self._t0 = time.perf_counter()
         recent = deque(maxlen=50)  # (tokens, seconds) of the latest steps, for the live rate
         train_s, train_tokens = 0.0, 0  # the whole run's steps, validation and saving left out
-        finished = self.progress() >= 1.0
+        finished, first_step = self.progress() >= 1.0, self.step
         # this run's first step compiles (the rest of) the kernels
         cold = self.cold or self.K.compiles_first(self.streams.B, model.params.layer(0)[1])
         while not finished:
@@ -334,7 +298,7 @@ class Trainer:
                 loss, clock, stops = self.world.average(self.K, self._reduced, self.streams.B / cfg.batch,
                                                         [loss, clock, float(self.stop_asked)])
                 self.interrupted = stops > 0
-            lr = learning_rate(cfg, self.progress(clock), self.step)
+            lr = self.lr_at(clock)
             norm = self.adam.grad_norm(self.grads.data)
             for what, value in (("loss", loss), ("gradient norm", norm)):
                 if not math.isfinite(value):
@@ -386,11 +350,13 @@ class Trainer:
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
             "tokens_per_s": _rate([(train_tokens, train_s)]), "train_s": train_s, "tokens_seen": self.tokens_seen,
             "compile_s": self.compile_s, "early_stop": self.early_stop, "best_step": self.best_step,
+            "session_steps": self.step - first_step, "run_elapsed_s": self.elapsed_before + self._elapsed(),
         }
 
     def _since_best(self) -> int:
         """Validations since the one that set the best loss (they are in the history, so resuming keeps the count)."""
-        return sum(1 for step, _, val in self.history if val is not None and step > self.best_step)
+        since = max(self.best_step or 0, self.patience_from)
+        return sum(1 for step, _, val in self.history if val is not None and step > since)
 
 
 def _rate(recent) -> float | None:

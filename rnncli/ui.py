@@ -30,7 +30,7 @@ def notice_compiling(kernel_name: str) -> None:
 
 
 def say_compiling() -> None:
-    print("rnncli: compiling the kernels and timing them on this CPU (first run only, about 20 s)...",
+    print("rnncli: compiling the kernels and timing them on this CPU (first run only: later runs load them)...",
           file=sys.stderr, flush=True)
 
 
@@ -76,8 +76,39 @@ def show_plan(trainer, json_out: bool) -> None:
           f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters")
 
 
+def show_resume_plan(trainer, json_out: bool) -> None:
+    """`train --resume X --plan`: where the run is, where it will stop, and its learning rate on the way."""
+    cfg, run = trainer.cfg, trainer
+    stop = {k: getattr(cfg, k) for k in ("time", "steps", "epochs") if getattr(cfg, k) is not None} or {"steps": cfg.stop_steps}
+    rate = run.tokens_seen / run.elapsed_before if run.elapsed_before > 0 else None
+    tokens_left = []
+    if "steps" in stop:
+        tokens_left.append((stop["steps"] - run.step) * cfg.batch * cfg.seq)
+    if "epochs" in stop:
+        tokens_left.append((stop["epochs"] - run.done_in("epochs", 0.0)) * run.streams.n_windows * cfg.batch * cfg.seq)
+    if "time" in stop and rate:
+        tokens_left.append((stop["time"] - run.elapsed_before) * rate)
+    tokens = max(0.0, min(tokens_left)) if tokens_left else None
+    plan = {"resume": True, "step": run.step, "elapsed_s": run.elapsed_before, "stop": stop,
+            "steps_left": None if tokens is None else round(tokens / (cfg.batch * cfg.seq)),
+            "seconds_left": tokens / rate if tokens is not None and rate else None, "tokens_per_s": rate,
+            "lr_now": run.lr_at(0.0), "lr_end": cfg.lr * cfg.lr_min_frac if cfg.lr_schedule != "constant" else cfg.lr,
+            "lr_schedule": cfg.lr_schedule, "patience": cfg.patience, "patience_from": run.patience_from}
+    if json_out:
+        print(json.dumps(plan), flush=True)
+        return
+    ends = ", ".join(f"{v:.0f} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
+    print(f"resume: step {run.step:,}, {run.elapsed_before:.0f} s of training so far; stops at {ends} (whole run)")
+    left = "-" if plan["steps_left"] is None else f"{plan['steps_left']:,}"
+    secs = f", about {plan['seconds_left']:.0f} s at {rate / 1000:.1f}k tokens/s" if plan["seconds_left"] is not None else ""
+    print(f"predicted: {left} more steps{secs}; learning rate {plan['lr_now']:.3g} -> {plan['lr_end']:.3g} "
+          f"({cfg.lr_schedule}); patience {cfg.patience or 'off'}"
+          + (" (counted from this session)" if cfg.patience and run.patience_from == run.step else ""))
+
+
 def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool,
-                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False) -> None:
+                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False,
+                 force: bool = False, more=None) -> None:
     """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
     the step under way, save it and exit 128 + the signal (a second one stops at once, without
     saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
@@ -99,18 +130,22 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
 
     def save_and_say(why: str) -> str:
+        from rnncli.runs import resume_command
+
         path = trainer.save()
-        return f"stopped {why} at step {trainer.step}; saved {path} (continue with --resume {path})"
+        return f"stopped {why} at step {trainer.step}; saved {path} (continue with `{resume_command(corpus, path)}`)"
 
     said = []  # (the automatic recipe's speed probe may be what compiles: it says so then)
     with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed, plan,
-                 on_compile=lambda: said.append(say_compiling())) as trainer:
+                 on_compile=lambda: said.append(say_compiling()), force=force, more=more) as trainer:
         lead = trainer.world.lead
         for note in trainer.notes if lead else ():
             console.print(f"rnncli: warning: {note}", markup=False)
+        if trainer.replacing and lead:
+            console.print(f"rnncli: {trainer.replacing}", markup=False)
         if plan:
             if lead:
-                show_plan(trainer, json_out)
+                (show_resume_plan if resume else show_plan)(trainer, json_out)
             return
         if lead and not said:
             notice_compiling("sequence_backward")
@@ -141,12 +176,29 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+        if trainer.finished and lead:
+            warm_generation(trainer)
         if (asked or trainer.interrupted) and not trainer.finished:
             signum = asked[0] if asked else signal.SIGTERM  # (a rank other than this one was signalled)
             said = save_and_say(f"by {signal.Signals(signum).name}")
             if lead:
                 console.print(f"rnncli: {said}", markup=False)
             raise Stopped(signum)
+
+
+def warm_generation(trainer) -> None:
+    """A first run compiles generation's kernels too, after training (so that the first `generate`
+    starts at once): two tokens of the trained model, thrown away."""
+    from rnncli.config import SampleConfig
+    from rnncli.kernels.jit import compiled_on_disk
+    from rnncli.sample import generate
+
+    if trainer.K.NAME != "cpu" or compiled_on_disk("decode"):
+        return
+    tok = trainer.tokenizer
+    prompt = tok.decoder()([len(tok) - 1], True)
+    for _ in generate((trainer.model, tok, None), [prompt], SampleConfig(length=2, rng_seed=0)):
+        pass
 
 
 def _show_events(trainer, events, console: Console, json_out: bool, head: list) -> None:
@@ -183,13 +235,16 @@ def _show(trainer, console: Console, events) -> None:
         for ev in events:
             if ev["event"] == "done":
                 best = ev["best_val_loss"]
+                session = (f" ({ev['session_steps']:,} steps, {ev['elapsed_s']:.0f} s this session)"
+                           if ev["session_steps"] != ev["step"] else "")
                 console.print(
-                    f"rnncli: saved {ev['checkpoint']} after {ev['step']} steps in {ev['elapsed_s']:.0f} s"
+                    f"rnncli: saved {ev['checkpoint']} after {ev['step']:,} steps in {ev['run_elapsed_s']:.0f} s{session}"
                     + (f" (+ {ev['compile_s']:.0f} s compiling the kernels, once)" if ev["compile_s"] > 1 else "")
                     + (f" (best validation loss {best:.4f} nats at step {ev['best_step']})" if best is not None else "")
                 )
                 if ev["early_stop"]:
-                    console.print(f"rnncli: stopped early: {cfg.patience} validations without a new best")
+                    console.print(f"rnncli: stopped early: {cfg.patience} validations without a new best "
+                                  "(the best weights are what is saved)")
                 break
             val = ev.get("val_loss", val)
             rate = ev["tokens_per_s"]
@@ -200,6 +255,35 @@ def _show(trainer, console: Console, events) -> None:
             if "val_loss" in ev or (not live and "best_val_loss" not in ev and ev["step"] % trainer.cfg.eval_every == 0):
                 (bar.console if live else console).print(_line(ev))
     sys.stderr.flush()
+
+
+def run_eval(model_path: str, sources: list[str], held_out: bool, threads, device: str, json_out: bool,
+             on_warning) -> None:
+    """Run `rnncli eval`: a line per file (its name first when there are several) and the total; with
+    --held-out, the model's validation split of its corpus."""
+    from rnncli.evaluate import Score, score_files, score_held_out
+    from rnncli.model import load_model
+
+    loaded = load_model(model_path, device)
+    notice_compiling("sequence_forward")
+    if held_out:
+        scores, names = [score_held_out(sources, loaded, threads)], ["held-out"]
+    else:
+        scores, names = score_files(sources, loaded, threads, on_warning), list(sources)
+    total = Score.total(scores) if len(scores) > 1 else scores[0]
+    if json_out:
+        extra = {"files": [dict(s.to_json(), file=n) for n, s in zip(names, scores)]} if len(scores) > 1 else {}
+        print(json.dumps({**total.to_json(), **({"held_out": True} if held_out else {}), **extra}))
+        return
+    line = lambda s: (f"nats/token {s.nats_per_token:.4f}  bits/char {s.bits_per_char:.4f}  "  # noqa: E731
+                      f"perplexity {s.perplexity:.3f}  tokens {s.tokens}")
+    if len(scores) == 1:
+        print(line(total) + ("  (held-out split)" if held_out else ""))
+        return
+    width = max(len(n) for n in names + ["total"])
+    for name, s in zip(names, scores):
+        print(f"{name:<{width}}  {line(s)}")
+    print(f"{'total':<{width}}  {line(total)}")
 
 
 def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool,

@@ -85,6 +85,13 @@ def _progress(meta: dict, resumable: bool) -> None:
     for key, kind in PROGRESS.items():
         check_kind(f"progress.{key}", prog.get(key), kind)
         _require(prog[key] is None or prog[key] >= 0, f"progress.{key} is negative")
+    check_kind("progress.patience_from", prog.get("patience_from", 0), "int")
+    ext = prog.get("extension")
+    if ext is not None:  # --more's stretch of schedule
+        _require(isinstance(ext, dict) and ext.get("kind") in ("time", "steps", "epochs"), "progress.extension is malformed")
+        for key in ("start", "lr"):
+            check_kind(f"progress.extension.{key}", ext.get(key), "float")
+        _require(ext["start"] >= 0 and ext["lr"] > 0, "progress.extension is out of range")
     since = prog.get("since_eval", [])
     _require(isinstance(since, list), "progress.since_eval is not a list")
     for x in since:
@@ -110,6 +117,7 @@ def _progress(meta: dict, resumable: bool) -> None:
     rng = meta.get("rng")
     _require(not resumable or (isinstance(rng, dict) and rng.get("bit_generator") == "PCG64"),
              "its random generator state is missing")
+    check_kind("run_id", meta.get("run_id", ""), "str")
     corpus = meta.get("corpus")
     _require(corpus is None or (isinstance(corpus, dict) and isinstance(corpus.get("sha256"), str)),
              "its corpus fingerprint is malformed")

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from rnncli import cli
+from rnncli.runs import More
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
@@ -138,13 +139,17 @@ def test_flags_become_settings(monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json", "--recipe", "plain"])
     assert exit_.value.code == 0
-    corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan = seen["args"]
+    corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan, force, more = seen["args"]
     assert corpus == ["a.txt", "b.txt"] and model == {"cell": "gru"}
     assert settings == {"lr": 0.01, "steps": 5, "recipe": "plain"} and resume is None and json_out is True
     assert allow_new_corpus is False and distributed is None and plan is False  # None: whatever mpiexec says
+    assert force is False and more is None
     with pytest.raises(SystemExit):
         cli.main(["train", "a.txt", "--time", "60", "--plan"])
-    assert seen["args"][2] == {"time": 60.0} and seen["args"][-1] is True  # (the recipe's default is TrainConfig's)
+    assert seen["args"][2] == {"time": 60.0} and seen["args"][7] is True  # (the recipe's default is TrainConfig's)
+    with pytest.raises(SystemExit):
+        cli.main(["train", "a.txt", "--resume", "r.st", "--more", "10m", "--force"])
+    assert seen["args"][3] == "r.st" and seen["args"][8] is True and seen["args"][9] == More("time", 600.0)
 
 
 def test_inspect_flags_become_a_probe_config(monkeypatch):

@@ -265,8 +265,8 @@ def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
 
 def test_training_maps_the_cached_ids_and_validates_on_a_bounded_share(tmp_path, monkeypatch):
     """The second run on a corpus reads its ids from the cache (building them would fail here), as a
-    memory map; validation scores at most train.VAL_MAX_TOKENS held-out tokens."""
-    from rnncli import train
+    memory map; validation scores at most data.VAL_MAX_TOKENS held-out tokens."""
+    from rnncli import data
     from rnncli.train import Trainer
 
     path = tmp_path / "c.txt"
@@ -275,7 +275,7 @@ def test_training_maps_the_cached_ids_and_validates_on_a_bounded_share(tmp_path,
     with Trainer([str(path)], {"hidden": 8}, settings) as first:
         list(first.run())
     monkeypatch.setattr(corpus, "_build", lambda *a: pytest.fail("the cache was not used"))
-    monkeypatch.setattr(train, "VAL_MAX_TOKENS", 100)
+    monkeypatch.setattr(data, "VAL_MAX_TOKENS", 100)
     with Trainer([str(path)], {"hidden": 8}, dict(settings, out=str(tmp_path / "n.st"))) as second:
         assert isinstance(second.streams.x.base, np.memmap) or isinstance(second.streams.x, np.memmap)
         assert second.val.B * second.val.length <= 100

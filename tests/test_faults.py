@@ -133,7 +133,7 @@ def test_a_stop_signal_saves_and_says_how_to_resume(tmp_path, sig, code):
     stdout, stderr = p.communicate(timeout=60)
     err = stderr.decode()
     assert p.returncode == code and "Traceback" not in err
-    assert f"stopped by {sig}" in err and f"--resume {out}" in err
+    assert f"stopped by {sig}" in err and f"(continue with `rnncli train {CORPUS} --resume {out}`)" in err
     last = json.loads(stdout.decode().splitlines()[-1])
     info = json.loads(run_cli("inspect", str(out), "--json")[1])
     assert info["progress"]["step"] == last["step"] and info["resumable"]

@@ -8,6 +8,7 @@ import pytest
 from rnncli import checkpoint
 from rnncli.errors import RnncliError
 from rnncli.model import load_model
+from rnncli.runs import More
 from rnncli.train import Trainer
 
 TINY = {"hidden": 16, "embed": 8}
@@ -119,9 +120,15 @@ def test_patience_stops_after_that_many_validations_without_a_new_best(corpus, t
     done = events[-1]
     assert done["early_stop"] and done["step"] == 5 and done["best_step"] == 2  # steps 3, 4, 5: no new best
     assert done["best_val_loss"] == 1.5
-    with Trainer([str(corpus)], {}, {"steps": 50, "patience": 4}, resume=str(tmp_path / "p.st")) as t:
-        again = run(t)  # resumed: the count goes on from the history (4th without a best at step 6)
+    with Trainer([str(corpus)], {}, {"patience": 4}, resume=str(tmp_path / "p.st")) as t:
+        again = run(t)  # resumed with a larger patience alone: the count goes on from the history (4th at step 6)
     assert again[-1]["early_stop"] and again[-1]["step"] == 6
+    with pytest.raises(RnncliError, match=r"nothing left to do: .*stopped early \(4 validations.*--more"):
+        Trainer([str(corpus)], {}, {}, resume=str(tmp_path / "p.st"))
+    losses = iter([1.6, 1.7, 1.8, 1.9, 1.0])
+    with Trainer([str(corpus)], {}, {}, resume=str(tmp_path / "p.st"), more=More("steps", 10)) as t:
+        more = run(t)  # asked for more: patience counts afresh from step 6 (4 validations: 7, 8, 9, 10)
+    assert more[-1]["early_stop"] and more[-1]["step"] == 10 and more[-1]["session_steps"] == 4
 
 
 def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monkeypatch):
