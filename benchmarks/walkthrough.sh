@@ -62,7 +62,7 @@ check "| head ends quietly" test "$code" = 141 -a ! -s err
 rnncli train recipes.txt --tokenizer word --time "$T" --out words.safetensors >out 2>err; code=$?
 check "train --tokenizer word" test $code = 0
 rnncli generate words.safetensors -n 200 --rng-seed 2 >out 2>err
-check "word generation keeps the spaces between words" test "$(tr -cd ' ' <out | wc -c)" -ge 20
+check "word generation keeps the spaces between words" test "$(tr -cd ' ' <out | wc -c)" -ge 10
 echo "the zyzzyva quokka" | rnncli eval words.safetensors - >out 2>err
 check "unknown words are listed apart" has err "'quokka', 'zyzzyva'"
 

@@ -250,10 +250,10 @@ def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, tra
     return Speed(*shared), first
 
 
-def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2) -> tuple[Speed, float]:
+def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 3) -> tuple[Speed, float]:
     """(the Speed of training here, seconds the first step took). Two probe models shaped like the
     candidates, the user's width (or 256) and the narrowest, each a step untimed (it may compile
-    the kernels) then the median of `steps` timed ones, tell the products' rate from the
+    the kernels) then the fastest of `steps` timed ones (the least disturbed by other work), tell the products' rate from the
     vocabulary's pointwise cost; an optimizer step over the wider one's parameters gives the cost
     per parameter. batch: the rows this process trains (its share, under MPI)."""
     import numpy as np
@@ -276,22 +276,20 @@ def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2
             net.loss_and_grads(ids, ids, h, c, grads)
             K.synchronize()
             times.append(time.perf_counter() - t0)
-        timed.append((3 * macs_per_token(cfg) * tokens, _median(times[1:]), times[0]))
+        timed.append((3 * macs_per_token(cfg) * tokens, min(times[1:]), times[0]))
     param_s = _time_optimizer(K, wide.n_params, steps) / wide.n_params
     (macs_wide, t_wide, first), (macs_narrow, t_narrow, _) = timed[0], timed[-1]
-    per_mac = (t_wide - t_narrow) / (macs_wide - macs_narrow) if macs_wide > macs_narrow else 0.0
-    if per_mac <= 0:  # (noise, or a user's width as narrow as the narrowest: the products alone)
+    if macs_wide <= macs_narrow:  # (a user's width as narrow as the narrowest: the products alone)
         return Speed(macs_wide / t_wide, 0.0, param_s), first
+    # the products' share of the wide step, from the difference; at least half of that step (the
+    # vocabulary's pointwise work is a small part of a wide model's), so that noise cannot make it vanish
+    per_mac = max((t_wide - t_narrow) / (macs_wide - macs_narrow), 0.5 * t_wide / macs_wide)
     vocab_s = max(0.0, t_narrow - per_mac * macs_narrow) / (tokens * corpus.vocab_size)
     return Speed(1 / per_mac, vocab_s, param_s), first
 
 
-def _median(xs: list[float]) -> float:
-    return sorted(xs)[len(xs) // 2]
-
-
 def _time_optimizer(K, n: int, steps: int) -> float:
-    """Seconds of an optimizer step (the gradient norm and Adam) over n parameters: the median of `steps`."""
+    """Seconds of an optimizer step (the gradient norm and Adam) over n parameters: the fastest of `steps`."""
     from rnncli.config import TrainConfig
     from rnncli.optim import Adam
 
@@ -301,4 +299,4 @@ def _time_optimizer(K, n: int, steps: int) -> float:
         adam.step(params, grads, 1e-3)
         K.synchronize()
         times.append(time.perf_counter() - t0)
-    return _median(times[1:])
+    return min(times[1:])
