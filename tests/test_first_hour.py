@@ -194,3 +194,18 @@ def test_the_word_recipe_sizes_the_embedding_to_the_network_and_counts_the_vocab
     assert speed.token_seconds(cfg, 6400) > 2 * recipe.Speed(2e10).token_seconds(cfg, 6400)
     chars = recipe.Corpus(1_000_000, 50_000, 65)
     assert recipe.choose(chars, {}, {"time": 600}, speed).model["embed"] == 64  # char models as before
+
+
+def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
+    from rnncli import sample
+    from rnncli.kernels import jit
+
+    asked = []
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: name != "decode")  # decode: cold
+    real = sample.generate
+    monkeypatch.setattr(sample, "generate", lambda *a, **k: asked.append(a[1]) or real(*a, **k))
+    code, _, err = train("--steps", "2", "--out", str(tmp_path / "m.st"))
+    assert code == 0 and len(asked) == 1, err  # two tokens of the trained model, after training
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)
+    code, _, err = train("--steps", "2", "--out", str(tmp_path / "n.st"))
+    assert code == 0 and len(asked) == 1  # a warm cache: nothing more
