@@ -89,8 +89,13 @@ def _unreadable(path, e: OSError) -> RnncliError:
 
 def looks_like(path: str | os.PathLike) -> bool:
     """Whether a file begins as a safetensors file does (a header length, then a JSON object), read from
-    its first bytes alone: for telling a checkpoint given where text is expected."""
+    its first bytes alone: for telling a checkpoint given where text is expected. Only a regular file
+    is looked at: a FIFO or a device read here would lose what it gives to the reader after."""
+    import stat
+
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):
+            return False
         with open(path, "rb") as f:
             head = f.read(9)
             size = os.fstat(f.fileno()).st_size

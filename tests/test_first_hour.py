@@ -209,3 +209,12 @@ def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
     monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)
     code, _, err = train("--steps", "2", "--out", str(tmp_path / "n.st"))
     assert code == 0 and len(asked) == 1  # a warm cache: nothing more
+
+
+def test_the_checkpoint_sniff_reads_no_fifo(tmp_path, model):
+    from rnncli.checkpoint import looks_like
+
+    fifo = tmp_path / "f"
+    os.mkfifo(fifo)
+    assert not looks_like(str(fifo))  # (opening it would block, and reading it would steal the text)
+    assert looks_like(str(model)) and not looks_like(CORPUS) and not looks_like(str(tmp_path))
