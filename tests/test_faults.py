@@ -41,7 +41,7 @@ def _commands(ckpt, tmp):
         "eval": ["eval", "-m", str(ckpt), CORPUS, "--json"],
         "inspect": ["inspect", str(ckpt)],
         "inspect-json": ["inspect", str(ckpt), "--json"],
-        "train-json": ["train", CORPUS, *TINY, "--steps", "3", "--json", "--out", str(tmp / "t.safetensors")],
+        "train-json": ["train", CORPUS, *TINY, "--steps", "3", "--json", "--force", "--out", str(tmp / "t.safetensors")],
         "help": ["--help"],
     }
 
