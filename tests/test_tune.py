@@ -138,5 +138,12 @@ def test_a_cache_folder_that_cannot_be_written_only_costs_a_remeasure(tuning, mo
     blocked = tmp_path / "not-a-folder"
     blocked.write_text("")
     monkeypatch.setattr(tune, "path_file", lambda: blocked / "tune.json")
-    monkeypatch.setattr(tune, "measure", lambda *a: gemm.ROWS4)
-    assert tune.path(*SHAPE) == gemm.ROWS4  # (no exception; the read already said it cannot be read)
+    measured = []
+    monkeypatch.setattr(tune, "measure", lambda *a: measured.append(a) or gemm.ROWS4)
+    tune.path(*SHAPE)  # (no exception: the read already said it cannot be read)
+    assert len(tuning) == 1 and "cannot be read" in tuning[0]
+    assert tune.path(*SHAPE) == gemm.ROWS4 and len(measured) == 1  # kept for the rest of this run
+    assert not blocked.is_dir() and blocked.read_text() == ""  # nothing written
+    tune.reset()  # the next run measures again, and says so again
+    tune.path(*SHAPE)
+    assert len(measured) == 2 and len(tuning) == 2
