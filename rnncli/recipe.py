@@ -41,13 +41,6 @@ MODEL_FIELDS = ("cell", "layers", "hidden", "embed", "dropout")
 TRAIN_FIELDS = ("batch", "seq", "lr", "lr_schedule", "lr_min_frac", "warmup", "eval_every", "patience", "time")
 
 
-def macs_per_token(cfg: ModelConfig) -> int:
-    """Multiply-adds of one token's forward pass: the recurrent products, the inputs of layers
-    above the first (the first's is a table lookup) and the head. Training costs about 3x this."""
-    G, H = cfg.gate_width, cfg.hidden
-    return G * H + (cfg.layers - 1) * G * 2 * H + cfg.vocab_size * H
-
-
 @dataclass(frozen=True)
 class Corpus:
     """What the choice needs to know about the text."""
@@ -124,7 +117,7 @@ def base_model(corpus: Corpus, model: dict) -> dict:
 
 def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, macs_per_s: float | None):
     """Predicted training tokens and seconds under the stop rule (the nearest of those given)."""
-    t_token = 3 * macs_per_token(model) / macs_per_s if macs_per_s else None
+    t_token = 3 * model.macs_per_token() / macs_per_s if macs_per_s else None
     limits = []
     if "steps" in stop:
         limits.append(stop["steps"] * batch * seq)
@@ -174,7 +167,7 @@ def choose(corpus: Corpus, model: dict, train: dict, macs_per_s: float | None, w
     steps = int(tokens // (batch * seq))
     by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, macs_per_s)[0] if "time" in stop else math.inf
     if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
-        speed = macs_per_s / (3 * macs_per_token(cfg))
+        speed = macs_per_s / (3 * cfg.macs_per_token())
         raise RnncliError(
             f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
             f"({batch}x{seq} tokens a step at about {speed / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
@@ -245,4 +238,4 @@ def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 2
         K.synchronize()
         times.append(clock() - t0)
     per_token = sorted(times[1:])[len(times[1:]) // 2] / (batch * seq)
-    return 3 * macs_per_token(cfg) / per_token, times[0]
+    return 3 * cfg.macs_per_token() / per_token, times[0]

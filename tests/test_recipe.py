@@ -100,7 +100,7 @@ def test_the_rate_is_the_probes_training_work_over_its_median_step(monkeypatch):
     corpus, model = Corpus(5000, 500, 40), {"hidden": 32}
     rate, first = recipe.measure(cpu, corpus, model, 4, 16, steps=3)
     assert first == 3.0
-    assert rate == pytest.approx(3 * recipe.macs_per_token(recipe.probe_config(corpus, model)) * 4 * 16 / 0.5)
+    assert rate == pytest.approx(3 * recipe.probe_config(corpus, model).macs_per_token() * 4 * 16 / 0.5)
 
 
 def test_train_takes_the_recipe_stores_it_and_resume_keeps_it(tmp_path):
