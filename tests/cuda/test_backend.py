@@ -114,3 +114,37 @@ def test_looking_inside_matches_the_cpu():
     assert (gpu["top_ids"] == cpu["top_ids"]).all()
     for key in states:
         assert_close(gpu["acts"][key], cpu["acts"][key], atol=2e-5, what=str(key))
+
+
+def test_a_gpu_run_repeats_bit_for_bit(monkeypatch):
+    """Every sum has a fixed order: the same steps twice (reductions split among blocks, as large
+    products have them) give the same bits in every loss, gradient and weight, and the same tokens.
+    The simulator cannot race threads as a GPU does, so the one atomic in the kernels is pinned too:
+    it adds integers (the sampler's histogram), whose sum has no order."""
+    import re
+    from pathlib import Path
+
+    from rnncli.kernels import cuda_decode, cuda_ops
+    from rnncli.sample import Decoder
+
+    monkeypatch.setattr(cuda_ops, "_MIN_SPLIT", 2)
+    monkeypatch.setattr(cuda_decode, "MAX_THREADS", 32)  # (each simulated thread is a Python thread)
+    params, ids, targets, h0, c0, masks = random_case("gru", V=7, E=3, H=4, L=2, T=2, B=2, seed=8, dropout=0.25)
+    runs = []
+    for _ in range(2):  # (each of the simulator's threads is a Python thread: one step, a few tokens)
+        model = Model(params.copy(), K)
+        grads, adam = model.params.zeros_like(), Adam(params.data.size, TrainConfig(lr=0.01, clip=0.5), K)
+        loss = model.loss_and_grads(ids, targets, h0, c0, grads, np.stack(masks))
+        norm = adam.grad_norm(grads.data)
+        adam.step(model.params.data, grads.data, 0.01, norm)
+        dec = Decoder(model, SampleConfig(rng_seed=3), streams=range(2))
+        dec.prime([np.array([1]), np.array([3])])
+        tokens = np.concatenate(list(dec.tokens(4, chunk=2)))
+        runs.append(((loss, norm), grads.host().data, model.params.host().data, tokens))
+    assert runs[0][0] == runs[1][0]
+    for first, second in zip(runs[0][1:], runs[1][1:]):
+        assert first.tobytes() == second.tobytes()
+    root = Path(__file__).resolve().parents[2] / "rnncli" / "kernels"
+    atomics = [line.strip() for path in sorted(root.glob("cuda*.py"))
+               for line in path.read_text().splitlines() if re.search(r"\batomic\.", line)]
+    assert atomics == ["cuda.atomic.add(hist, now + ((u >> shift) & 15), vals[v] if weighed else 1)"]
