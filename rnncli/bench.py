@@ -38,8 +38,8 @@ class BenchConfig:
         return 2.0 * self.model.macs_per_token(window) * (3 if what == "train" else 1)
 
     def weight_bytes(self, executed: bool = True) -> int:
-        """Bytes of weights read per generated token: all but the embedding table (a row of it);
-        executed: as rnncli reads them, a row of layer 0's (V, G) table instead of its W_ih."""
+        """Bytes of weights read per generated token, the embedding table left out (a token reads one
+        row of it); executed: as rnncli reads them, a row of layer 0's (V, G) table for its W_ih."""
         m = self.model
         nominal = 4 * (m.n_params - m.vocab_size * m.embed)
         return nominal - 4 * m.gate_width * (m.embed - 1) if executed else nominal
