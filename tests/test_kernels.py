@@ -38,7 +38,6 @@ def shapes(names=SHAPES):
 def force_path(monkeypatch, path=None):
     """Every recurrent product by `path` (gemm.PATHS), or by gemm.rule when None: not by what the
     tuner measured on this machine."""
-    from rnncli.kernels.gemm import rule
 
     def chosen(M, N, K, parts, weights=1):
         return int(rule(N, K)) if path is None else PATHS.index(path)
