@@ -1,14 +1,18 @@
 """`rnncli bench`: training, scoring and generation speed on named configurations, optionally side by
-side with PyTorch (bench_torch.py). Each measurement runs in a fresh process, the two sides
-alternating within every repeat.
+side with PyTorch (bench_torch.py). Each measurement runs in a fresh process, the two sides taking
+turns within every repeat, the first of one repeat last in the next.
 
 Every measurement does a warm-up first (compiling, caches, allocator), reported apart from the timed
 runs. Work is the same on both sides: the same model, batch layout (B streams of T tokens, state
 carried), loss, global-norm clipping and Adam; generation samples one token at a time, at batch 1
 (`generate`) or for 64 samples at once (`generate-batch`, characters counted over all of them).
+GFLOP/s count the products each side executes (ModelConfig.macs_per_token), beside the model's
+nominal work; both are divided by one BLAS sgemm's rate (matmul_gflops), and generation's weight
+traffic by one core's memory bandwidth (memory_gb_per_s).
 """
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -26,16 +30,19 @@ class BenchConfig:
     seq: int
     gen_chars: int
 
-    def flops_per_token(self) -> float:
-        """Multiply-adds x 2 of one token's forward pass through the matrix products."""
-        m = self.model
-        G = m.gates * m.hidden
-        rec = sum(G * ((m.embed if k == 0 else m.hidden) + m.hidden) for k in range(m.layers))
-        return 2.0 * (rec + m.hidden * m.vocab_size)
+    def flops_per_token(self, what: str, executed: bool = True) -> float:
+        """FLOPs (2 a multiply-add, ModelConfig.macs_per_token) of one token of a measure: training
+        is three forward passes. executed: as rnncli runs it (layer 0's input product by its table,
+        made once a window, or once a model when generating); else the model's nominal work."""
+        window = (self.batch * self.seq if what in ("train", "eval") else math.inf) if executed else None
+        return 2.0 * self.model.macs_per_token(window) * (3 if what == "train" else 1)
 
-    def weight_bytes(self) -> int:
-        """Bytes of weights read per generated token (all but the embedding table)."""
-        return 4 * (self.model.n_params - self.model.vocab_size * self.model.embed)
+    def weight_bytes(self, executed: bool = True) -> int:
+        """Bytes of weights read per generated token, the embedding table left out (a token reads one
+        row of it); executed: as rnncli reads them, a row of layer 0's (V, G) table for its W_ih."""
+        m = self.model
+        nominal = 4 * (m.n_params - m.vocab_size * m.embed)
+        return nominal - 4 * m.gate_width * (m.embed - 1) if executed else nominal
 
 
 def _configs() -> dict[str, BenchConfig]:
@@ -153,24 +160,42 @@ def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
 
 
 def matmul_gflops(threads: int | None, device: str = "cpu") -> float:
-    """The machine's float32 matrix-product rate through the kernels' own path (on the CPU: Numba
-    threads sharing rows, single-threaded BLAS), on 1024-square matrices."""
+    """The one yardstick for both sides' GFLOP/s: the float32 product of 1024-square matrices by
+    one BLAS sgemm (NumPy's OpenBLAS, the BLAS rnncli's kernels call, on `threads` threads) on the
+    CPU, by the kernels' own product on a GPU; best of three runs of ten."""
+    n, reps = 1024, 10
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    if device == "cpu":
+        import os
+
+        from threadpoolctl import threadpool_limits
+
+        out = np.empty_like(a)
+        with threadpool_limits(threads or os.cpu_count(), user_api="blas"):
+            np.matmul(a, a, out=out)
+            seconds = min(_timed(lambda: np.matmul(a, a, out=out), reps) for _ in range(3))
+        return 2.0 * n**3 * reps / seconds / 1e9
     from rnncli.device import backend
 
     K = backend(device)
-    K.use_threads(threads)
-    n = 1024
-    a = K.asarray(np.random.default_rng(0).standard_normal((n, n)).astype(np.float32))
-    out = K.empty((n, n))
-    K.matmul(a, a, None, out)
-    K.synchronize()
-    reps = 10
+    a, out = K.asarray(a), K.empty((n, n))
 
     def product():
         K.matmul(a, a, None, out)
         K.synchronize()
 
-    return 2.0 * n**3 * reps / _timed(product, reps) / 1e9
+    product()
+    return 2.0 * n**3 * reps / min(_timed(product, reps) for _ in range(3)) / 1e9
+
+
+def memory_gb_per_s(mib: int = 256) -> float:
+    """One core's memory bandwidth: the bytes read and written by a NumPy copy of an array far
+    larger than the caches, best of three. Generation at batch 1 reads every weight once a
+    character, so this over the bytes it reads is the characters a second memory allows."""
+    src = np.ones(mib << 18, np.float32)
+    dst = np.empty_like(src)
+    np.copyto(dst, src)
+    return 2 * src.nbytes / min(_timed(lambda: np.copyto(dst, src), 1) for _ in range(3)) / 1e9
 
 
 def expand(names: list[str]) -> list[str]:
@@ -206,26 +231,30 @@ def _child(impl: str, name: str, measures: list[str], threads: int | None, devic
 def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool,
         device: str = "cpu"):
     """Yield one result dict per (config, measurement, implementation). Each repeat runs every
-    implementation in turn, so that both see the same machine state; rates are medians, and
-    rnncli's rows carry `ratio`, the median over repeats of rnncli's rate / PyTorch's."""
+    implementation in turn, so that both see the same machine state, the first in one repeat last
+    in the next; rates are medians, and rnncli's rows carry `ratio`, the median over repeats of
+    rnncli's rate / PyTorch's. gflops: the work each side executes (rnncli's layer 0 by its
+    table); gflops_nominal: the model's; weight_gb_per_s: the weights each side reads a character."""
     impls = ["rnncli"] + (["torch"] if against_torch else [])
     for name in names:
         cfg = CONFIGS[name]
         found: dict[tuple[str, str], list[dict]] = {}
-        for _ in range(repeats):
+        for i in range(repeats):
+            order = impls if i % 2 == 0 else impls[::-1]  # each side goes first in every other repeat
             for w in what:  # each measurement in a fresh process, set up as its command sets up
-                for impl in impls:
+                for impl in order:
                     for r in _child(impl, name, [w], threads, device):
                         found.setdefault((impl, r["measure"]), []).append(r)
         for w in what:
             for impl in impls:
                 rs = found[(impl, w)]
                 rate = statistics.median(r["rate"] for r in rs)
-                flops = cfg.flops_per_token() * (3 if w == "train" else 1)
+                executed = impl == "rnncli"  # (PyTorch runs the model's products as written)
                 row = {
                     "config": name, "measure": w, "impl": impl, "rate": rate, "runs": [r["rate"] for r in rs],
-                    "warmup_s": rs[0]["warmup_s"], "gflops": rate * flops / 1e9,
-                    "weight_gb_per_s": rate * cfg.weight_bytes() / 1e9 if w == "generate" else None,
+                    "warmup_s": rs[0]["warmup_s"], "gflops": rate * cfg.flops_per_token(w, executed) / 1e9,
+                    "gflops_nominal": rate * cfg.flops_per_token(w, False) / 1e9,
+                    "weight_gb_per_s": rate * cfg.weight_bytes(executed) / 1e9 if w == "generate" else None,
                 }
                 if impl == "rnncli" and against_torch:
                     # each repeat's two runs are neighbours in time: their ratio is less exposed to

@@ -357,14 +357,14 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
 
     err = Console(stderr=True, soft_wrap=True)
     notice_compiling("sequence_backward")
-    rate = bench.matmul_gflops(threads, device)
+    rate, memory = bench.matmul_gflops(threads, device), bench.memory_gb_per_s()
     rows = []
     for row in bench.run(configs, measures, repeats, threads, against_torch, device):
         rows.append(row)
         err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
     cpu, lanes = bench.cpu_description()
-    machine = {"cpu": cpu, "vector_floats": lanes, "cores": os.cpu_count(),
-               "threads": threads or os.cpu_count(), "matmul_gflops": rate, "repeats": repeats, "device": device}
+    machine = {"cpu": cpu, "vector_floats": lanes, "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
+               "matmul_gflops": rate, "memory_gb_per_s": memory, "repeats": repeats, "device": device}
     if json_out:
         print(json.dumps({"machine": machine, "results": rows}))
         return
@@ -372,21 +372,28 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
 
     pairs = ", ratio: median of each repeat's pair" if against_torch else ""
     where = f"{cpu}, {lanes}-float vectors, {machine['threads']} threads" if device == "cpu" else "CUDA GPU"
-    table = Table(title=f"rnncli bench: {where}, float32 matmul {rate:.0f} GFLOP/s, "
-                  f"medians of {repeats}{pairs}")
-    for col in ["config", "measure", "rnncli /s", "GFLOP/s", "of matmul", "weights GB/s", "warm-up s"]:
-        table.add_column(col, justify="left" if col in ("config", "measure") else "right")
+    table = Table(title=f"rnncli bench: {where}, float32 sgemm {rate:.0f} GFLOP/s, one core's memory "
+                  f"{memory:.1f} GB/s, medians of {repeats}{pairs}",
+                  caption="GFLOP/s: the products each side executes (nominal: the model's); of matmul: GFLOP/s "
+                  "over the sgemm's; of memory: the weights read a character, a second, over the bandwidth")
+    columns = ["config", "measure", "rnncli /s", "GFLOP/s", "nominal", "of matmul", "weights GB/s", "of memory",
+               "warm-up s"]
     if against_torch:
-        table.add_column("torch /s", justify="right")
-        table.add_column("ratio", justify="right")
+        columns += ["torch /s", "torch of matmul", "torch of memory", "ratio"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("config", "measure") else "right")
     unit = {"train": "tok", "eval": "tok", "generate": "char", "generate-batch": "char"}
-    ours = [r for r in rows if r["impl"] == "rnncli"]
-    for r in ours:
+
+    def of_memory(r):
+        return "-" if r["weight_gb_per_s"] is None else f"{100 * r['weight_gb_per_s'] / memory:.0f}%"
+
+    for r in (r for r in rows if r["impl"] == "rnncli"):
         cells = [r["config"], r["measure"], f"{r['rate']:,.0f} {unit[r['measure']]}", f"{r['gflops']:.1f}",
-                 f"{100 * r['gflops'] / rate:.0f}%",
-                 "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}", f"{r['warmup_s']:.2f}"]
+                 f"{r['gflops_nominal']:.1f}", f"{100 * r['gflops'] / rate:.0f}%",
+                 "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}", of_memory(r),
+                 f"{r['warmup_s']:.2f}"]
         if against_torch:
             t = next(x for x in rows if x["impl"] == "torch" and x["config"] == r["config"] and x["measure"] == r["measure"])
-            cells += [f"{t['rate']:,.0f}", f"{r['ratio']:.2f}x"]
+            cells += [f"{t['rate']:,.0f}", f"{100 * t['gflops'] / rate:.0f}%", of_memory(t), f"{r['ratio']:.2f}x"]
         table.add_row(*cells)
     Console(width=200).print(table)

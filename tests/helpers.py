@@ -55,3 +55,16 @@ def assert_close(actual, expected, atol, rtol=0.0, what=""):
     bound = atol + rtol * np.abs(expected)
     worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.size else ()
     assert np.all(err <= bound), f"{what}: worst error {err[worst]:.3g} at {worst} (actual {actual[worst]}, expected {expected[worst]})"
+
+
+class FakeClock:
+    """Seconds that pass only when a test says so (`advance`): time budgets tested without a real clock."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -1,12 +1,16 @@
 """The command line end to end: data on stdout, one-line errors on stderr, numba kept out of --help."""
 import json
+import os
+import platform
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from rnncli import cli
+from rnncli.bench import CONFIGS
 from rnncli.runs import More
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,11 +201,16 @@ def test_bench_reports_rates_as_json():
     r = rnncli("bench", "-c", "small-rnn", "--measure", "eval", "--measure", "generate", "--repeats", "1", "--json")
     assert r.returncode == 0, r.stderr.decode()
     out = json.loads(r.stdout)
-    assert out["machine"]["matmul_gflops"] > 0
+    assert out["machine"]["matmul_gflops"] > 0 and out["machine"]["memory_gb_per_s"] > 0
     rows = {(x["config"], x["measure"]): x for x in out["results"]}
     assert set(rows) == {("small-rnn", "eval"), ("small-rnn", "generate")}
-    assert all(x["rate"] > 0 and x["gflops"] > 0 and x["impl"] == "rnncli" for x in rows.values())
-    assert rows[("small-rnn", "generate")]["weight_gb_per_s"] > 0
+    cfg = CONFIGS["small-rnn"]
+    for (_, what), x in rows.items():  # each figure the rate times its own count
+        assert x["rate"] > 0 and x["impl"] == "rnncli"
+        assert x["gflops"] == pytest.approx(x["rate"] * cfg.flops_per_token(what) / 1e9)
+        assert x["gflops_nominal"] == pytest.approx(x["rate"] * cfg.flops_per_token(what, executed=False) / 1e9)
+    generate = rows[("small-rnn", "generate")]
+    assert generate["weight_gb_per_s"] == pytest.approx(generate["rate"] * cfg.weight_bytes() / 1e9)
     assert "unknown --config" in rnncli("bench", "-c", "huge").stderr.decode()
 
 
@@ -218,6 +227,51 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     assert ours["rate"] == 12.0 and ours["ratio"] == 1.5  # pairs 2.0, 1.0, 1.5; medians 12 / 12 = 1
 
 
+def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(monkeypatch):
+    """A side that always ran first (a cold machine, or one the other had heated) would be favoured;
+    rnncli's GFLOP/s count its layer 0 by the table it runs, PyTorch's the model's products."""
+    from rnncli import bench
+
+    order = []
+
+    def child(impl, name, measures, threads, device):
+        order.append(impl)
+        return [{"measure": measures[0], "rate": 100.0, "warmup_s": 0.0}]
+
+    monkeypatch.setattr(bench, "_child", child)
+    rows = list(bench.run(["small-lstm"], ["train", "generate"], 3, None, against_torch=True))
+    assert order == ["rnncli", "torch"] * 2 + ["torch", "rnncli"] * 2 + ["rnncli", "torch"] * 2
+    cfg = CONFIGS["small-lstm"]
+    for r in rows:
+        ours = r["impl"] == "rnncli"
+        assert r["gflops"] == pytest.approx(100.0 * cfg.flops_per_token(r["measure"], executed=ours) / 1e9)
+        assert (r["gflops"] < r["gflops_nominal"]) == ours
+    assert next(r for r in rows if r["impl"] == "torch" and r["measure"] == "generate")["weight_gb_per_s"] == pytest.approx(1e-7 * cfg.weight_bytes(False))
+
+
+def test_one_cost_model_counts_layer_0_as_each_side_runs_it():
+    """ModelConfig.macs_per_token: the model's products (layer 0's input product G x E a token) or,
+    as rnncli runs it, a (V, G) table made once a window and a row a token: what the recipe counts
+    (a window without end: generation's table, made once a model)."""
+    from rnncli.config import ModelConfig
+    from rnncli.model import Model
+    from rnncli.params import init_params
+
+    cfg = ModelConfig(vocab_size=65, cell="lstm", layers=3, hidden=128, embed=64)
+    G, H, E, V = 4 * 128, 128, 64, 65
+    nominal = G * (E + H) + 2 * G * (H + H) + V * H
+    assert cfg.macs_per_token(None) == nominal
+    assert cfg.macs_per_token(2500) == nominal - G * E + V * E * G / 2500
+    assert cfg.macs_per_token() == nominal - G * E  # (generation)
+    model = Model(init_params(cfg, np.random.default_rng(0)))
+    for window in (V - 1, V, 2500):  # the table's cost exactly where the model makes one
+        table = nominal - G * E + V * E * G / window
+        assert cfg.macs_per_token(window) == (table if model._by_table(window) else nominal)
+    small = CONFIGS["small-lstm"]  # (2 layers, batch 50 x seq 50)
+    assert small.flops_per_token("train") == 3 * 2 * small.model.macs_per_token(50 * 50)
+    assert small.flops_per_token("generate", executed=False) == 2 * small.model.macs_per_token(None)
+
+
 def test_bench_names_the_cpu_and_its_vector_width():
     from rnncli.bench import cpu_description
 
@@ -225,5 +279,7 @@ def test_bench_names_the_cpu_and_its_vector_width():
     assert cpu_description(zen2) == ("AMD EPYC (family 23 model 49)", 8)
     assert cpu_description(zen2.replace("avx2", "avx2 avx512f"))[1] == 16
     assert cpu_description("processor : 0\nFeatures : fp asimd\nCPU part : 0xd0c\n")[1] == 4
-    name, lanes = cpu_description()  # this machine's
-    assert name and lanes in (4, 8, 16)
+    if os.path.exists("/proc/cpuinfo"):  # this machine's, read from where the samples above come from
+        with open("/proc/cpuinfo") as f:
+            assert cpu_description() == cpu_description(f.read())
+    assert cpu_description("") == (platform.processor() or platform.machine(), 4)  # nothing known: the least

@@ -142,24 +142,42 @@ def test_a_stop_signal_saves_and_says_how_to_resume(tmp_path, sig, code):
     assert code == 0 and json.loads(stdout.splitlines()[-1])["step"] == last["step"] + 2
 
 
+def _replaced(path: Path) -> tuple:
+    """What changes when a save lands (each renames a new file over the checkpoint)."""
+    st = path.stat()
+    return st.st_ino, st.st_mtime_ns, st.st_size
+
+
 def _kill_loop(tmp_path, kills: int):
-    """Start a run that saves at every step, SIGKILL it at a random moment (at start-up, mid-step,
-    mid-save), and check that the checkpoint on disk is always a whole, valid one."""
+    """Start a run that saves at every step and SIGKILL it at start-up, or once it has been seen
+    to land 1-3 saves (by polling the checkpoint, so a slow start only makes the wait longer): then
+    it is mid-step or mid-save, as the next save follows at once. The checkpoint on disk must always
+    be a whole, valid one, at a step that only moves on, and on past every save seen."""
     out = tmp_path / "m.safetensors"
     code, _, err = run_cli("train", CORPUS, "--hidden", "192", "--batch", "8", "--seq", "16",
                            "--steps", "1", "--out", str(out))
     assert code == 0, err
     rng, steps = random.Random(7), [1]
-    for _ in range(kills):
-        p = rnncli_popen("train", CORPUS, "--resume", str(out), "--steps", "1000000", "--eval-every", "1",
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(0.1, 1.0) if rng.random() < 0.2 else rng.uniform(1.5, 4.0))  # some at start-up
+    for i in range(kills):
+        saves = rng.choice((0, 1, 2, 3)) if i else 1  # 0: at start-up
+        seen, last = 0, _replaced(out)
+        with open(tmp_path / "stderr.txt", "w") as err:
+            p = rnncli_popen("train", CORPUS, "--resume", str(out), "--steps", "1000000", "--eval-every", "1",
+                             stdout=subprocess.DEVNULL, stderr=err)
+        if saves == 0:
+            time.sleep(rng.uniform(0.0, 0.5))  # (only picks the moment: the test holds whenever it comes)
+        deadline = time.monotonic() + 300
+        while seen < saves:
+            assert p.poll() is None, f"the run ended: {(tmp_path / 'stderr.txt').read_text()[-500:]}"
+            assert time.monotonic() < deadline, "no save in 300 s"
+            now = _replaced(out)
+            seen, last = seen + (now != last), now
+            time.sleep(0.001)
         p.kill()
         p.wait()
         contents, tensors = validate.load(str(out), training=True)  # raises if damaged in any way
         steps.append(contents.meta["progress"]["step"])
-        assert steps[-1] >= steps[-2]
-    assert steps[-1] > 1, "no kill came after a save: the loop tested nothing"
+        assert steps[-1] >= steps[-2] + (saves > 0), (saves, steps)
     code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", str(steps[-1] + 1))
     assert code == 0, err
     assert not list(tmp_path.glob(".m.safetensors.*")), "stale temporary or lock files remain"

@@ -9,6 +9,7 @@ from rnncli import recipe
 from rnncli.config import ModelConfig, TrainConfig, from_dict, to_dict
 from rnncli.errors import RnncliError
 from rnncli.recipe import Corpus, choose
+from tests.helpers import FakeClock
 from tests.hostile import run_cli
 
 CORPUS = str(Path(__file__).parent.parent / "sample_corpora" / "forecasts.txt")
@@ -92,11 +93,26 @@ def test_windows_keep_enough_of_them_per_epoch_and_a_stream_per_rank():
     assert choose(Corpus(10_000, 0, 30), {}, {"steps": 10}, None).train["patience"] is None  # nothing to validate on
 
 
-def test_the_rate_measured_predicts_plausible_speeds():
+def test_the_speed_is_read_from_two_probes_and_an_optimizer_step(monkeypatch):
+    """On a clock of the test's own: the wide probe's steps take 3 s (the first: compiling, reported,
+    not counted), 0.5, 0.25 and 1 s; the narrow one's 0.2, 0.1, 0.05, 0.08; Adam's 0.01, 0.002, 0.001,
+    0.003. The fastest of each counts; the products' rate comes from the difference of the probes
+    (at least half the wide step), the vocabulary's cost from what the narrow step has left over."""
     from rnncli.kernels import cpu
 
-    speed, first = recipe.measure(cpu, Corpus(5000, 500, 40), {"hidden": 32}, 4, 16)
-    assert speed.macs_per_s > 1e7 and first > 0 and speed.vocab_s >= 0 and speed.param_s > 0
+    steps = [3.0, 0.5, 0.25, 1.0, 0.2, 0.1, 0.05, 0.08, 0.01, 0.002, 0.001, 0.003]
+    readings = iter([x for i, d in enumerate(steps) for x in (10.0 * i, 10.0 * i + d)])
+    monkeypatch.setattr(recipe, "clock", lambda: next(readings))
+    corpus, model, tokens = Corpus(5000, 500, 40), {"hidden": 32}, 4 * 16
+    speed, first = recipe.measure(cpu, corpus, model, 4, 16, steps=3)
+    wide, narrow = recipe.probe_config(corpus, model), recipe.probe_config(corpus, {"hidden": 16}, 16)
+    mw, mn = 3 * wide.macs_per_token() * tokens, 3 * narrow.macs_per_token() * tokens
+    per_mac = max((0.25 - 0.05) / (mw - mn), 0.5 * 0.25 / mw)
+    assert first == 3.0
+    assert speed.macs_per_s == pytest.approx(1 / per_mac)
+    assert speed.vocab_s == pytest.approx(max(0.0, 0.05 - per_mac * mn) / (tokens * 40))
+    assert speed.param_s == pytest.approx(0.001 / wide.n_params)
+    assert speed.token_seconds(wide, tokens) * tokens == pytest.approx(0.25 + 0.001, rel=0.3)  # (what it was measured on)
 
 
 def test_train_takes_the_recipe_stores_it_and_resume_keeps_it(tmp_path):
@@ -164,17 +180,27 @@ def test_plan_writes_nothing_takes_no_lock_and_needs_no_writable_folder(tmp_path
     assert code == 0 and stdout.startswith("recipe (plain): ") and '"cell": "lstm"' in stdout
 
 
-def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chosen_one(tmp_path):
+def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chosen_one(tmp_path, monkeypatch):
+    """On a clock of the test's own, each step 0.25 s: --time 3 stops at 3 s, after 12 steps; resumed
+    with --time 5 the run trains two more seconds, not five."""
+    from rnncli.kernels import jit
+    from rnncli.model import Model
+    from rnncli.train import Trainer
+
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)  # (no first step set apart)
+    clock, step = FakeClock(), Model.loss_and_grads
+    monkeypatch.setattr(Model, "loss_and_grads", lambda self, *a, **kw: clock.advance(0.25) or step(self, *a, **kw))
     out = tmp_path / "t.st"
-    small = ["--hidden", "16", "--embed", "8", "--batch", "8", "--seq", "32", "--recipe", "plain", "--out", str(out)]
-    code, _, err = run_cli("train", CORPUS, "--time", "3", *small)
-    assert code == 0, err
-    first = json.loads(run_cli("inspect", str(out), "--json")[1])["progress"]
-    assert 3 <= first["elapsed_s"] < 5
-    code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--time", "5")  # two more seconds, not five
-    assert code == 0, err
+    small = {"batch": 8, "seq": 32, "recipe": "plain", "out": str(out)}
+    for settings, resume in ((dict(small, time=3), None), ({"time": 5}, str(out))):
+        with Trainer([CORPUS], {"hidden": 16, "embed": 8} if resume is None else {}, settings, resume=resume) as t:
+            t.clock = clock
+            done = list(t.run())[-1]
+        if resume is None:
+            first = json.loads(run_cli("inspect", str(out), "--json")[1])["progress"]
+    assert first["elapsed_s"] == 3.0 and first["step"] == 12
     second = json.loads(run_cli("inspect", str(out), "--json")[1])
-    assert 5 <= second["progress"]["elapsed_s"] < first["elapsed_s"] + 4.5 and second["progress"]["step"] > first["step"]
+    assert second["progress"]["elapsed_s"] == 5.0 and second["progress"]["step"] == done["step"] == 20
     assert second["train"]["time"] == 5
     # the default run's 300 s is the recipe's choice: a stop given on resume replaces it
     from rnncli.train import Trainer
@@ -187,5 +213,5 @@ def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chose
         assert t.cfg.time is None and t.cfg.steps == 3
     with Trainer([CORPUS], {}, {}, resume=str(tmp_path / "d.st")) as t:
         assert t.cfg.time == recipe.DEFAULT_TIME  # (no stop given: the run's own)
-    with Trainer([CORPUS], {}, {"steps": 3}, resume=str(out)) as t:
-        assert t.cfg.time == 5 and t.cfg.steps == 3  # a time the user gave stays
+    with pytest.raises(RnncliError, match="has run its 5 s"):  # a time the user gave stays (and is reached)
+        Trainer([CORPUS], {}, {"steps": 30}, resume=str(out))

@@ -30,3 +30,24 @@ def test_pytorch_reproduces_rnncli_logits(tmp_path, cell):
     with torch.no_grad():
         theirs = net(torch.from_numpy(window))[0].numpy()
     assert np.abs(ours - theirs).max() < 1e-4
+
+
+@pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
+def test_the_benchmarks_scripted_generation_runs_the_same_network(cell):
+    """bench_torch's TorchScript loop over nn.*Cell: fed back its own tokens, TorchNet (nn.LSTM and
+    the others) reaches the same state, so the loop that generation is compared with is the model."""
+    from rnncli.bench_torch import cells_loop
+    from rnncli.config import ModelConfig
+
+    cfg = ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=9, embed=5)
+    torch.manual_seed(0)
+    net = TorchNet(cfg)
+    zeros = [torch.zeros(3, 9) for _ in range(2)]
+    with torch.no_grad():
+        ids, h, c = cells_loop(net, cfg)(torch.zeros(3, dtype=torch.long), list(zeros), list(zeros), 12)
+        fed = torch.cat([torch.zeros(1, 3, dtype=torch.long), ids[:-1]])  # (T, B): the tokens each step read
+        _, state = net(fed)
+    h_n = state[0] if cell == "lstm" else state
+    assert torch.allclose(torch.stack(h), h_n, atol=1e-6)
+    if cell == "lstm":
+        assert torch.allclose(torch.stack(c), state[1], atol=1e-6)

@@ -10,6 +10,7 @@ from rnncli.errors import RnncliError
 from rnncli.model import load_model
 from rnncli.runs import More
 from rnncli.train import Trainer
+from tests.helpers import FakeClock
 
 TINY = {"hidden": 16, "embed": 8}
 
@@ -132,26 +133,26 @@ def test_patience_stops_after_that_many_validations_without_a_new_best(corpus, t
 
 
 def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monkeypatch):
-    import time
-
+    """On a clock of the test's own: the first step takes 2.125 s (compiling), each later one
+    0.125 s; the 0.5 s budget buys four steps after the first, and the first is not charged to it."""
     from rnncli.kernels import jit
     from rnncli.model import Model
 
     monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: False)  # as on a cold cache
-    first = Model.loss_and_grads
+    clock, step = FakeClock(), Model.loss_and_grads
 
-    def slow_first(self, *args, **kw):
-        if not getattr(self, "_slept", False):
-            self._slept = True
-            time.sleep(2.0)  # what compiling costs
-        return first(self, *args, **kw)
+    def timed(self, *args, **kw):
+        clock.advance(2.125 if clock.now == 0.0 else 0.125)
+        return step(self, *args, **kw)
 
-    monkeypatch.setattr(Model, "loss_and_grads", slow_first)
-    settings = dict(batch=2, seq=8, time=0.3, eval_every=1000, out=str(tmp_path / "t.st"), recipe="plain")
+    monkeypatch.setattr(Model, "loss_and_grads", timed)
+    settings = dict(batch=2, seq=8, time=0.5, eval_every=1000, out=str(tmp_path / "t.st"), recipe="plain")
     with Trainer([str(corpus)], TINY, settings) as t:
+        t.clock = clock
         done = run(t)[-1]
-    assert done["compile_s"] >= 2.0 and done["step"] > 1  # steps went on after the slow one
-    assert done["elapsed_s"] < 2.0  # the 0.3 s budget and a validation, without the 2 s
+    assert done["compile_s"] == 2.125 and done["step"] == 5  # steps went on after the slow one
+    assert done["elapsed_s"] == 0.5 and done["train_s"] == 0.5  # the budget, without the 2.125 s
+    assert done["tokens_per_s"] == 4 * 2 * 8 / 0.5
 
 
 @pytest.mark.parametrize("settings, message", [({"patience": 0}, "--patience must be at least 1"),
