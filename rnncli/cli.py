@@ -112,7 +112,7 @@ def train(
     cell: Optional[str] = typer.Option(None, help=_d("rnn, gru or lstm", f"gru (auto) / {M.cell} (plain)"), show_default=False),
     layers: Optional[int] = typer.Option(None, help=_d("recurrent layers", f"{M.layers}"), show_default=False),
     hidden: Optional[int] = typer.Option(None, help=_d("hidden units per layer", f"{CHOSEN} / {M.hidden}"), show_default=False),
-    embed: Optional[int] = typer.Option(None, help=_d("embedding size", f"{M.embed}"), show_default=False),
+    embed: Optional[int] = typer.Option(None, help=_d("embedding size", f"{M.embed}; auto over a vocabulary of 512+: 256, at most --hidden"), show_default=False),
     dropout: Optional[float] = typer.Option(None, help=_d("dropout between layers", f"{CHOSEN} / {M.dropout}"), show_default=False),
     batch: Optional[int] = typer.Option(None, help=_d("parallel streams", f"{CHOSEN} / {T.batch}"), show_default=False),
     seq: Optional[int] = typer.Option(None, help=_d("steps of backpropagation through time", f"{CHOSEN} / {T.seq}"), show_default=False),
