@@ -8,11 +8,11 @@ import codecs
 import re
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from rnncli import pathcheck
 from rnncli.config import UNK
 from rnncli.errors import RnncliError
 
@@ -33,8 +33,7 @@ def read_bytes(sources: list[str]) -> bytes:
 
 def open_file(src: str) -> BinaryIO:
     """A corpus file opened for reading, or an RnncliError that names it."""
-    if Path(src).is_dir():
-        raise RnncliError(f"{src} is a directory, not a text file")
+    pathcheck.readable_file(src, "text file")
     return reading(src, open, src, "rb")
 
 

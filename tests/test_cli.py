@@ -112,7 +112,7 @@ def test_a_closed_pipe_ends_quietly(trained):
         (["train", "SHORT", "--batch", "many"], "--batch"),
         (["train", "SHORT", "--dropout", "1.5"], "dropout"),
         (["train", "SHORT", "--cell", "transformer"], "cell"),
-        (["train", "LONG", "--out", "/no/such/folder/m.safetensors"], "not a writable folder"),
+        (["train", "LONG", "--out", "/no/such/folder/m.safetensors"], "the folder /no/such/folder does not exist"),
         (["generate", "--model", "SHORT"], "not a safetensors"),
         (["eval", "SHORT", "--model", "no-such.safetensors"], "no such checkpoint"),
         (["inspect", "SHORT"], "not a safetensors"),
