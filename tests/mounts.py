@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import subprocess
 from pathlib import Path
 
@@ -23,8 +24,9 @@ def tmpfs(folder: Path, size: str = "1m", read_only: bool = False):
         subprocess.run(["umount", "-l", str(folder)], capture_output=True)
 
 
-def fill(folder: Path) -> Path:
-    """Take every free byte of the file system that holds `folder`; returns the filler (delete it to free them)."""
+def fill(folder: Path, leave: int = 0) -> Path:
+    """Take every free byte of the file system that holds `folder` but `leave`; returns the filler
+    (delete it to free them)."""
     filler = folder / "filler"
     with open(filler, "wb", buffering=0) as f:
         try:
@@ -32,4 +34,6 @@ def fill(folder: Path) -> Path:
                 f.write(b"\0" * 4096)
         except OSError as e:
             assert e.errno == errno.ENOSPC, e
+    if leave:
+        os.truncate(filler, max(0, filler.stat().st_size - leave))
     return filler
