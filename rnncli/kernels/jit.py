@@ -50,6 +50,22 @@ def kernel(fn=None, *, parallel: bool = False, inline: bool = False, reassociate
     return wrap(fn) if fn is not None else wrap
 
 
+def callback(signature):
+    """Compile a function as a C callback of `signature` (numba.cfunc: blas.py's fallback bindings),
+    cached on disk as the kernels are."""
+
+    def wrap(f):
+        from numba.core import sigutils
+        from numba.core.ccallback import CFunc
+
+        compiled = CFunc(f, sigutils.normalize_signature(signature), locals={}, options=dict(nopython=True))
+        compiled._cache = cache_for(f)  # (what cache=True would set up)
+        compiled.compile()
+        return compiled
+
+    return wrap
+
+
 def gpu_kernel(fn=None, *, device: bool = False):
     """Compile `fn` with numba.cuda: a kernel, cached on disk beside the CPU's kernels, or with
     device=True a device function, inlined into the kernels that call it. Only the cuda_* modules
