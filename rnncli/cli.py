@@ -275,7 +275,9 @@ class _Stdout:
 
 
 def _error(message: str) -> None:
-    print(f"rnncli: error: {message}", file=sys.stderr)
+    """One line, whatever the message quotes (a file name may hold a newline or other control characters)."""
+    one_line = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in message)
+    print(f"rnncli: error: {one_line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
