@@ -162,18 +162,6 @@ def test_inspect_flags_become_a_probe_config(monkeypatch):
                               threshold=0.5, html="p.html")
 
 
-def test_first_run_compiles_into_the_user_cache_and_says_so(trained, tmp_path):
-    """Kernels compile once into $RNNCLI_CACHE_DIR (never the install folder), with a notice."""
-    path, _ = trained
-    env = {**__import__("os").environ, "RNNCLI_CACHE_DIR": str(tmp_path / "cache")}
-    args = [sys.executable, "-m", "rnncli", "generate", "--model", str(path), "-n", "5"]
-    first = subprocess.run(args, capture_output=True, env=env)
-    second = subprocess.run(args, capture_output=True, env=env)
-    assert first.returncode == 0 and "compiling" in first.stderr.decode()
-    assert second.returncode == 0 and second.stderr == b""
-    assert list((tmp_path / "cache").glob("kernels-*/**/*decode*.nbi"))
-
-
 @pytest.mark.parametrize("tokenizer", ["byte", "word"])
 def test_train_from_stdin_with_other_tokenizers(tmp_path, tokenizer):
     out = tmp_path / "m.safetensors"

@@ -22,6 +22,7 @@ def files(tmp_path_factory):
     assert code == 0, err
     (folder / "dir").mkdir()
     (folder / "plain").write_text("a file, not a folder")
+    os.mkfifo(folder / "fifo")  # (a device would do as well: /dev/null itself was replaced before the check)
     return folder
 
 
@@ -32,7 +33,7 @@ CASES = {  # name: (argv with {f} the fixture's folder, what the line must say)
     "out missing folder": (["train", "{f}/corpus.txt", "--out", "{f}/nope/m.st"], "the folder {f}/nope does not exist"),
     "out under a file": (["train", "{f}/corpus.txt", "--out", "{f}/plain/m.st"], "{f}/plain is not a folder"),
     "out /proc": (["train", "{f}/corpus.txt", "--out", "/proc/m.st"], "does not take new files"),
-    "out device": (["train", "{f}/corpus.txt", "--out", "/dev/null"], "not a regular file"),
+    "out pipe": (["train", "{f}/corpus.txt", "--out", "{f}/fifo"], "not a regular file"),
     "out is the corpus": (["train", "{f}/corpus.txt", "--out", "{f}/corpus.txt"], "which this command reads"),
     "out NUL": (["train", "{f}/corpus.txt", "--out", "m\0.st"], "cannot hold a NUL"),
     "out too long": (["train", "{f}/corpus.txt", "--out", "x" * 5000], "File name too long"),
@@ -49,8 +50,8 @@ CASES = {  # name: (argv with {f} the fixture's folder, what the line must say)
     "html folder": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/dir"], "it is a folder"),
     "html missing folder": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/no/p.html"],
                             "the folder {f}/no does not exist"),
-    "html device": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "/dev/null"],
-                    "not a regular file"),
+    "html pipe": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/fifo"],
+                  "not a regular file"),
     "html is the text": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/corpus.txt"],
                          "which this command reads"),
     "html is the model": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/m.safetensors"],
@@ -67,7 +68,7 @@ def test_a_bad_path_is_one_line_before_any_work(files, case):
     assert_clean(code, err, allowed=(1,))  # one line: no recipe, no "tokens, mean surprise" before it
     assert message.replace("{f}", str(files)) in err and out == ""
     assert {p.name: p.read_bytes() for p in files.iterdir() if p.is_file()} == before  # nothing written or replaced
-    assert os.path.exists("/dev/null") and not os.path.isfile("/dev/null")
+    assert (files / "fifo").is_fifo()
 
 
 def test_an_out_folder_on_a_read_only_file_system(files, tmp_path):
