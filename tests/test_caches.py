@@ -65,6 +65,8 @@ def test_a_damaged_kernel_cache_file_is_compiled_again_with_one_note(tmp_path, m
     (index,) = tmp_path.glob("**/*_toy-*.nbi")
     (data,) = tmp_path.glob("**/*_toy-*.nbc")
     _damage(index if which == "index" else data, how, monkeypatch)
+    if how == "folder" and which == "index":  # both: a new index names the first data file again
+        _damage(data, how, monkeypatch)
     assert _compiled(tmp_path, monkeypatch) == (5.0, 0, 1)  # compiled again, same result
     assert len(notes) == 1 and "damaged compiled kernels" in notes[0] and "compiling them again" in notes[0]
     monkeypatch.undo()  # (the refusing open too)

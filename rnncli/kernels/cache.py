@@ -80,6 +80,8 @@ class _Files(caching.IndexDataCacheFile):
         self._write(self._data_path(name), data)
 
     def _write(self, path, obj):
+        if os.path.isdir(path) and not os.path.islink(path):  # (a folder in a file's place: no rename replaces it)
+            _remove(path)
         with self._open_for_write(path) as f:  # (a temporary file beside it, renamed over it)
             f.write(framed(self._dump(obj)))
 
