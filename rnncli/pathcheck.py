@@ -31,8 +31,10 @@ def readable_file(path: str, what: str) -> None:
         raise RnncliError(f"no such {'file' if what == 'text file' else what}: {path}")
     if stat.S_ISDIR(st.st_mode):
         raise RnncliError(f"{path} is a directory, not a {what}")
+    if not stat.S_ISREG(st.st_mode):  # (a FIFO or <(command) is left alone: opening it is the writer's signal)
+        return
     try:
-        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK))  # (a FIFO opens at once; its reader waits)
+        os.close(os.open(path, os.O_RDONLY))
     except OSError as e:
         raise RnncliError(f"cannot read {path}: {e.strerror}") from None
 
