@@ -190,8 +190,9 @@ class Streams:
         self.B, self.T = b1 - b0, seq
         self.length = (len(ids) - 1) // batch  # tokens per stream
         n = self.length * batch
-        self.x = ids[:n].reshape(batch, self.length)[b0:b1]
-        self.y = ids[1 : n + 1].reshape(batch, self.length)[b0:b1]
+        shape = (batch, self.length) if self.length else (0, 0)  # (more streams than tokens: no window; and numpy caps an axis)
+        self.x = ids[:n].reshape(shape)[b0:b1]
+        self.y = ids[1 : n + 1].reshape(shape)[b0:b1]
         self.n_windows = self.length // seq
 
     def window(self, w: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:
