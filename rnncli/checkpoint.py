@@ -17,6 +17,7 @@ import struct
 import zlib
 from pathlib import Path
 
+from rnncli import pathcheck
 from rnncli.errors import RnncliError
 
 FORMAT = "rnncli-checkpoint"
@@ -119,6 +120,7 @@ class Reader:
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
+        pathcheck.readable_file(str(path), "checkpoint")
         try:
             self.file = open(self.path, "rb")
         except OSError as e:

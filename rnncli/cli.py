@@ -102,6 +102,15 @@ def _device_option(default: Optional[str] = "auto"):
     return typer.Option(default, help=_d("cpu, cuda, or auto (CUDA when a GPU is there)", "auto"), show_default=False)
 
 
+def _utf8(option: str, *values: str) -> None:
+    """Text options hold text: bytes that are not UTF-8 (which Python keeps as lone surrogates) are refused."""
+    for value in values:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise RnncliError(f"{option} holds bytes that are not UTF-8 text: {value!r:.60}") from None
+
+
 M, T = ModelConfig, TrainConfig
 CHOSEN = "chosen (auto)"  # what --recipe auto, the default, does with a setting not given
 
@@ -187,6 +196,8 @@ def generate(
     device: str = _device_option(),
 ):
     """Stream text continuing a seed (or answer prompts) to stdout."""
+    _utf8("--seed", seed)
+    _utf8("--stop", *(stop or ()))
     cfg = SampleConfig(length, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, greedy, rng_seed,
                        tuple(stop or ()), max_time, num_samples, device)
     from rnncli.ui import run_generation
@@ -320,7 +331,9 @@ class _Stdout:
 
 
 def _error(message: str) -> None:
-    print(f"rnncli: error: {message}", file=sys.stderr)
+    """One line, whatever the message quotes (a file name may hold a newline or other control characters)."""
+    one_line = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in message)
+    print(f"rnncli: error: {one_line}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -328,9 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     into silence) and its exit status."""
     from typer._click import exceptions as click_exceptions
 
-    from rnncli import tune
+    from rnncli import paths, tune
 
-    tune.notes = lambda message: print(f"rnncli: {message}", file=sys.stderr, flush=True)
+    tune.notes = paths.notes = lambda message: print(f"rnncli: {message}", file=sys.stderr, flush=True)
     stdout = sys.stdout
     sys.stdout = _Stdout(stdout)
     together = False  # an exit every rank of an MPI job takes at the same step (a stop by signal)

@@ -10,6 +10,7 @@ import stat
 import sys
 import tempfile
 import unicodedata
+import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from rnncli.errors import RnncliError
 from rnncli.paths import cache_root
 from rnncli.streaming import check
 
-FORMAT = 1  # bump when the cache's files or the tokenization change
+FORMAT = 2  # bump when the cache's files or the tokenization change (2: a CRC-32 of the ids)
 EDGE = 1 << 20  # bytes hashed at each end of a file for the cache key
 HINT = "; use --tokenizer byte for arbitrary bytes"
 
@@ -46,6 +47,10 @@ class _CacheUnwritable(Exception):
     """Writing into the cache folder failed (no space, a quota): the build is redone uncached."""
 
 
+class _Damaged(Exception):
+    """A cache entry that is not what was written there (cut short, garbage, unreadable): rebuilt."""
+
+
 def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokenizer | None = None,
                 cache: bool = True, block: int = 1 << 24) -> Corpus:
     """The token ids of the concatenated `sources` (`-` is standard input, never cached), with a vocabulary
@@ -60,15 +65,20 @@ def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokeni
             files.append(_Source(src))
         folder = _folder() if cache and all(f.stat for f in files) else None
         key = _key(files, kind, max_vocab) if folder else None
-        found = _load(folder, key, kind, tokenizer) if folder else None
+        damaged = None
+        try:
+            found = _load(folder, key, kind, tokenizer) if folder else None
+        except _Damaged as e:
+            found, damaged = None, f"the token cache entry {key[:12]}... in {folder} was damaged ({e}); tokenized again"
         if found:
             return found
         try:
-            return _build(files, kind, max_vocab, tokenizer, folder, key, max(1, block))
+            made = _build(files, kind, max_vocab, tokenizer, folder, key, max(1, block))
         except _CacheUnwritable as e:  # a full disk or quota where the cache lives: a temp file will do
             made = _build(files, kind, max_vocab, tokenizer, None, None, max(1, block))
-            made.note = f"the token cache in {folder} could not be written ({e}); this run's ids are not kept"
-            return made
+            damaged = f"the token cache in {folder} could not be written ({e}); this run's ids are not kept"
+        made.note = damaged
+        return made
     finally:
         for f in files:
             f.file.close()
@@ -168,11 +178,13 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
         if key is None:
             return Corpus(_map(tmp, dtype, n), tok, fingerprint, missing)
         path = folder / f"{key}.ids"
+        _clear(path)
         os.replace(tmp, path)
-        meta = {"format": FORMAT, "dtype": dtype.str, "length": n, "tokenizer": tok.to_json(),
+        ids = _map(path, dtype, n)
+        meta = {"format": FORMAT, "dtype": dtype.str, "length": n, "crc32": zlib.crc32(ids), "tokenizer": tok.to_json(),
                 "fingerprint": fingerprint, "missing": missing, "own_vocabulary": tokenizer is None}
         _write_json(folder / f"{key}.json", meta)
-        return Corpus(_map(path, dtype, n), tok, fingerprint, missing)
+        return Corpus(ids, tok, fingerprint, missing)
     except OSError as e:
         if folder is not None:
             raise _CacheUnwritable(e.strerror or str(e)) from None
@@ -246,9 +258,16 @@ def _key(files: list[_Source], kind: str, max_vocab: int) -> str:
 
 
 def _load(folder: Path, key: str, kind: str, tokenizer: Tokenizer | None) -> Corpus | None:
-    """The cached corpus, or None when the entry is missing or anything about it is wrong."""
+    """The cached corpus; None when there is no entry, or one for another vocabulary; _Damaged when
+    the entry is not what was written (its ids are checked against their CRC-32: a wrong id would
+    index past the embedding)."""
     try:
         meta = json.loads((folder / f"{key}.json").read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise _Damaged(f"{key}.json: {getattr(e, 'strerror', None) or e}") from None
+    try:
         dtype, n, path = np.dtype(meta["dtype"]), int(meta["length"]), folder / f"{key}.ids"
         if tokenizer is not None and meta["tokenizer"] != tokenizer.to_json():
             return None  # made with another vocabulary: made again with this one (and kept instead)
@@ -259,10 +278,13 @@ def _load(folder: Path, key: str, kind: str, tokenizer: Tokenizer | None) -> Cor
         missing = meta["missing"]
         if (meta["format"] != FORMAT or tok.kind != kind or dtype != np.dtype(_id_dtype(len(tok)))
                 or not isinstance(missing, list) or path.stat().st_size != n * dtype.itemsize):
-            return None
-        return Corpus(_map(path, dtype, n), tok, fingerprint, [str(m) for m in missing], hit=True)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
+            raise ValueError("its parts disagree")
+        ids = _map(path, dtype, n)
+        if zlib.crc32(ids) != meta["crc32"]:
+            raise ValueError("the ids differ from their checksum")
+        return Corpus(ids, tok, fingerprint, [str(m) for m in missing], hit=True)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise _Damaged(getattr(e, "strerror", None) or str(e) or type(e).__name__) from None
 
 
 def _map(path, dtype: np.dtype, n: int) -> np.ndarray:
@@ -273,7 +295,14 @@ def _map(path, dtype: np.dtype, n: int) -> np.ndarray:
     return np.memmap(path, dtype, "r", shape=(n,))
 
 
+def _clear(path: Path) -> None:
+    """A folder where a cache file belongs is removed (the cache folder is ours), so that the file can replace it."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+
+
 def _write_json(path: Path, meta: dict) -> None:
+    _clear(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
     try:
         with open(fd, "w") as f:

@@ -8,11 +8,11 @@ import codecs
 import re
 import sys
 from collections import Counter
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from rnncli import pathcheck
 from rnncli.config import UNK
 from rnncli.errors import RnncliError
 
@@ -33,8 +33,7 @@ def read_bytes(sources: list[str]) -> bytes:
 
 def open_file(src: str) -> BinaryIO:
     """A corpus file opened for reading, or an RnncliError that names it."""
-    if Path(src).is_dir():
-        raise RnncliError(f"{src} is a directory, not a text file")
+    pathcheck.readable_file(src, "text file")
     return reading(src, open, src, "rb")
 
 
@@ -214,8 +213,9 @@ class Streams:
         self.B, self.T = b1 - b0, seq
         self.length = (len(ids) - 1) // batch  # tokens per stream
         n = self.length * batch
-        self.x = ids[:n].reshape(batch, self.length)[b0:b1]
-        self.y = ids[1 : n + 1].reshape(batch, self.length)[b0:b1]
+        shape = (batch, self.length) if self.length else (0, 0)  # (more streams than tokens: no window; and numpy caps an axis)
+        self.x = ids[:n].reshape(shape)[b0:b1]
+        self.y = ids[1 : n + 1].reshape(shape)[b0:b1]
         self.n_windows = self.length // seq
 
     def window(self, w: int, width: int | None = None) -> tuple[np.ndarray, np.ndarray]:

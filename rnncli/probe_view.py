@@ -77,6 +77,7 @@ def wanted_states(cfg, model_cfg) -> list[tuple[int, str]]:
 
 def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning) -> None:
     """Load, probe, then show what cfg asks for (and write the page)."""
+    from rnncli import pathcheck
     from rnncli.config import to_dict
     from rnncli.data import read_bytes, text_for
     from rnncli.errors import RnncliError
@@ -84,6 +85,8 @@ def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool,
     from rnncli.neurons import find_neurons, match_span
     from rnncli.probe import probe_text
 
+    if cfg.html:
+        pathcheck.writable_file(cfg.html, "the page", [model_path, *sources])
     loaded = load_model(model_path, cfg.device)
     model, tokenizer, meta = loaded
     cfg.check_model(model.cfg)

@@ -94,9 +94,6 @@ def claim(out: str, resume: str | None, force: bool, sources: list[str]) -> str 
 
     if not os.path.lexists(out) or (resume and _same(out, resume)):
         return None
-    if os.path.isdir(out):
-        raise RnncliError(f"--out {out} is a folder: name the checkpoint file to write, such as "
-                          f"{os.path.join(out, 'rnncli.safetensors')}")
     try:
         there = validate.read(out)
     except RnncliError:

@@ -14,7 +14,7 @@ from collections import deque
 
 import numpy as np
 
-from rnncli import checkpoint, memory, runs, train_state, validate
+from rnncli import checkpoint, memory, pathcheck, runs, train_state, validate
 from rnncli.config import ModelConfig, TrainConfig
 from rnncli.distributed import EXTRA, world
 from rnncli.corpus import load_corpus
@@ -66,9 +66,8 @@ class Trainer:
         self.world = world(distributed)
         self.K = backend(train.get("device") or "auto")  # a missing GPU is named before any file is read
         out = train.get("out") or resume or TrainConfig.out
-        out_dir = os.path.dirname(os.path.abspath(out))
-        if not plan and (not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK)):
-            raise RnncliError(f"cannot write the checkpoint {out}: {out_dir} is not a writable folder")
+        if not plan:  # a folder, a missing folder, the corpus itself: named before any work
+            pathcheck.writable_file(out, "the checkpoint", sources)
         # before reading a checkpoint another run may be writing; only the lead rank writes
         self.lock = checkpoint.WriteLock(out) if self.world.lead and not plan else None
         self.on_compile = on_compile

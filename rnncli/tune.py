@@ -22,6 +22,7 @@ import json
 import os
 import time
 
+from rnncli import paths
 from rnncli.paths import cache_root
 
 FORMAT = 2  # 2: BLAS through NumPy's OpenBLAS (kernels/blas.py), whose timings differ
@@ -91,16 +92,31 @@ def _paths():
 
 
 def _save(table: dict) -> None:
-    """Write the table atomically; a cache folder that cannot be written only costs the next run a re-measure."""
+    """Write the table atomically; a cache folder that cannot be written (full, read-only) only costs
+    the next run a re-measure, said once. A folder where the file belongs is removed first."""
     from rnncli.checkpoint import write_atomic
     from rnncli.errors import RnncliError
 
+    if paths.said("tune unwritable"):
+        return
     text = json.dumps({"format": FORMAT, "cpu": cpu_key(), "paths": table}, indent=0, sort_keys=True)
     try:
         path_file().parent.mkdir(parents=True, exist_ok=True)
+        _remove(path_file(), folder_only=True)
         write_atomic(path_file(), lambda f: f.write(text.encode()), "the kernel tuning file")
-    except (OSError, RnncliError):
-        pass
+    except (OSError, RnncliError) as e:
+        paths.note_once("tune unwritable", f"the kernel tuning file {path_file()} cannot be written "
+                                           f"({getattr(e, 'strerror', None) or e}); this run's measurements are not kept")
+
+
+def _remove(path, folder_only: bool = False) -> None:
+    """Delete the tuning file (or a folder in its place; with folder_only, nothing else)."""
+    import shutil
+
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif not folder_only:
+        path.unlink(missing_ok=True)
 
 
 def path(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
@@ -159,6 +175,8 @@ def forget() -> None:
     """Delete this machine's measurements (`rnncli bench --tune`): the next run measures again."""
     reset()
     try:
-        path_file().unlink()
-    except FileNotFoundError:
-        pass
+        _remove(path_file())
+    except OSError as e:
+        from rnncli.errors import RnncliError
+
+        raise RnncliError(f"cannot delete the kernel tuning file {path_file()}: {e.strerror}") from None

@@ -194,8 +194,9 @@ def test_settings_and_changes_make_new_entries(tmp_path, cache_dir):
     assert len(list(cache_dir.glob("*.ids"))) == 5
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage json", "wrong json", "no ids"])
-def test_a_damaged_entry_is_rebuilt_silently(tmp_path, cache_dir, damage):
+@pytest.mark.parametrize("damage", ["truncate", "garbage json", "wrong json", "no ids", "garbage ids", "empty json",
+                                    "folder ids", "folder json"])
+def test_a_damaged_entry_is_rebuilt_with_a_note(tmp_path, cache_dir, damage):
     path = write(tmp_path, "t.txt", TRICKY * 3)
     load_corpus([path], "char", 100)
     ids, meta = next(cache_dir.glob("*.ids")), next(cache_dir.glob("*.json"))
@@ -205,10 +206,19 @@ def test_a_damaged_entry_is_rebuilt_silently(tmp_path, cache_dir, damage):
         meta.write_bytes(b"\x00{not json")
     elif damage == "wrong json":
         meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": {"kind": "char", "vocab": 3}}))
+    elif damage == "garbage ids":  # the right size, so only the checksum can tell
+        ids.write_bytes(bytes(255 - b for b in ids.read_bytes()))
+    elif damage == "empty json":
+        meta.write_bytes(b"")
+    elif damage.startswith("folder"):
+        victim = ids if damage == "folder ids" else meta
+        victim.unlink()
+        (victim / "x").mkdir(parents=True)
     else:
         ids.unlink()
     got = load_corpus([path], "char", 100)
     assert not got.hit
+    assert "was damaged" in got.note and "tokenized again" in got.note
     assert_same(got, [path], "char", 100)
     assert load_corpus([path], "char", 100).hit
 

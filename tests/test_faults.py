@@ -284,3 +284,25 @@ def test_allow_new_corpus_goes_with_resume(tmp_path):
     code, _, err = run_cli("train", CORPUS, "--allow-new-corpus", "--out", str(tmp_path / "m.safetensors"))
     assert_clean(code, err, allowed=(1,))
     assert "--allow-new-corpus goes with --resume" in err
+
+
+def test_a_full_disk_at_a_checkpoint_save_keeps_the_last_one_and_resumes_later(tmp_path):
+    """A real full file system (a small tmpfs) under --out: one line, exit 1, the previous checkpoint
+    byte for byte, no temporary left; with space again, the run resumes."""
+    from tests.mounts import fill, tmpfs
+
+    with tmpfs(tmp_path / "disk", "1m") as disk:
+        out = disk / "m.safetensors"
+        code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "2", "--eval-every", "2", "--out", str(out))
+        assert code == 0, err
+        before = out.read_bytes()
+        filler = fill(disk, leave=8192)  # (room for the lock file's pid, not for a checkpoint)
+        code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", "4")
+        assert code == 1 and "Traceback" not in err
+        assert err.strip().splitlines()[-1] == (f"rnncli: error: cannot write checkpoint {out}: No space left on device "
+                                                "(the previous one, if any, is intact)")
+        assert out.read_bytes() == before and sorted(p.name for p in disk.iterdir()) == ["filler", "m.safetensors"]
+        filler.unlink()
+        code, _, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", "4")
+        assert code == 0, err
+        assert validate.read(str(out)).meta["progress"]["step"] == 4

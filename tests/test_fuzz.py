@@ -6,6 +6,8 @@ CI runs a fixed, derandomized set of examples; RNNCLI_FUZZ_EXAMPLES=2000 runs mo
 import copy
 import faulthandler
 import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,3 +127,99 @@ def test_mutated_checkpoints_end_in_success_or_one_line(bases, which, mutation):
             assert_clean(code, err)
     finally:
         faulthandler.cancel_dump_traceback_later()
+
+
+# The command line: every command with one option given a generated value (numbers of any size,
+# NaN, paths, text with NUL, very long text, bytes that are not UTF-8, as Python keeps them from argv).
+# Paths are relative to a scratch folder (the test's working directory): a run that succeeds writes there.
+CLI_EXAMPLES = int(os.environ.get("RNNCLI_FUZZ_EXAMPLES", "40"))
+not_utf8 = st.binary(min_size=1, max_size=8).map(lambda b: b.decode("utf-8", "surrogateescape"))
+texts = (st.text(max_size=12) | st.just("a\0b") | st.text(min_size=3000, max_size=3000) | not_utf8
+         | st.sampled_from(["", "-", "0", "1:2", "0:0", "nan", "-inf", "1e400", "lstm", "word", "auto"]))
+numbers = ((st.integers(-3, 40) | st.sampled_from([2**31, 2**63, 10**30])).map(str) | st.floats(allow_nan=True).map(repr)
+           | st.sampled_from(["1e-300", "0x10", "1_0", " 3", "٣"]))
+paths = (st.sampled_from([".", "", "-", "dir", "dir/", "nope/x", "corpus.txt", "m.safetensors", "a\0b", "x" * 5000,
+                          "/proc/rnncli"])  # (not a FIFO: reading one waits for a writer, as cat does)
+         | st.text(max_size=12).map(lambda t: "f" + t.replace("/", "_")) | not_utf8.map(lambda t: "f" + t.replace("/", "_")))
+KINDS = {"n": numbers, "t": texts, "p": paths}
+STOPS = ["--steps", "1", "--time", "1"]
+COMMANDS = {  # command: (cheap argv that succeeds, {option: kind of value})
+    "train": (["train", "corpus.txt", "--recipe", "plain", "--hidden", "8", "--embed", "4", "--batch", "2", "--seq", "4",
+               "--eval-every", "1", "--out", "out.safetensors", *STOPS],
+              dict.fromkeys(["--hidden", "--layers", "--embed", "--dropout", "--batch", "--seq", "--lr", "--lr-min-frac",
+                             "--warmup", "--clip", "--steps", "--epochs", "--time", "--val-frac", "--eval-every",
+                             "--patience", "--max-vocab", "--rng-seed", "--threads"], "n")
+              | dict.fromkeys(["--cell", "--lr-schedule", "--tokenizer", "--device", "--recipe"], "t")
+              | dict.fromkeys(["--out", "--resume", "corpus"], "p")),
+    "generate": (["generate", "-m", "m.safetensors", "-n", "4", "--max-time", "1"],
+                 dict.fromkeys(["-n", "-t", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--repeat-last-n",
+                                "--rng-seed", "--max-time", "-N"], "n")
+                 | dict.fromkeys(["--seed", "--stop", "--device"], "t") | dict.fromkeys(["-m", "--prompts"], "p")),
+    "eval": (["eval", "-m", "m.safetensors", "corpus.txt"], {"--threads": "n", "--device": "t", "-m": "p", "text": "p"}),
+    "inspect": (["inspect", "m.safetensors", "--text", "corpus.txt"],
+                dict.fromkeys(["--top", "--threshold", "--page-mb", "--threads"], "n")
+                | dict.fromkeys(["--neuron", "--match", "--state", "--device"], "t")
+                | dict.fromkeys(["model", "--text", "--html"], "p")),
+    "bench": (["bench", "--repeats", "0"], {"-c": "t", "--measure": "t", "--repeats": "n", "--threads": "n"}),
+}
+CHOICES = [(command, option) for command, (_, options) in COMMANDS.items() for option in options]
+
+
+def _with(command: str, option: str, value: str) -> list[str]:
+    argv = list(COMMANDS[command][0])
+    if option in ("corpus", "model"):  # the first argument
+        argv[1] = value
+    elif option == "text":  # eval's
+        argv[-1] = value
+    elif option in argv:
+        argv[argv.index(option) + 1] = value
+    else:
+        argv += [option, value]
+    return argv
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-fuzz")
+    (folder / "corpus.txt").write_bytes(TEXT)
+    (folder / "dir").mkdir()
+    os.mkfifo(folder / "fifo")
+    with Trainer([str(folder / "corpus.txt")], dict(hidden=8, embed=4), dict(batch=2, seq=4, steps=2, eval_every=1,
+                                                                               out=str(folder / "m.safetensors"))) as t:
+        list(t.run())
+    return folder
+
+
+@settings(max_examples=CLI_EXAMPLES, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(choice=st.sampled_from(CHOICES), data=st.data())
+def test_the_command_line_ends_in_success_or_one_line(scratch, monkeypatch, choice, data):
+    command, option = choice
+    value = data.draw(KINDS[COMMANDS[command][1][option]], label="value")
+    monkeypatch.chdir(scratch)
+    monkeypatch.delenv("RNNCLI_MODEL", raising=False)
+    faulthandler.dump_traceback_later(120, exit=True)
+    try:
+        code, _, err = run_cli(*_with(command, option, value), stdin=TEXT)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+    assert code in (0, 1, 2) and "Traceback" not in err, (code, err)
+    lines = err.strip().splitlines()
+    if code:  # one error line, last; before it only what a run that got under way says (training diverged)
+        assert lines[-1].startswith("rnncli: error: ") and sum("error" in line for line in lines) == 1, err
+        assert all(line.startswith(("rnncli: ", "step ")) for line in lines), err
+    assert os.path.isdir(scratch / "dir") and (scratch / "fifo").is_fifo()
+
+
+@pytest.mark.parametrize("env", [{b"RNNCLI_MODEL": b"m\xff\xfe.safetensors"}, {b"RNNCLI_MODEL": b"x" * 5000},
+                                 {b"RNNCLI_MODEL": b"dir"}, {b"RNNCLI_CACHE_DIR": b"/proc/rnncli\xff"},
+                                 {b"RNNCLI_CACHE_DIR": b"fifo"}])
+def test_environment_variables_that_are_not_utf8_or_not_paths(scratch, env):
+    """In a real process (the environment arrives as bytes): success or one line. (`inspect` alone, which
+    compiles nothing: a cache folder that cannot be used when kernels compile is test_caches's.)"""
+    base = {k.encode(): v.encode() for k, v in os.environ.items() if not k.startswith("RNNCLI_")}
+    argv = ["inspect"] if b"RNNCLI_MODEL" in env else ["inspect", "m.safetensors"]
+    p = subprocess.run([sys.executable, "-m", "rnncli", *argv], env={**base, **env}, cwd=scratch, capture_output=True,
+                       timeout=600)
+    err = p.stderr.decode(errors="replace")
+    assert_clean(p.returncode, err)

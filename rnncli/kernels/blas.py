@@ -24,9 +24,9 @@ import os
 
 import llvmlite.binding as llvm
 import numpy as np
-from numba import cfunc, types
+from numba import types
 
-from rnncli.kernels.jit import kernel
+from rnncli.kernels.jit import callback, kernel
 
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112
 _P, _i, _f, _c = types.CPointer(types.float32), types.int64, types.float32, types.intc
@@ -44,7 +44,7 @@ SUFFIXES = ("64_", "_64")
 CHAR_S, CHAR_T, CHAR_N = 115, 84, 78  # 's', 'T', 'N' for Numba's helpers
 
 
-@cfunc(GEMM, cache=True, nopython=True)
+@callback(GEMM)
 def _numba_gemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
     """Row-major C = alpha op(A) op(B) + beta C as the column-major C.T = op(B).T op(A).T that
     Numba's own BLAS helper computes (order is always ROW_MAJOR here)."""
@@ -54,7 +54,7 @@ def _numba_gemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
             B, ldb, A, lda, scalars[1:].ctypes, C, ldc)
 
 
-@cfunc(GEMV, cache=True, nopython=True)
+@callback(GEMV)
 def _numba_gemv(order, trans, M, N, alpha, A, lda, X, incx, beta, Y, incy):
     """Row-major y = alpha op(A) x + beta y through Numba's helper: A (M, N) row-major is (N, M)
     column-major, so each transposition flips (incx and incy are always 1 here)."""

@@ -5,6 +5,7 @@ carries a hash of the kernel sources and the Numba version: Numba alone only not
 file of the function it caches, not to the inlined helpers it calls from other files.
 error_model="numpy" drops Python's zero-division checks, which otherwise stop LLVM from
 vectorizing loops; fastmath only allows fused multiply-add, nothing that changes IEEE semantics.
+The disk cache takes a damaged file for a miss (cache.py).
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pathlib import Path
 import numba
 from numba import njit
 
+from rnncli.kernels.cache import cache_for
 from rnncli.paths import cache_root
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
@@ -41,9 +43,27 @@ def kernel(fn=None, *, parallel: bool = False, inline: bool = False, reassociate
 
     def wrap(f):
         options = dict(OPTIONS, fastmath=OPTIONS["fastmath"] | {"reassoc"}) if reassociate else OPTIONS
-        return njit(parallel=parallel, inline="always" if inline else "never", **options)(f)
+        dispatcher = njit(parallel=parallel, inline="always" if inline else "never", **dict(options, cache=False))(f)
+        dispatcher._cache = cache_for(f)  # (what cache=True would set up, with damaged files taken for misses)
+        return dispatcher
 
     return wrap(fn) if fn is not None else wrap
+
+
+def callback(signature):
+    """Compile a function as a C callback of `signature` (numba.cfunc: blas.py's fallback bindings),
+    cached on disk as the kernels are."""
+
+    def wrap(f):
+        from numba.core import sigutils
+        from numba.core.ccallback import CFunc
+
+        compiled = CFunc(f, sigutils.normalize_signature(signature), locals={}, options=dict(nopython=True))
+        compiled._cache = cache_for(f)  # (what cache=True would set up)
+        compiled.compile()
+        return compiled
+
+    return wrap
 
 
 def gpu_kernel(fn=None, *, device: bool = False):
