@@ -194,10 +194,10 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
     steps = int(tokens // (batch * seq))
     by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed)[0] if "time" in stop else math.inf
     if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
-        speed = 1 / speed.token_seconds(cfg, batch * seq)
+        rate = 1 / speed.token_seconds(cfg, batch * seq)
         raise RnncliError(
             f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
-            f"({batch}x{seq} tokens a step at about {speed / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
+            f"({batch}x{seq} tokens a step at about {rate / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
     epochs = tokens / corpus.train_tokens
     dropout = model.get("dropout", _dropout(epochs, cfg.n_params, corpus.train_tokens) if cfg.layers > 1 else 0.0)
     steps = max(1, steps)
@@ -247,9 +247,9 @@ def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, tra
 def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 3) -> tuple[Speed, float]:
     """(the Speed of training here, seconds the first step took). Two probe models shaped like the
     candidates, the user's width (or 256) and the narrowest, each a step untimed (it may compile
-    the kernels) then the fastest of `steps` timed ones (the least disturbed by other work), tell the products' rate from the
-    vocabulary's pointwise cost; an optimizer step over the wider one's parameters gives the cost
-    per parameter. batch: the rows this process trains (its share, under MPI)."""
+    the kernels) then the fastest of `steps` timed ones (the least disturbed by other work), tell
+    the products' rate from the vocabulary's pointwise cost; an optimizer step over the wider one's
+    parameters gives the cost per parameter. batch: the rows this process trains (its share, under MPI)."""
     import numpy as np
 
     from rnncli.model import Model
@@ -259,7 +259,7 @@ def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 3
     ids = rng.integers(0, corpus.vocab_size, (seq, batch), dtype=np.int64)
     tokens, timed = batch * seq, []
     wide = probe_config(corpus, model)
-    narrow = probe_config(corpus, {**model, "hidden": HIDDEN[0]}, HIDDEN[0])
+    narrow = probe_config(corpus, model, HIDDEN[0])
     for cfg in (wide, narrow) if narrow != wide else (wide,):
         net = Model(init_params(cfg, rng), K)
         grads = Params(cfg, K.zeros(cfg.n_params), K)
