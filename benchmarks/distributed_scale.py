@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 
-from rnncli.bench import CONFIGS
+from rnncli.run.bench import CONFIGS
 
 LINKS_GBIT = (10, 25, 100)
 NODES = (2, 4, 8, 16, 32, 64)

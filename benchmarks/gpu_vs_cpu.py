@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from rnncli.train import Trainer
+from rnncli.run.train import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli.config import ModelConfig, TrainConfig
-from rnncli.data import Tokenizer, text_for
-from rnncli.model import Model, load_model
-from rnncli.neurons import find_neurons
-from rnncli.page import build_page, write_page
-from rnncli.params import init_params
-from rnncli.probe import probe_text
+from rnncli.model.config import ModelConfig, TrainConfig
+from rnncli.data.text import Tokenizer, text_for
+from rnncli.model.model import Model, load_model
+from rnncli.run.neurons import find_neurons
+from rnncli.cli.page import build_page, write_page
+from rnncli.model.params import init_params
+from rnncli.run.probe import probe_text
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 

@@ -9,11 +9,11 @@ import time
 
 import numpy as np
 
-from rnncli.bench import CONFIGS
-from rnncli.config import SampleConfig
-from rnncli.model import Model
-from rnncli.params import init_params
-from rnncli.sample import Decoder
+from rnncli.run.bench import CONFIGS
+from rnncli.model.config import SampleConfig
+from rnncli.model.model import Model
+from rnncli.model.params import init_params
+from rnncli.run.sample import Decoder
 
 PLAIN = SampleConfig(rng_seed=0)
 BOTH = SampleConfig(rng_seed=0, min_p=0.05, repeat_penalty=1.3, repeat_last_n=64)

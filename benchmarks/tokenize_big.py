@@ -1,4 +1,4 @@
-"""Streaming tokenization of a 1 GB corpus (rnncli/corpus.py): cold build speed and peak memory, then a cache hit,
+"""Streaming tokenization of a 1 GB corpus (rnncli/data/corpus.py): cold build speed and peak memory, then a cache hit,
 for char, byte and word, each in a fresh child process. Not a test: it prints a table against the issue's targets.
 
     .venv/bin/python benchmarks/tokenize_big.py [--folder /tmp] [--mb 1000] [--kinds char,byte,word]
@@ -23,7 +23,7 @@ TARGETS = {"char": 100, "byte": 100, "word": 20}  # MB/s, cold
 CHILD = """
 import json, resource, sys, time
 t = time.perf_counter()
-from rnncli.corpus import load_corpus
+from rnncli.data.corpus import load_corpus
 c = load_corpus([sys.argv[1]], sys.argv[2], 20000)
 s = time.perf_counter() - t
 print(json.dumps({"hit": c.hit, "tokens": len(c.ids), "vocab": len(c.tokenizer), "missing": len(c.missing),
@@ -88,7 +88,7 @@ def main() -> None:
         hit = child(path, kind, cache)
         assert not cold["hit"] and hit["hit"] and hit["tokens"] == cold["tokens"]
         rate = size / 1e6 / cold["seconds"]
-        from rnncli.word_split import workers_for
+        from rnncli.data.word_split import workers_for
 
         workers = workers_for(size) if kind == "word" else 0  # the word pass's processes: each counted at the largest's peak
         cold["rss_mb"] += workers * cold["worker_rss_mb"]

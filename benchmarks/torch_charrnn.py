@@ -14,8 +14,8 @@ import time
 import numpy as np
 import torch
 
-from rnncli.bench_torch import TorchNet, detach
-from rnncli.config import ModelConfig
+from rnncli.run.bench_torch import TorchNet, detach
+from rnncli.model.config import ModelConfig
 
 
 def streams(ids, B, T):

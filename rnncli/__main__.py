@@ -1,3 +1,3 @@
-from rnncli.cli import main
+from rnncli.cli.app import main
 
 main()

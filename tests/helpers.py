@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.config import ModelConfig
+from rnncli.model.config import ModelConfig
 from rnncli.kernels import reference
-from rnncli.model import Model
-from rnncli.params import Params, init_params
+from rnncli.model.model import Model
+from rnncli.model.params import Params, init_params
 
 CELLS = ("rnn", "gru", "lstm")
 

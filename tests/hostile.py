@@ -11,7 +11,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from rnncli import checkpoint, cli
+from rnncli.store import checkpoint
+from rnncli.cli import app as cli
 
 RAW = ("format", "format_version")  # metadata strings that are not JSON documents of their own
 

@@ -1,4 +1,4 @@
-"""kernels/blas.py: the products compiled code sends to BLAS, through whichever library they are
+"""kernels/cpu/blas.py: the products compiled code sends to BLAS, through whichever library they are
 bound to, against float64; and the fallback that goes through Numba's own BLAS helper."""
 import ctypes
 import os
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numba.core.errors import NumbaPerformanceWarning
 
-from rnncli.kernels import blas
+from rnncli.kernels.cpu import blas
 from rnncli.kernels.jit import kernel
 
 

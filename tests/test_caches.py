@@ -11,8 +11,10 @@ import numba
 import numpy as np
 import pytest
 
-from rnncli import paths, tune
-from rnncli.kernels import cache, gemm
+from rnncli.base import paths
+from rnncli.kernels.cpu import tune
+from rnncli.kernels import cache
+from rnncli.kernels.cpu import gemm
 from rnncli.kernels.jit import kernel
 from tests.mounts import fill, tmpfs
 
@@ -95,7 +97,7 @@ def test_a_kernel_cache_folder_that_cannot_be_written_compiles_in_memory(tmp_pat
 def test_a_full_disk_for_the_token_cache_and_the_tuning_file_costs_a_rebuild(tmp_path, monkeypatch, notes):
     """A real full file system under both: the ids come from a temporary file instead, with a note,
     and the measured kernel choice is used without being kept, with one note."""
-    from rnncli.corpus import load_corpus
+    from rnncli.data.corpus import load_corpus
 
     text = tmp_path / "t.txt"
     text.write_text("a tiny corpus, tokenized twice\n" * 50)

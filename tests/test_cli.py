@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncli import cli
-from rnncli.bench import CONFIGS
-from rnncli.runs import More
+from rnncli.cli import app as cli
+from rnncli.run.bench import CONFIGS
+from rnncli.run.runs import More
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
@@ -92,7 +92,7 @@ def test_help_and_inspect_leave_numba_out(trained, argv):
     path, _ = trained
     argv = [str(path) if a == "CKPT" else a for a in argv]
     code = (
-        "import sys; from rnncli.cli import main\n"
+        "import sys; from rnncli.cli.app import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "print('numba' in sys.modules, file=sys.stderr)"
     )
@@ -139,7 +139,7 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, trained, args, message):
 
 def test_flags_become_settings(monkeypatch):
     seen = {}
-    monkeypatch.setattr("rnncli.ui.run_training", lambda *a: seen.update(args=a))
+    monkeypatch.setattr("rnncli.cli.ui.run_training", lambda *a: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json", "--recipe", "plain"])
     assert exit_.value.code == 0
@@ -157,10 +157,10 @@ def test_flags_become_settings(monkeypatch):
 
 
 def test_inspect_flags_become_a_probe_config(monkeypatch):
-    from rnncli.config import ProbeConfig
+    from rnncli.model.config import ProbeConfig
 
     seen = {}
-    monkeypatch.setattr("rnncli.probe_view.run_probe", lambda *a: seen.update(args=a))
+    monkeypatch.setattr("rnncli.cli.probe_view.run_probe", lambda *a: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
         cli.main(["inspect", "m.st", "--text", "t.txt", "--neuron", "1:17", "--neuron", "0:3", "--state", "c",
                   "--top", "4", "--find-neurons", "--match", "10:20", "--threshold", "0.5", "--html", "p.html"])
@@ -205,7 +205,7 @@ def test_bench_reports_rates_as_json():
 def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     """The ratio is the median of each repeat's ours/theirs, not a ratio of two medians: a slow
     spell of the machine then lands on both sides of a pair."""
-    from rnncli import bench
+    from rnncli.run import bench
 
     rates = {"rnncli": iter([10.0, 12.0, 30.0]), "torch": iter([5.0, 12.0, 20.0])}
     monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads, device: [
@@ -218,7 +218,7 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
 def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(monkeypatch):
     """A side that always ran first (a cold machine, or one the other had heated) would be favoured;
     rnncli's GFLOP/s count its layer 0 by the table it runs, PyTorch's the model's products."""
-    from rnncli import bench
+    from rnncli.run import bench
 
     order = []
 
@@ -241,9 +241,9 @@ def test_one_cost_model_counts_layer_0_as_each_side_runs_it():
     """ModelConfig.macs_per_token: the model's products (layer 0's input product G x E a token) or,
     as rnncli runs it, a (V, G) table made once a window and a row a token: what the recipe counts
     (a window without end: generation's table, made once a model)."""
-    from rnncli.config import ModelConfig
-    from rnncli.model import Model
-    from rnncli.params import init_params
+    from rnncli.model.config import ModelConfig
+    from rnncli.model.model import Model
+    from rnncli.model.params import init_params
 
     cfg = ModelConfig(vocab_size=65, cell="lstm", layers=3, hidden=128, embed=64)
     G, H, E, V = 4 * 128, 128, 64, 65
@@ -261,7 +261,7 @@ def test_one_cost_model_counts_layer_0_as_each_side_runs_it():
 
 
 def test_bench_names_the_cpu_and_its_vector_width():
-    from rnncli.bench import cpu_description
+    from rnncli.run.bench import cpu_description
 
     zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
     assert cpu_description(zen2) == ("AMD EPYC (family 23 model 49)", 8)

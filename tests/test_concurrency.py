@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from rnncli import validate
+from rnncli.store import validate
 from tests.hostile import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

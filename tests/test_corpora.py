@@ -8,7 +8,7 @@ import threading
 
 import pytest
 
-from rnncli import validate
+from rnncli.store import validate
 from tests.hostile import assert_clean, run_cli
 
 TINY = ["--hidden", "8", "--embed", "4", "--batch", "4", "--seq", "8", "--steps", "2"]

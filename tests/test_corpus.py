@@ -1,4 +1,4 @@
-"""The streaming tokenizer and its token cache (rnncli/corpus.py, rnncli/streaming.py) against the in-memory
+"""The streaming tokenizer and its token cache (rnncli/data/corpus.py, rnncli/data/streaming.py) against the in-memory
 path it replaces (Tokenizer.build + encode over read_bytes, hashlib).
 The slow test: python -m pytest --run-slow tests/test_corpus.py"""
 import hashlib
@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncli import corpus, streaming
-from rnncli.corpus import load_corpus
-from rnncli.data import Tokenizer, decode_text, read_bytes, text_for
-from rnncli.errors import RnncliError
+from rnncli.data import corpus, streaming
+from rnncli.data.corpus import load_corpus
+from rnncli.data.text import Tokenizer, decode_text, read_bytes, text_for
+from rnncli.base.errors import RnncliError
 
 SAMPLES = sorted(str(p) for p in (Path(__file__).parent.parent / "sample_corpora").glob("*.txt"))
 KINDS = ("char", "byte", "word")
@@ -236,7 +236,7 @@ def test_standard_input_is_streamed_and_never_cached(tmp_path, cache_dir, monkey
 
 def test_corpus_tokens_are_data_tokenizer_tokens():
     """The streaming word split (\\w runs masked and split, every other character alone) is WORD_RE's."""
-    from rnncli.data import WORD_RE
+    from rnncli.data.text import WORD_RE
 
     text = "".join(chr(c) for c in range(0x3000)) + TRICKY
     path_ids = Tokenizer.build("word", text, 10**6).encode(text)[0]
@@ -253,14 +253,14 @@ def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
     processes, each counted at the largest's peak); the second run, a cache hit, reads under a
     tenth of the text's bytes (it checks the file's ends, never hashes it whole: the bytes, not a
     clock, show it). Run with: python -m pytest --run-slow tests/test_corpus.py"""
-    from rnncli.word_split import workers_for
+    from rnncli.data.word_split import workers_for
 
     path = tmp_path / "big.txt"
     unit = (Path(SAMPLES[0]).read_text() + TRICKY).encode()
     with open(path, "wb") as f:
         for i in range(300_000_000 // len(unit) + 1):
             f.write(unit.replace(b"the", b"teh") if i % 3 else unit)
-    child = ("import json, resource, sys, time; from rnncli.corpus import load_corpus; t = time.perf_counter(); "
+    child = ("import json, resource, sys, time; from rnncli.data.corpus import load_corpus; t = time.perf_counter(); "
              "c = load_corpus([sys.argv[1]], sys.argv[2], 20000); s = time.perf_counter() - t; "
              "print(json.dumps({'hit': c.hit, 'n': len(c.ids), 'seconds': s, "
              "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
@@ -278,8 +278,8 @@ def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
 def test_training_maps_the_cached_ids_and_validates_on_a_bounded_share(tmp_path, monkeypatch):
     """The second run on a corpus reads its ids from the cache (building them would fail here), as a
     memory map; validation scores at most data.VAL_MAX_TOKENS held-out tokens."""
-    from rnncli import data
-    from rnncli.train import Trainer
+    from rnncli.data import text as data
+    from rnncli.run.train import Trainer
 
     path = tmp_path / "c.txt"
     path.write_text("the quick brown fox jumps over the lazy dog. " * 400)
@@ -297,8 +297,8 @@ def test_training_maps_the_cached_ids_and_validates_on_a_bounded_share(tmp_path,
 
 @pytest.fixture
 def split_words(monkeypatch):
-    """Large files' word pass in worker processes (rnncli/word_split.py), here for small files too."""
-    from rnncli import word_split
+    """Large files' word pass in worker processes (rnncli/data/word_split.py), here for small files too."""
+    from rnncli.data import word_split
 
     monkeypatch.setattr(word_split, "workers_for", lambda size: 3)
 
@@ -327,7 +327,7 @@ def test_a_split_word_pass_names_the_first_bad_byte_of_the_whole_file(tmp_path, 
 
 
 def test_split_points_follow_whitespace():
-    from rnncli.word_split import cuts
+    from rnncli.data.word_split import cuts
 
     data = b"aaaa bbbb\ncccc" + b"d" * 30 + b" e"
     points = cuts(io.BytesIO(data), len(data), 4, 0)

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from rnncli import device
+from rnncli.kernels import device
 from tests.hostile import assert_clean, run_cli
 from tests.test_cli import CORPUS, TINY
 
@@ -37,7 +37,7 @@ def test_an_unknown_device_is_named():
 
 SCRIPT = """
 import sys
-from rnncli.cli import main
+from rnncli.cli.app import main
 try:
     main(sys.argv[1:])
 except SystemExit:

@@ -11,7 +11,7 @@ import sys
 import numpy as np
 import pytest
 
-from rnncli import checkpoint
+from rnncli.store import checkpoint
 from tests.hostile import run_cli
 
 MPIEXEC = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or shutil.which("mpiexec")

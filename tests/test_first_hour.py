@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rnncli import runs
-from rnncli.data import Tokenizer, missing_note
-from rnncli.errors import RnncliError
+from rnncli.run import runs
+from rnncli.data.text import Tokenizer, missing_note
+from rnncli.base.errors import RnncliError
 from tests.hostile import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -183,7 +183,7 @@ def test_unknown_words_are_listed_apart():
 
 
 def test_the_word_recipe_sizes_the_embedding_to_the_network_and_counts_the_vocabulary():
-    from rnncli import recipe
+    from rnncli.model import recipe
 
     words = recipe.Corpus(360_000, 19_000, 3_200)
     speed = recipe.Speed(2e10, vocab_s=4e-9, param_s=1e-9)  # (about a Zen 3's, measured)
@@ -197,7 +197,7 @@ def test_the_word_recipe_sizes_the_embedding_to_the_network_and_counts_the_vocab
 
 
 def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
-    from rnncli import sample
+    from rnncli.run import sample
     from rnncli.kernels import jit
 
     asked = []
@@ -212,7 +212,7 @@ def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
 
 
 def test_the_checkpoint_sniff_reads_no_fifo(tmp_path, model):
-    from rnncli.checkpoint import looks_like
+    from rnncli.store.checkpoint import looks_like
 
     fifo = tmp_path / "f"
     os.mkfifo(fifo)

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rnncli.train import Trainer
+from rnncli.run.train import Trainer
 from tests.hostile import assert_clean, put_together, run_cli, take_apart
 
 TEXT = b"Monday: rain at first, then sun. Tuesday: wind from the west, cooler.\n" * 40

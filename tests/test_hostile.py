@@ -7,10 +7,10 @@ import sys
 import numpy as np
 import pytest
 
-from rnncli import checkpoint
-from rnncli.errors import RnncliError
-from rnncli.model import load_model
-from rnncli.train import Trainer
+from rnncli.store import checkpoint
+from rnncli.base.errors import RnncliError
+from rnncli.model.model import load_model
+from rnncli.run.train import Trainer
 from tests.hostile import assert_clean, edited, run_cli, take_apart
 
 SMALL = dict(hidden=12, embed=6, layers=2)
@@ -187,8 +187,8 @@ def test_weights_only_and_version_1_checkpoints_still_load(base, tmp_path):
 
 
 def test_kernels_never_receive_an_id_outside_the_vocabulary(base):
-    from rnncli.sample import Decoder
-    from rnncli.config import SampleConfig
+    from rnncli.run.sample import Decoder
+    from rnncli.model.config import SampleConfig
 
     model, tok, _ = load_model(str(base))
     V = model.cfg.vocab_size

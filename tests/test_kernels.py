@@ -4,14 +4,14 @@ import zlib
 import numpy as np
 import pytest
 
-from rnncli import tune
-from rnncli.config import TrainConfig
+from rnncli.kernels.cpu import tune
+from rnncli.model.config import TrainConfig
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
-from rnncli.kernels.gemm import PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
+from rnncli.kernels.cpu.gemm import PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
 from rnncli.kernels.jit import kernel
-from rnncli.model import Model
-from rnncli.optim import Adam
+from rnncli.model.model import Model
+from rnncli.model.optim import Adam
 from tests.helpers import CELLS, as64, assert_close, random_case, run_kernels, run_reference
 
 SHAPES = {  # (V, E, H, L, T, B): batch 1, one step, three layers, sizes that are multiples of nothing
@@ -82,7 +82,7 @@ def test_every_product_path_matches_reference(monkeypatch, cell, shape, path):
 @pytest.mark.parametrize("shape", ["tiny", "b1", "t1", "wide"])
 def test_column_split_matches_reference(monkeypatch, cell, shape):
     """The time loops that share each step's product by columns of W_hh (large weights; here forced)."""
-    from rnncli.kernels import cpu
+    from rnncli.kernels.cpu import backend as cpu
 
     monkeypatch.setattr(cpu, "_by_columns", lambda B, W_hh: True)
     monkeypatch.setattr(cpu, "threads", lambda: 3)  # (uneven blocks, whatever the machine's cores)
@@ -92,7 +92,7 @@ def test_column_split_matches_reference(monkeypatch, cell, shape):
 
 
 def test_column_split_is_taken_for_large_weights_and_batches_on_several_threads(monkeypatch):
-    from rnncli.kernels import cpu
+    from rnncli.kernels.cpu import backend as cpu
 
     monkeypatch.setattr(cpu, "threads", lambda: 2)
     large, small = np.empty((1536, 512), np.float32), np.empty((512, 512), np.float32)  # 3 MiB, 1 MiB
@@ -109,7 +109,9 @@ def test_the_cache_check_tells_the_two_splits_apart(monkeypatch, tmp_path):
     still has its first step to compile."""
     import numba
 
-    from rnncli.kernels import cpu, jit
+    from rnncli.kernels import jit
+
+    from rnncli.kernels.cpu import backend as cpu
 
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / "cpu_kernels.sequence_backward_cols-125.py311.nbi").touch()

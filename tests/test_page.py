@@ -15,13 +15,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from rnncli.config import ModelConfig
-from rnncli.errors import RnncliError
-from rnncli.model import Model
-from rnncli.neurons import Found, find_neurons, match_span
-from rnncli.page import build_page, write_page
-from rnncli.params import init_params
-from rnncli.probe import Probe, probe_ids
+from rnncli.model.config import ModelConfig
+from rnncli.base.errors import RnncliError
+from rnncli.model.model import Model
+from rnncli.run.neurons import Found, find_neurons, match_span
+from rnncli.cli.page import build_page, write_page
+from rnncli.model.params import init_params
+from rnncli.run.probe import Probe, probe_ids
 
 TEXT = ('He said "stop here" and left.\n  The 3 cats (and 2 dogs) ran; "why?" asked Ann.\n'
         "Nothing {quoted} here, only [brackets].\n") * 20

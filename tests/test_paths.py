@@ -1,4 +1,4 @@
-"""Paths people name are checked before any work starts (rnncli/pathcheck.py): every option that
+"""Paths people name are checked before any work starts (rnncli/base/pathcheck.py): every option that
 takes a path, given a folder, a missing folder, a device, the input itself, a file system that takes
 no new files, a NUL or a name too long, ends in one line naming the path, exit 1, nothing written."""
 import os

@@ -6,14 +6,14 @@ import json
 import numpy as np
 import pytest
 
-from rnncli import checkpoint
-from rnncli.config import ModelConfig, TrainConfig, to_dict
-from rnncli.data import Tokenizer
+from rnncli.store import checkpoint
+from rnncli.model.config import ModelConfig, TrainConfig, to_dict
+from rnncli.data.text import Tokenizer
 from rnncli.kernels import reference
-from rnncli.model import Model
-from rnncli.neurons import correlations, find_neurons, match_span, text_properties, PROPERTIES
-from rnncli.params import init_params
-from rnncli.probe import Layout, probe_ids, token_texts
+from rnncli.model.model import Model
+from rnncli.run.neurons import correlations, find_neurons, match_span, text_properties, PROPERTIES
+from rnncli.model.params import init_params
+from rnncli.run.probe import Layout, probe_ids, token_texts
 from tests.helpers import CELLS, as64, assert_close
 from tests.hostile import assert_clean, run_cli
 

@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from rnncli import recipe
-from rnncli.config import ModelConfig, TrainConfig, from_dict, to_dict
-from rnncli.errors import RnncliError
-from rnncli.recipe import Corpus, choose
+from rnncli.model import recipe
+from rnncli.model.config import ModelConfig, TrainConfig, from_dict, to_dict
+from rnncli.base.errors import RnncliError
+from rnncli.model.recipe import Corpus, choose
 from tests.helpers import FakeClock
 from tests.hostile import run_cli
 
@@ -98,7 +98,7 @@ def test_the_speed_is_read_from_two_probes_and_an_optimizer_step(monkeypatch):
     not counted), 0.5, 0.25 and 1 s; the narrow one's 0.2, 0.1, 0.05, 0.08; Adam's 0.01, 0.002, 0.001,
     0.003. The fastest of each counts; the products' rate comes from the difference of the probes
     (at least half the wide step), the vocabulary's cost from what the narrow step has left over."""
-    from rnncli.kernels import cpu
+    from rnncli.kernels.cpu import backend as cpu
 
     steps = [3.0, 0.5, 0.25, 1.0, 0.2, 0.1, 0.05, 0.08, 0.01, 0.002, 0.001, 0.003]
     readings = iter([x for i, d in enumerate(steps) for x in (10.0 * i, 10.0 * i + d)])
@@ -163,7 +163,7 @@ def test_a_file_from_before_the_recipe_reads_as_plain():
 
 
 def test_plan_writes_nothing_takes_no_lock_and_needs_no_writable_folder(tmp_path):
-    from rnncli.checkpoint import WriteLock
+    from rnncli.store.checkpoint import WriteLock
 
     out = tmp_path / "m.st"
     lock = WriteLock(str(out))  # a run is writing it
@@ -184,8 +184,8 @@ def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chose
     """On a clock of the test's own, each step 0.25 s: --time 3 stops at 3 s, after 12 steps; resumed
     with --time 5 the run trains two more seconds, not five."""
     from rnncli.kernels import jit
-    from rnncli.model import Model
-    from rnncli.train import Trainer
+    from rnncli.model.model import Model
+    from rnncli.run.train import Trainer
 
     monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)  # (no first step set apart)
     clock, step = FakeClock(), Model.loss_and_grads
@@ -203,7 +203,7 @@ def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chose
     assert second["progress"]["elapsed_s"] == 5.0 and second["progress"]["step"] == done["step"] == 20
     assert second["train"]["time"] == 5
     # the default run's 300 s is the recipe's choice: a stop given on resume replaces it
-    from rnncli.train import Trainer
+    from rnncli.run.train import Trainer
 
     with Trainer([CORPUS], {"hidden": 16, "embed": 8}, {"out": str(tmp_path / "d.st")}) as t:
         assert t.cfg.time == recipe.DEFAULT_TIME and "time" in t.recipe["chosen"]

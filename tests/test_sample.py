@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from rnncli import sample
-from rnncli.config import SampleConfig
-from rnncli.data import Tokenizer
+from rnncli.run import sample
+from rnncli.model.config import SampleConfig
+from rnncli.data.text import Tokenizer
 from rnncli.kernels import reference
 from rnncli.kernels.sampling import Sampling, choose, cut_min_p, cut_top_k, cut_top_p, draw, penalize
-from rnncli.model import Model
+from rnncli.model.model import Model
 from tests.helpers import CELLS, random_case
 
 
@@ -51,7 +51,7 @@ def test_every_product_path_decodes_as_blas_does(cell, path, monkeypatch):
     """Rows shared among two threads, every product by one of our kernels (gemm.PATHS), against every
     product by BLAS: the same tokens, from logits within 1e-5. No token table, so that layer 0's
     input product runs too."""
-    from rnncli.kernels import decode
+    from rnncli.kernels.cpu import decode
 
     monkeypatch.setattr(sample, "TABLE_LIMIT", 0)
     model = Model(random_case(cell, V=23, E=6, H=20, L=2)[0])

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from rnncli.config import ModelConfig, TrainConfig
+from rnncli.model.config import ModelConfig, TrainConfig
 from rnncli.kernels import reference
-from rnncli.model import Model
-from rnncli.optim import Adam
-from rnncli.params import Params
+from rnncli.model.model import Model
+from rnncli.model.optim import Adam
+from rnncli.model.params import Params
 from tests.helpers import CELLS, as64, assert_close, run_kernels, run_reference
 
 FIXTURES = Path(__file__).parent / "fixtures"

@@ -3,12 +3,12 @@ logits. Skipped without torch (rnncli never needs it); the committed fixtures co
 import numpy as np
 import pytest
 
-from rnncli.model import load_model
-from rnncli.train import Trainer
+from rnncli.model.model import load_model
+from rnncli.run.train import Trainer
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
-from rnncli.bench_torch import TRAINING_PREFIXES, TorchNet  # noqa: E402
+from rnncli.run.bench_torch import TRAINING_PREFIXES, TorchNet  # noqa: E402
 
 
 @pytest.mark.parametrize("cell", ["rnn", "gru", "lstm"])
@@ -36,8 +36,8 @@ def test_pytorch_reproduces_rnncli_logits(tmp_path, cell):
 def test_the_benchmarks_scripted_generation_runs_the_same_network(cell):
     """bench_torch's TorchScript loop over nn.*Cell: fed back its own tokens, TorchNet (nn.LSTM and
     the others) reaches the same state, so the loop that generation is compared with is the model."""
-    from rnncli.bench_torch import cells_loop
-    from rnncli.config import ModelConfig
+    from rnncli.run.bench_torch import cells_loop
+    from rnncli.model.config import ModelConfig
 
     cfg = ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=9, embed=5)
     torch.manual_seed(0)

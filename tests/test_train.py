@@ -5,11 +5,11 @@ import math
 import numpy as np
 import pytest
 
-from rnncli import checkpoint
-from rnncli.errors import RnncliError
-from rnncli.model import load_model
-from rnncli.runs import More
-from rnncli.train import Trainer
+from rnncli.store import checkpoint
+from rnncli.base.errors import RnncliError
+from rnncli.model.model import load_model
+from rnncli.run.runs import More
+from rnncli.run.train import Trainer
 from tests.helpers import FakeClock
 
 TINY = {"hidden": 16, "embed": 8}
@@ -136,7 +136,7 @@ def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monk
     """On a clock of the test's own: the first step takes 2.125 s (compiling), each later one
     0.125 s; the 0.5 s budget buys four steps after the first, and the first is not charged to it."""
     from rnncli.kernels import jit
-    from rnncli.model import Model
+    from rnncli.model.model import Model
 
     monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: False)  # as on a cold cache
     clock, step = FakeClock(), Model.loss_and_grads
@@ -163,8 +163,8 @@ def test_patience_settings_are_checked(corpus, tmp_path, settings, message):
 
 
 def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(corpus, tmp_path):
-    from rnncli.curve import MAX_POINTS, LossCurve
-    from rnncli.report import chart, describe
+    from rnncli.run.curve import MAX_POINTS, LossCurve
+    from rnncli.cli.report import chart, describe
 
     c = LossCurve()
     for step in range(1, 3001):

@@ -1,4 +1,4 @@
-"""The measured kernel choices (rnncli/tune.py): the choice is kept per CPU and read back, and a bad
+"""The measured kernel choices (rnncli/kernels/cpu/tune.py): the choice is kept per CPU and read back, and a bad
 or foreign file is measured again with a note. (Every path, forced, against the reference through
 the sequence drivers: tests/test_kernels.py.)"""
 import json
@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from rnncli import tune
-from rnncli.kernels import gemm
+from rnncli.kernels.cpu import tune
+from rnncli.kernels.cpu import gemm
 
 SHAPE = (8, 512, 128, 1)  # M rows a thread, N outputs, K inputs, threads: above tune.SMALL
 

@@ -18,7 +18,7 @@ import zlib
 
 from numba.core import caching, config
 
-from rnncli import paths
+from rnncli.base import paths
 
 TAG = b"rnncli-kernel-cache\x01"
 

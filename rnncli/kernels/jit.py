@@ -17,7 +17,7 @@ import numba
 from numba import njit
 
 from rnncli.kernels.cache import cache_for
-from rnncli.paths import cache_root
+from rnncli.base.paths import cache_root
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
@@ -26,8 +26,9 @@ def cache_dir() -> Path:
     """Where compiled kernels live: $RNNCLI_CACHE_DIR, else the user cache folder, one subfolder
     per version of the kernel sources."""
     digest = hashlib.sha256(numba.__version__.encode())
-    for src in sorted(Path(__file__).parent.glob("*.py")):
-        if not src.name.startswith("cuda"):  # (the GPU's modules compile nothing for the CPU)
+    here = Path(__file__).parent
+    for src in sorted(here.rglob("*.py")):
+        if "cuda" not in src.relative_to(here).parts:  # (the GPU's modules compile nothing for the CPU)
             digest.update(src.read_bytes())
     return cache_root() / f"kernels-{digest.hexdigest()[:16]}"
 

@@ -11,10 +11,10 @@ pytestmark = pytest.mark.cuda
 
 import numpy as np  # noqa: E402
 
-from rnncli.config import SampleConfig, TrainConfig  # noqa: E402
-from rnncli.device import backend  # noqa: E402
-from rnncli.model import Model  # noqa: E402
-from rnncli.optim import Adam  # noqa: E402
+from rnncli.model.config import SampleConfig, TrainConfig  # noqa: E402
+from rnncli.kernels.device import backend  # noqa: E402
+from rnncli.model.model import Model  # noqa: E402
+from rnncli.model.optim import Adam  # noqa: E402
 from tests.helpers import CELLS, assert_close, random_case, run_reference  # noqa: E402
 
 K = backend("cuda")
@@ -62,7 +62,7 @@ def test_adam_matches_the_cpu():
 
 
 def _train(tmp_path, device, steps, resume=None, out="m.safetensors"):
-    from rnncli.train import Trainer
+    from rnncli.run.train import Trainer
 
     model = {} if resume else {"cell": "lstm", "hidden": 6, "embed": 3, "layers": 2}
     train = {"steps": steps, "eval_every": 2, "device": device, "out": str(tmp_path / out)}
@@ -83,9 +83,9 @@ def test_a_run_moves_between_devices(tmp_path):
 
 
 def test_scoring_and_greedy_generation_match_the_cpu(tmp_path):
-    from rnncli.evaluate import score_text
-    from rnncli.model import load_model
-    from rnncli.sample import Decoder
+    from rnncli.run.evaluate import score_text
+    from rnncli.model.model import load_model
+    from rnncli.run.sample import Decoder
 
     _train(tmp_path, "cpu", 2)
     text = tmp_path / "t.txt"
@@ -104,7 +104,7 @@ def test_scoring_and_greedy_generation_match_the_cpu(tmp_path):
 
 def test_looking_inside_matches_the_cpu():
     """inspect --text's probe reads the GPU model's own state buffers: the same numbers as on the CPU."""
-    from rnncli.probe import probe_ids
+    from rnncli.run.probe import probe_ids
 
     params = random_case("lstm", V=7, E=3, H=4, L=2, seed=6)[0]
     ids = np.random.default_rng(6).integers(0, 7, 40)
@@ -124,8 +124,8 @@ def test_a_gpu_run_repeats_bit_for_bit(monkeypatch):
     import re
     from pathlib import Path
 
-    from rnncli.kernels import cuda_decode, cuda_ops
-    from rnncli.sample import Decoder
+    from rnncli.kernels.cuda import decode as cuda_decode, ops as cuda_ops
+    from rnncli.run.sample import Decoder
 
     monkeypatch.setattr(cuda_ops, "_MIN_SPLIT", 2)
     monkeypatch.setattr(cuda_decode, "MAX_THREADS", 32)  # (each simulated thread is a Python thread)
@@ -143,7 +143,7 @@ def test_a_gpu_run_repeats_bit_for_bit(monkeypatch):
     assert runs[0][0] == runs[1][0]
     for first, second in zip(runs[0][1:], runs[1][1:]):
         assert first.tobytes() == second.tobytes()
-    root = Path(__file__).resolve().parents[2] / "rnncli" / "kernels"
-    atomics = [line.strip() for path in sorted(root.glob("cuda*.py"))
+    root = Path(__file__).resolve().parents[2] / "rnncli" / "kernels" / "cuda"
+    atomics = [line.strip() for path in sorted(root.glob("*.py"))
                for line in path.read_text().splitlines() if re.search(r"\batomic\.", line)]
     assert atomics == ["cuda.atomic.add(hist, now + ((u >> shift) & 15), vals[v] if weighed else 1)"]

@@ -1,4 +1,4 @@
-"""cuda_decode against the CPU decoder (kernels/decode.py) and the float64 sampler oracle
+"""cuda_decode against the CPU decoder (kernels/cpu/decode.py) and the float64 sampler oracle
 (reference.sample_probs), in the CUDA simulator, on tiny models."""
 import os
 
@@ -11,13 +11,13 @@ pytestmark = pytest.mark.cuda
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from rnncli.config import ModelConfig  # noqa: E402
-from rnncli.kernels import cuda_decode as gpu  # noqa: E402
-from rnncli.kernels import decode as cpu  # noqa: E402
+from rnncli.model.config import ModelConfig  # noqa: E402
+from rnncli.kernels.cuda import decode as gpu  # noqa: E402
+from rnncli.kernels.cpu import decode as cpu  # noqa: E402
 from rnncli.kernels.reference import sample_probs  # noqa: E402
 from rnncli.kernels.sampling import Sampling  # noqa: E402
-from rnncli.errors import RnncliError  # noqa: E402
-from rnncli.params import init_params  # noqa: E402
+from rnncli.base.errors import RnncliError  # noqa: E402
+from rnncli.model.params import init_params  # noqa: E402
 
 CELLS = ("rnn", "gru", "lstm")
 

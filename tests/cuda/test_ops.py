@@ -12,8 +12,8 @@ pytestmark = pytest.mark.cuda
 
 import numpy as np  # noqa: E402
 
-from rnncli.kernels import cuda as K  # noqa: E402
-from rnncli.kernels import cuda_ops  # noqa: E402
+from rnncli.kernels.cuda import backend as K  # noqa: E402
+from rnncli.kernels.cuda import ops as cuda_ops  # noqa: E402
 from rnncli.kernels import reference  # noqa: E402
 
 

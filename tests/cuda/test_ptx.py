@@ -30,7 +30,7 @@ def ptxas() -> str | None:
 
 
 def kernels():
-    from rnncli.kernels import cuda_arrays, cuda_decode, cuda_ops, cuda_recur
+    from rnncli.kernels.cuda import arrays as cuda_arrays, decode as cuda_decode, ops as cuda_ops, recur as cuda_recur
 
     for module in (cuda_arrays, cuda_ops, cuda_recur, cuda_decode):
         for name, fn, argtypes in module.PTX:
@@ -65,6 +65,6 @@ def test_kernel_compiles_and_assembles(module, fn, argtypes, cc, tmp_path):
     found = assemble(ptx, cc, tmp_path)
     assert found["spill_stores"] == 0 and found["spill_loads"] == 0, found["report"]  # no kernel spills
     if module == "cuda_recur":  # a block of the threads its launcher aims at fits the register file
-        from rnncli.kernels.cuda_recur import THREADS
+        from rnncli.kernels.cuda.recur import THREADS
 
         assert found["registers"] * THREADS <= REGISTER_FILE, found["report"]

@@ -1,4 +1,4 @@
-"""The CUDA recurrences (kernels/cuda_recur.py) in the simulator, against the float64 reference:
+"""The CUDA recurrences (kernels/cuda/recur.py) in the simulator, against the float64 reference:
 forward hs/cs/act and backward dgx/dgh/dh_0/dc_0 for every cell, on tiny shapes that cover an odd
 H, a batch that is not a multiple of the rows per block, 1..4 rows per block and 1..8 k-slices."""
 import os
@@ -12,8 +12,8 @@ pytestmark = pytest.mark.cuda
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from rnncli.errors import RnncliError  # noqa: E402
-from rnncli.kernels import cuda_recur as K  # noqa: E402
+from rnncli.base.errors import RnncliError  # noqa: E402
+from rnncli.kernels.cuda import recur as K  # noqa: E402
 from rnncli.kernels import reference  # noqa: E402
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}

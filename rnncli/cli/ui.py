@@ -1,0 +1,399 @@
+"""What people see while training: a rich progress bar on stderr, or JSON lines on stdout."""
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+
+def _fmt(value, spec=".4f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _line(ev: dict) -> str:
+    rate = ev.get("tokens_per_s")
+    parts = [f"step {ev['step']}", f"train {ev['train_loss']:.4f}"]
+    if "val_loss" in ev:
+        parts.append(f"val {_fmt(ev['val_loss'])}")
+    parts.append(f"{rate / 1000:.1f}k tok/s" if rate else "")
+    return "  ".join(p for p in parts if p)
+
+
+def notice_compiling(kernel_name: str) -> None:
+    """Say on stderr that this run compiles the kernels, when they are not in the disk cache yet."""
+    from rnncli.kernels.jit import compiled_on_disk
+
+    if not compiled_on_disk(kernel_name):
+        say_compiling()
+
+
+def say_compiling() -> None:
+    print("rnncli: compiling the kernels and timing them on this CPU (first run only: later runs load them)...",
+          file=sys.stderr, flush=True)
+
+
+STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
+
+
+def recipe_lines(recipe: dict) -> list[str]:
+    """The automatic recipe for people: what was chosen, and one line of why."""
+    from rnncli.model.recipe import describe_stop
+
+    m, t = recipe["model"], recipe["train"]
+    stop = describe_stop({k: t.get(k) for k in ("time", "steps", "epochs")})
+    yours = [k for k in (*m, *t) if k not in recipe["chosen"]]
+    return [
+        f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, dropout {m['dropout']:g}; "
+        f"batch {t['batch']}x{t['seq']}, lr {t['lr']:g} ({t['lr_schedule']} to {t['lr_min_frac']:g}x, {t['warmup']} "
+        f"warm-up steps), validation every {t['eval_every']} steps, patience {t['patience'] or 'off'}; {stop}"
+        + (f" (yours: {', '.join(yours)})" if yours else ""),
+        f"why: {recipe['why']}",
+    ]
+
+
+def show_plan(trainer, json_out: bool) -> None:
+    """`train --plan`: the recipe and what the run should see, on stdout."""
+    from rnncli.model.recipe import MODEL_FIELDS
+
+    recipe, cfg = trainer.recipe, trainer.cfg
+    if recipe is None:  # --recipe plain
+        recipe = {"model": {k: getattr(trainer.model.cfg, k) for k in MODEL_FIELDS},
+                  "train": {k: getattr(cfg, k) for k in ("batch", "seq", "lr", "lr_schedule", "steps", "epochs", "time")}}
+    plan = dict(recipe, parameters=trainer.model.cfg.n_params, windows_per_epoch=trainer.streams.n_windows,
+                compile_s=trainer.compile_s)
+    if json_out:
+        print(json.dumps(plan), flush=True)
+        return
+    if "why" not in recipe:
+        print(f"recipe (plain): {json.dumps(recipe['model'])} {json.dumps(recipe['train'])}")
+        return
+    for line in recipe_lines(recipe):
+        print(line)
+    seconds = f", about {recipe['seconds']:.0f} s of training" if recipe["seconds"] else ""
+    print(f"predicted: {recipe['tokens'] / (cfg.batch * cfg.seq):,.0f} steps, {recipe['tokens'] / 1e6:.3g}M tokens, "
+          f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters")
+
+
+def show_resume_plan(trainer, json_out: bool) -> None:
+    """`train --resume X --plan`: where the run is, where it will stop, and its learning rate on the way."""
+    cfg, run = trainer.cfg, trainer
+    stop = {k: getattr(cfg, k) for k in ("time", "steps", "epochs") if getattr(cfg, k) is not None} or {"steps": cfg.stop_steps}
+    rate = run.tokens_seen / run.elapsed_before if run.elapsed_before > 0 else None
+    tokens_left = []
+    if "steps" in stop:
+        tokens_left.append((stop["steps"] - run.step) * cfg.batch * cfg.seq)
+    if "epochs" in stop:
+        tokens_left.append((stop["epochs"] - run.done_in("epochs", 0.0)) * run.streams.n_windows * cfg.batch * cfg.seq)
+    if "time" in stop and rate:
+        tokens_left.append((stop["time"] - run.elapsed_before) * rate)
+    tokens = max(0.0, min(tokens_left)) if tokens_left else None
+    plan = {"resume": True, "step": run.step, "elapsed_s": run.elapsed_before, "stop": stop,
+            "steps_left": None if tokens is None else round(tokens / (cfg.batch * cfg.seq)),
+            "seconds_left": tokens / rate if tokens is not None and rate else None, "tokens_per_s": rate,
+            "lr_now": run.lr_at(0.0), "lr_end": cfg.lr * cfg.lr_min_frac if cfg.lr_schedule != "constant" else cfg.lr,
+            "lr_schedule": cfg.lr_schedule, "patience": cfg.patience, "patience_from": run.patience_from}
+    if json_out:
+        print(json.dumps(plan), flush=True)
+        return
+    ends = ", ".join(f"{v:.0f} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
+    print(f"resume: step {run.step:,}, {run.elapsed_before:.0f} s of training so far; stops at {ends} (whole run)")
+    left = "-" if plan["steps_left"] is None else f"{plan['steps_left']:,}"
+    secs = f", about {plan['seconds_left']:.0f} s at {rate / 1000:.1f}k tokens/s" if plan["seconds_left"] is not None else ""
+    print(f"predicted: {left} more steps{secs}; learning rate {plan['lr_now']:.3g} -> {plan['lr_end']:.3g} "
+          f"({cfg.lr_schedule}); patience {cfg.patience or 'off'}"
+          + (" (counted from this session)" if cfg.patience and run.patience_from == run.step else ""))
+
+
+def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool,
+                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False,
+                 force: bool = False, more=None) -> None:
+    """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
+    the step under way, save it and exit 128 + the signal (a second one stops at once, without
+    saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
+    Standard output failing (`--json | head`, a full disk) saves too, then ends as main says for
+    output errors. In an MPI job every rank trains; the lead (rank 0) alone shows anything, and a
+    signal to any rank stops all of them after the same step."""
+    import errno
+    import signal
+
+    from rnncli.base.errors import OutputError, RnncliError, Stopped
+    from rnncli.run.train import Trainer
+
+    console = Console(stderr=True, soft_wrap=True)
+    asked = []
+
+    def on_signal(signum, frame):
+        asked.append(signum)
+        trainer.stop_asked = True
+        signal.signal(signum, signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL)
+
+    def save_and_say(why: str) -> str:
+        from rnncli.run.runs import resume_command
+
+        path = trainer.save()
+        return f"stopped {why} at step {trainer.step}; saved {path} (continue with `{resume_command(corpus, path)}`)"
+
+    said = []  # (the automatic recipe's speed probe may be what compiles: it says so then)
+    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed, plan,
+                 on_compile=lambda: said.append(say_compiling()), force=force, more=more) as trainer:
+        lead = trainer.world.lead
+        for note in trainer.notes if lead else ():
+            console.print(f"rnncli: warning: {note}", markup=False)
+        if trainer.replacing and lead:
+            console.print(f"rnncli: {trainer.replacing}", markup=False)
+        if plan:
+            if lead:
+                (show_resume_plan if resume else show_plan)(trainer, json_out)
+            return
+        if lead and not said:
+            notice_compiling("sequence_backward")
+        head = []  # JSON lines that go out with the first step's (so that an output failure finds a step to save)
+        if lead and trainer.recipe is not None and not resume:
+            if json_out:
+                head.append({"event": "recipe", **trainer.recipe})
+            else:
+                for line in recipe_lines(trainer.recipe):
+                    console.print(f"rnncli: {line}", markup=False)
+        signals = [sig for sig in (getattr(signal, name, None) for name in STOP_SIGNALS)
+                   if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
+        previous = {sig: signal.signal(sig, on_signal) for sig in signals}
+        try:
+            events = _until(trainer.run(), asked if trainer.world.size == 1 else [])
+            if lead:
+                _show_events(trainer, events, console, json_out, head)
+            else:
+                for _ in events:
+                    pass
+        except OutputError as e:
+            if trainer.world.size > 1:  # saving is collective and the other ranks are stepping on: end the job
+                raise
+            message = save_and_say(f"as the output failed ({e.strerror})")
+            if e.errno == errno.EPIPE:
+                raise
+            raise RnncliError(f"cannot write the output: {message}") from None
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        if trainer.finished and lead:
+            warm_generation(trainer)
+        if (asked or trainer.interrupted) and not trainer.finished:
+            signum = asked[0] if asked else signal.SIGTERM  # (a rank other than this one was signalled)
+            said = save_and_say(f"by {signal.Signals(signum).name}")
+            if lead:
+                console.print(f"rnncli: {said}", markup=False)
+            raise Stopped(signum)
+
+
+def warm_generation(trainer) -> None:
+    """A first run compiles generation's kernels too, after training (so that the first `generate`
+    starts at once): two tokens of the trained model, thrown away."""
+    from rnncli.model.config import SampleConfig
+    from rnncli.kernels.jit import compiled_on_disk
+    from rnncli.run.sample import generate
+
+    if trainer.K.NAME != "cpu" or compiled_on_disk("decode"):
+        return
+    tok = trainer.tokenizer
+    prompt = tok.decoder()([len(tok) - 1], True)
+    for _ in generate((trainer.model, tok, None), [prompt], SampleConfig(length=2, rng_seed=0)):
+        pass
+
+
+def _show_events(trainer, events, console: Console, json_out: bool, head: list) -> None:
+    if json_out:
+        for ev in events:
+            print("".join(json.dumps(h) + "\n" for h in head) + json.dumps(ev), flush=True)
+            head = []
+    else:
+        _show(trainer, console, events)
+
+
+def _until(events, asked: list):
+    """The events, ending after the first one that arrives once `asked` is not empty: each event
+    comes after a whole step, so what is saved then is consistent."""
+    for ev in events:
+        yield ev
+        if asked:
+            return
+
+
+def _show(trainer, console: Console, events) -> None:
+    cfg = trainer.cfg
+    m = trainer.model.cfg
+    console.print(
+        f"rnncli: {m.cell} {m.layers}x{m.hidden}, {m.n_params:,} parameters, vocabulary {m.vocab_size} "
+        f"({cfg.tokenizer}); {trainer.streams.n_windows} windows of {cfg.batch}x{cfg.seq} per epoch"
+    )
+    live = console.is_terminal
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    with Progress(*columns, console=console, disable=not live, transient=False) as bar:
+        task = bar.add_task("train", total=1.0, info="")
+        val = None
+        for ev in events:
+            if ev["event"] == "done":
+                best = ev["best_val_loss"]
+                session = (f" ({ev['session_steps']:,} steps, {ev['elapsed_s']:.0f} s this session)"
+                           if ev["session_steps"] != ev["step"] else "")
+                console.print(
+                    f"rnncli: saved {ev['checkpoint']} after {ev['step']:,} steps in {ev['run_elapsed_s']:.0f} s{session}"
+                    + (f" (+ {ev['compile_s']:.0f} s compiling the kernels, once)" if ev["compile_s"] > 1 else "")
+                    + (f" (best validation loss {best:.4f} nats at step {ev['best_step']})" if best is not None else "")
+                )
+                if ev["early_stop"]:
+                    console.print(f"rnncli: stopped early: {cfg.patience} validations without a new best "
+                                  "(the best weights are what is saved)")
+                break
+            val = ev.get("val_loss", val)
+            rate = ev["tokens_per_s"]
+            info = f"step {ev['step']}  loss {ev['train_loss']:.3f}  val {_fmt(val, '.3f')}  " + (
+                f"{rate / 1000:.1f}k tok/s" if rate else ""
+            )
+            bar.update(task, completed=ev["progress"], info=info)
+            if "val_loss" in ev or (not live and "best_val_loss" not in ev and ev["step"] % trainer.cfg.eval_every == 0):
+                (bar.console if live else console).print(_line(ev))
+    sys.stderr.flush()
+
+
+def run_eval(model_path: str, sources: list[str], held_out: bool, threads, device: str, json_out: bool,
+             on_warning) -> None:
+    """Run `rnncli eval`: a line per file (its name first when there are several) and the total; with
+    --held-out, the model's validation split of its corpus."""
+    from rnncli.run.evaluate import Score, score_files, score_held_out
+    from rnncli.model.model import load_model
+
+    loaded = load_model(model_path, device)
+    notice_compiling("sequence_forward")
+    if held_out:
+        scores, names = [score_held_out(sources, loaded, threads)], ["held-out"]
+    else:
+        scores, names = score_files(sources, loaded, threads, on_warning), list(sources)
+    total = Score.total(scores) if len(scores) > 1 else scores[0]
+    if json_out:
+        extra = {"files": [dict(s.to_json(), file=n) for n, s in zip(names, scores)]} if len(scores) > 1 else {}
+        print(json.dumps({**total.to_json(), **({"held_out": True} if held_out else {}), **extra}))
+        return
+    line = lambda s: (f"nats/token {s.nats_per_token:.4f}  bits/char {s.bits_per_char:.4f}  "  # noqa: E731
+                      f"perplexity {s.perplexity:.3f}  tokens {s.tokens}")
+    if len(scores) == 1:
+        print(line(total) + ("  (held-out split)" if held_out else ""))
+        return
+    width = max(len(n) for n in names + ["total"])
+    for name, s in zip(names, scores):
+        print(f"{name:<{width}}  {line(s)}")
+    print(f"{'total':<{width}}  {line(total)}")
+
+
+def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool,
+                   show_stats: bool, on_warning) -> None:
+    """Run `rnncli generate`: one sample streamed as it is made; with -N, samples one after another
+    under a `--- sample i ---` line (the first streamed); with --prompts, one line per answer
+    (newlines escaped); with --json, one JSON object per answer. --stats: speed on stderr."""
+    from rnncli.data.text import decode_text, read_bytes
+    from rnncli.base.errors import RnncliError
+    from rnncli.model.model import load_model
+    from rnncli.run.sample import generate
+
+    loaded = load_model(model_path, cfg.device)  # a bad file fails here, before any notice
+    if prompts_file is not None:
+        if seed:
+            raise RnncliError("--seed and --prompts: give one or the other")
+        prompts = decode_text(read_bytes([prompts_file]), "the prompts").split("\n")
+        prompts = [p[:-1] if p.endswith("\r") else p for p in prompts[: -1 if prompts[-1] == "" else None]]
+        if not prompts:
+            raise RnncliError(f"no prompts in {prompts_file}: give one per line")
+    else:
+        prompts = [seed]
+    lines, several = prompts_file is not None, cfg.num_samples > 1
+    notice_compiling("decode")
+    out = sys.stdout
+    if not (json_out or lines):
+        out.write(("--- sample 1 ---\n" if several else "") + (seed if echo else ""))
+        out.flush()
+    for event in generate(loaded, prompts, cfg, on_warning=on_warning):
+        kind = event[0]
+        if kind == "piece" and not (json_out or lines) and event[1] == 1:
+            out.write(event[2])
+            out.flush()
+        elif kind == "answer":
+            a = event[1]
+            if json_out:
+                out.write(json.dumps(a.to_json()) + "\n")
+            elif lines:
+                out.write(((a.prompt if echo else "") + a.text).translate(ONE_LINE) + "\n")
+            elif a.index > 1:
+                out.write(f"--- sample {a.index} ---\n" + (seed if echo else "") + a.text + "\n")
+            elif several:
+                out.write("\n")
+            out.flush()
+        elif kind == "stats" and show_stats:
+            print(_speed_line(event[1]), file=sys.stderr)
+    if not (json_out or lines or several) and out.isatty():
+        out.write("\n")
+
+
+# every character str.splitlines() breaks at, and the backslash, written as escapes
+ONE_LINE = str.maketrans({ch: ch.encode("unicode_escape").decode() for ch in "\\\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+
+
+def _speed_line(s: dict) -> str:
+    rate = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
+    return (f"rnncli: prompt {s['prompt_tokens']} tokens at {rate(s['prompt_tokens_per_s'])} tok/s; "
+            f"first token after {1000 * s['first_token_s']:.1f} ms; {s['tokens']:,} tokens, {s['chars']:,} chars "
+            f"in {s['decode_s']:.2f} s: {rate(s['tokens_per_s'])} tok/s, {rate(s['chars_per_s'])} chars/s")
+
+
+def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool,
+              device: str = "auto"):
+    """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
+    import os
+
+    from rnncli.run import bench
+    from rnncli.kernels.device import backend
+
+    device = backend(device).NAME  # auto resolved here, once, for every child process
+
+    err = Console(stderr=True, soft_wrap=True)
+    notice_compiling("sequence_backward")
+    rate, memory = bench.matmul_gflops(threads, device), bench.memory_gb_per_s()
+    rows = []
+    for row in bench.run(configs, measures, repeats, threads, against_torch, device):
+        rows.append(row)
+        err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
+    cpu, lanes = bench.cpu_description()
+    machine = {"cpu": cpu, "vector_floats": lanes, "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
+               "matmul_gflops": rate, "memory_gb_per_s": memory, "repeats": repeats, "device": device}
+    if json_out:
+        print(json.dumps({"machine": machine, "results": rows}))
+        return
+    from rich.table import Table
+
+    pairs = ", ratio: median of each repeat's pair" if against_torch else ""
+    where = f"{cpu}, {lanes}-float vectors, {machine['threads']} threads" if device == "cpu" else "CUDA GPU"
+    table = Table(title=f"rnncli bench: {where}, float32 sgemm {rate:.0f} GFLOP/s, one core's memory "
+                  f"{memory:.1f} GB/s, medians of {repeats}{pairs}",
+                  caption="GFLOP/s: the products each side executes (nominal: the model's); of matmul: GFLOP/s "
+                  "over the sgemm's; of memory: the weights read a character, a second, over the bandwidth")
+    columns = ["config", "measure", "rnncli /s", "GFLOP/s", "nominal", "of matmul", "weights GB/s", "of memory",
+               "warm-up s"]
+    if against_torch:
+        columns += ["torch /s", "torch of matmul", "torch of memory", "ratio"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("config", "measure") else "right")
+    unit = {"train": "tok", "eval": "tok", "generate": "char", "generate-batch": "char"}
+
+    def of_memory(r):
+        return "-" if r["weight_gb_per_s"] is None else f"{100 * r['weight_gb_per_s'] / memory:.0f}%"
+
+    for r in (r for r in rows if r["impl"] == "rnncli"):
+        cells = [r["config"], r["measure"], f"{r['rate']:,.0f} {unit[r['measure']]}", f"{r['gflops']:.1f}",
+                 f"{r['gflops_nominal']:.1f}", f"{100 * r['gflops'] / rate:.0f}%",
+                 "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}", of_memory(r),
+                 f"{r['warmup_s']:.2f}"]
+        if against_torch:
+            t = next(x for x in rows if x["impl"] == "torch" and x["config"] == r["config"] and x["measure"] == r["measure"])
+            cells += [f"{t['rate']:,.0f}", f"{100 * t['gflops'] / rate:.0f}%", of_memory(t), f"{r['ratio']:.2f}x"]
+        table.add_row(*cells)
+    Console(width=200).print(table)

@@ -1,0 +1,139 @@
+"""Compiled generation for B rows at once: feed a prompt, then sample and feed back tokens without
+returning to Python. At B = 1 the products are vector-matrix; with more rows they are matrix
+products over the rows, which is where batched sampling gets its speed. Either one thread runs
+all rows and BLAS threads the products itself (decode_rows), or each kernel thread runs the whole
+loop on its own share of the rows (decode), every product by the path (gemm.PATHS) the backend
+chose for its shape, as the training drivers do; kernels/cpu/backend.py's prepare_decoding decides.
+
+The cell math is the same forward_step the training driver uses, run on (B, H) rows in place.
+Weights arrive stacked per layer, in both layouts the products read (`layout` builds them).
+"""
+from collections import namedtuple
+
+import numpy as np
+from numba import prange
+
+from rnncli.kernels.cells import forward_step
+from rnncli.kernels.cpu.steps import _share
+from rnncli.kernels.cpu.gemm import BLAS, padded, product
+from rnncli.kernels.jit import kernel
+from rnncli.kernels.sampling import choose
+
+# table0 (V, G) or (0, G): E W_ih0^T + b_ih0, so that layer 0's projection is a row copy;
+# emb (V, E); W_ih0T (E, G); W_ihT (L-1, H, G); W_hhT (L, H, G); b_ih, b_hh (L, G); W_outT (H, V); b_out (V,);
+# and W_ih0, W_ih, W_hh, W_out: the same weights as PyTorch lays them out, (G, E) ... (V, H), rows
+# padded (gemm.padded) for our dot-product kernels
+Weights = namedtuple("Weights", "table0 emb W_ih0T W_ihT W_hhT b_ih b_hh W_outT b_out W_ih0 W_ih W_hh W_out")
+# per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); hn (B, H), cn (B, C) the new
+# state; logits, probs (B, V); recent (B, R) int64 ring of the last tokens (R = 0: no penalty);
+# counts (B, V) int32 how often each token is in the ring (0 columns when R = 0); seen (B,) how
+# many tokens went in
+Rows = namedtuple("Rows", "toks x gx gh act hn cn logits probs recent counts seen")
+
+
+def layout(layers, emb, table0, head_weight, head_bias, rows: bool = True) -> Weights:
+    """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
+    ((0, G) for none) and the head. rows=False leaves the padded row layout empty (a backend whose
+    decoder reads only the transposes: the GPU's)."""
+    c = np.ascontiguousarray
+    pad = padded if rows else (lambda a: np.zeros((0,) * a.ndim, np.float32))
+    W_ih = np.stack([w[0] for w in layers[1:]]) if len(layers) > 1 else np.zeros((0,) + layers[0][1].shape, np.float32)
+    W_hh = np.stack([w[1] for w in layers])
+    return Weights(c(table0, dtype=np.float32), c(emb), c(layers[0][0].T), c(W_ih.transpose(0, 2, 1)),
+                   c(W_hh.transpose(0, 2, 1)), np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
+                   c(head_weight.T), head_bias.copy(),
+                   pad(layers[0][0]), pad(W_ih), pad(W_hh), pad(head_weight))
+
+
+def blas_paths(layers: int) -> np.ndarray:
+    """Every product by BLAS: the `paths` for one row (a vector-matrix product is BLAS's to thread)."""
+    return np.full(2 * layers + 1, BLAS, np.int64)
+
+
+@kernel(inline=True)
+def step(cell, w, paths, h, c, r, b0, b1):
+    """Advance every layer of rows b0..b1 by their tokens r.toks[b] and leave the next token's
+    logits in r.logits[b0:b1]. h, c (L, B, H) are updated in place; the tokens join r.recent.
+    paths (2L + 1,): each layer's input and recurrent product's path, then the head's."""
+    L = h.shape[0]
+    G = r.gx.shape[1]
+    R = r.recent.shape[1]
+    for b in range(b0, b1):
+        if R > 0:  # the token joins the ring, pushing out the one R tokens back
+            at = r.seen[b] % R
+            if r.seen[b] >= R:
+                r.counts[b, r.recent[b, at]] -= 1
+            r.recent[b, at] = r.toks[b]
+            r.counts[b, r.toks[b]] += 1
+        r.seen[b] += 1
+    gx, gh = r.gx[b0:b1], r.gh[b0:b1]
+    for layer in range(L):
+        if layer == 0 and w.table0.shape[0] > 0:
+            for b in range(b0, b1):
+                for j in range(G):
+                    r.gx[b, j] = w.table0[r.toks[b], j]
+        else:
+            if layer == 0:
+                for b in range(b0, b1):
+                    for e in range(r.x.shape[1]):
+                        r.x[b, e] = w.emb[r.toks[b], e]
+                product(r.x[b0:b1], w.W_ih0, w.W_ih0T, gx, paths[0])
+            else:
+                product(h[layer - 1, b0:b1], w.W_ih[layer - 1], w.W_ihT[layer - 1], gx, paths[2 * layer])
+            for b in range(b0, b1):
+                for j in range(G):
+                    r.gx[b, j] += w.b_ih[layer, j]
+        product(h[layer, b0:b1], w.W_hh[layer], w.W_hhT[layer], gh, paths[2 * layer + 1])
+        hl, cl = h[layer, b0:b1], c[layer, b0:b1]
+        if cell == 0:  # the rnn's new h reads nothing of the old: in place costs nothing
+            forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hl, cl, r.act[b0:b1])
+            continue
+        # gru, lstm: into other arrays, then copied; written in place, LLVM's run-time check that
+        # the arrays are apart fails and the cell math runs unvectorized (the lstm's 2x slower)
+        hn, cn = r.hn[b0:b1], r.cn[b0:b1]
+        forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hn, cn, r.act[b0:b1])
+        for b in range(b1 - b0):  # (loops: numba's slice assignment costs more at these sizes)
+            for j in range(hn.shape[1]):
+                hl[b, j] = hn[b, j]
+            for j in range(cn.shape[1]):
+                cl[b, j] = cn[b, j]
+    product(h[L - 1, b0:b1], w.W_out, w.W_outT, r.logits[b0:b1], paths[2 * L])
+    for b in range(b0, b1):
+        for v in range(r.logits.shape[1]):
+            r.logits[b, v] += w.b_out[v]
+
+
+@kernel
+def feed(cell, w, paths, h, c, r, prompt):
+    """Feed the prompt ids (P,) to every row, one token a step (rows start from the state they have)."""
+    B = r.toks.shape[0]
+    for i in range(prompt.shape[0]):
+        for b in range(B):
+            r.toks[b] = prompt[i]
+        step(cell, w, paths, h, c, r, 0, B)
+
+
+@kernel
+def decode_rows(cell, w, paths, h, c, r, s, uniforms, out, b0, b1):
+    """decode for rows b0..b1 in the calling thread (streaming calls it for its one row, so that
+    BLAS may thread the vector-matrix products as it likes)."""
+    for i in range(out.shape[0]):
+        if b0 == 0 and b1 == r.toks.shape[0]:  # all rows: no slices to make (each costs reference counting)
+            choose(r.logits, r.counts, s, uniforms[i], r.toks, r.probs)
+        else:
+            choose(r.logits[b0:b1], r.counts[b0:b1], s, uniforms[i, b0:b1], r.toks[b0:b1], r.probs[b0:b1])
+        for b in range(b0, b1):
+            out[i, b] = r.toks[b]
+        step(cell, w, paths, h, c, r, b0, b1)
+
+
+@kernel(parallel=True)
+def decode(cell, w, paths, h, c, r, s, uniforms, out, parts):
+    """Sample n tokens for every row from the logits the last step left, feeding each back:
+    out (n, B), uniforms (n, B) in [0, 1), s the Sampling settings (sampling.py). Rows are
+    independent, so each of `parts` threads runs the whole loop for its own slice of them."""
+    B = out.shape[1]
+    parts = min(parts, B)
+    for k in prange(parts):
+        b0, b1 = _share(B, parts, k)
+        decode_rows(cell, w, paths, h, c, r, s, uniforms, out, b0, b1)

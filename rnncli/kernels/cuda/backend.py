@@ -1,0 +1,60 @@
+"""The GPU backend: kernels/cpu/backend.py's kernel API, the same names and signatures, on numba.cuda device
+arrays. Imported only when CUDA is asked for (rnncli/kernels/device.py), since importing numba.cuda costs
+time that CPU users should not pay.
+
+The kernels are in four modules: cuda/arrays.py (device arrays), cuda/ops.py (products, loss,
+optimizer), cuda/recur.py
+(the recurrences, each layer's whole time loop in one launch) and cuda/decode.py (generation, the
+whole token loop in one launch). Their cell math is kernels/cells.py's scalar functions, the very
+functions the CPU loops inline, compiled by numba-cuda as device functions.
+"""
+from __future__ import annotations
+
+import warnings
+
+from numba import cuda as _cuda
+
+from rnncli.kernels.cuda.arrays import Scratch, asarray, copy, copy_into, empty, to_host, transpose_view, zeros
+from rnncli.kernels.cuda.decode import decode, feed, prepare_decoding
+from rnncli.kernels.cuda.ops import (
+    adam_update, embedding_backward, gather_rows, matmul, multiply, scatter_rows, softmax_xent, sum_squares,
+    weight_grad,
+)
+from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward
+
+NAME = "cuda"
+
+# numba-cuda warns (NumbaPerformanceWarning, on stderr, once per grid size) at every launch of fewer
+# than 128 blocks; here such grids are the design (a block per batch row in the recurrences and the
+# decoder, one block for one row of generation), so the warning would only interleave with the output.
+warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
+
+__all__ = [
+    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode", "embedding_backward", "empty",
+    "feed", "gather_rows", "matmul", "multiply", "prepare_decoding", "scatter_rows", "sequence_backward",
+    "sequence_forward", "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host",
+    "transpose_view", "use_threads", "weight_grad", "zeros",
+]
+
+
+def threads() -> int:
+    """Host threads the kernels use: none beyond the one that launches them."""
+    return 1
+
+
+def thread_count(n: int | None) -> int:
+    return 1
+
+
+def use_threads(n: int | None) -> None:
+    """Nothing to set: the GPU schedules its own threads (--threads matters on the CPU only)."""
+
+
+def compiles_first(B: int, W_hh) -> bool:
+    """(The GPU's kernels are compiled at their first launch, whatever the model.)"""
+    return False
+
+
+def synchronize() -> None:
+    """Wait for the kernels launched so far (launches return before their work is done)."""
+    _cuda.synchronize()
