@@ -134,3 +134,12 @@ def test_every_doc_says_what_it_covers_and_links_back_to_the_readme():
     for doc in sorted((ROOT / "docs").glob("*.md")):
         head = doc.read_text(encoding="utf-8").split("\n\n")[:2]
         assert head[0].startswith("# ") and "../README.md" in head[1], doc.name
+
+
+def test_ci_runs_the_readmes_test_command_verbatim():
+    """.ci/run does not read the README: it holds the command, which must stay the README's."""
+    readme = README.read_text(encoding="utf-8")
+    command = re.search(r"^Run the tests:\n\n {4}(.+)$", readme, re.M)
+    assert command, "README.md has no 'Run the tests:' command"
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    assert command.group(1) in ci
