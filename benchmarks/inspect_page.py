@@ -24,7 +24,8 @@ import numpy as np
 
 from rnncli.model.config import ModelConfig, TrainConfig
 from rnncli.data.text import Tokenizer, text_for
-from rnncli.model.model import Model, load_model
+from rnncli.model.model import Model
+from rnncli.store.load import load_model
 from rnncli.run.neurons import find_neurons
 from rnncli.cli.page import build_page, write_page
 from rnncli.model.params import init_params

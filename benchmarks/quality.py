@@ -21,7 +21,7 @@ import sysconfig
 import tempfile
 from pathlib import Path
 
-from rnncli.run.bench import cpu_description
+from rnncli.base.machine import cpu_description
 
 
 def run(corpus: str, seconds: float, recipe: str, extra: list[str], workdir: str) -> dict:

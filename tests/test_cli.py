@@ -261,7 +261,7 @@ def test_one_cost_model_counts_layer_0_as_each_side_runs_it():
 
 
 def test_bench_names_the_cpu_and_its_vector_width():
-    from rnncli.run.bench import cpu_description
+    from rnncli.base.machine import cpu_description
 
     zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
     assert cpu_description(zen2) == ("AMD EPYC (family 23 model 49)", 8)

@@ -9,7 +9,7 @@ import pytest
 
 from rnncli.store import checkpoint
 from rnncli.base.errors import RnncliError
-from rnncli.model.model import load_model
+from rnncli.store.load import load_model
 from rnncli.run.train import Trainer
 from tests.hostile import assert_clean, edited, run_cli, take_apart
 

@@ -3,7 +3,7 @@ logits. Skipped without torch (rnncli never needs it); the committed fixtures co
 import numpy as np
 import pytest
 
-from rnncli.model.model import load_model
+from rnncli.store.load import load_model
 from rnncli.run.train import Trainer
 
 torch = pytest.importorskip("torch")

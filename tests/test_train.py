@@ -7,7 +7,7 @@ import pytest
 
 from rnncli.store import checkpoint
 from rnncli.base.errors import RnncliError
-from rnncli.model.model import load_model
+from rnncli.store.load import load_model
 from rnncli.run.runs import More
 from rnncli.run.train import Trainer
 from tests.helpers import FakeClock

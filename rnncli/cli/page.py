@@ -60,7 +60,7 @@ def build_page(probe, found, info: dict, max_bytes: int = 20_000_000) -> str:
 
 def write_page(path, page: str) -> None:
     """Write the page atomically (the previous file, if any, stays whole until the new one is)."""
-    from rnncli.store.checkpoint import write_atomic
+    from rnncli.base.files import write_atomic
 
     data = page.encode("utf-8")
     write_atomic(path, lambda f: f.write(data), "page")

@@ -81,7 +81,7 @@ def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool,
     from rnncli.model.config import to_dict
     from rnncli.data.text import read_bytes, text_for
     from rnncli.base.errors import RnncliError
-    from rnncli.model.model import load_model
+    from rnncli.store.load import load_model
     from rnncli.run.neurons import find_neurons, match_span
     from rnncli.run.probe import probe_text
 

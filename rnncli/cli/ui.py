@@ -262,7 +262,7 @@ def run_eval(model_path: str, sources: list[str], held_out: bool, threads, devic
     """Run `rnncli eval`: a line per file (its name first when there are several) and the total; with
     --held-out, the model's validation split of its corpus."""
     from rnncli.run.evaluate import Score, score_files, score_held_out
-    from rnncli.model.model import load_model
+    from rnncli.store.load import load_model
 
     loaded = load_model(model_path, device)
     notice_compiling("sequence_forward")
@@ -293,7 +293,7 @@ def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, ec
     (newlines escaped); with --json, one JSON object per answer. --stats: speed on stderr."""
     from rnncli.data.text import decode_text, read_bytes
     from rnncli.base.errors import RnncliError
-    from rnncli.model.model import load_model
+    from rnncli.store.load import load_model
     from rnncli.run.sample import generate
 
     loaded = load_model(model_path, cfg.device)  # a bad file fails here, before any notice
@@ -362,7 +362,9 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     for row in bench.run(configs, measures, repeats, threads, against_torch, device):
         rows.append(row)
         err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
-    cpu, lanes = bench.cpu_description()
+    from rnncli.base.machine import cpu_description
+
+    cpu, lanes = cpu_description()
     machine = {"cpu": cpu, "vector_floats": lanes, "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
                "matmul_gflops": rate, "memory_gb_per_s": memory, "repeats": repeats, "device": device}
     if json_out:

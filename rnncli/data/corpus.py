@@ -21,6 +21,7 @@ import numpy as np
 from rnncli.data import streaming, word_split
 from rnncli.data.text import BOMS, Tokenizer, _id_dtype, decode_text, open_file, reading
 from rnncli.base.errors import RnncliError
+from rnncli.base.files import replace_atomic
 from rnncli.base.paths import cache_root
 from rnncli.data.streaming import check
 
@@ -303,11 +304,4 @@ def _clear(path: Path) -> None:
 
 def _write_json(path: Path, meta: dict) -> None:
     _clear(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".json")
-    try:
-        with open(fd, "w") as f:
-            json.dump(meta, f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    replace_atomic(path, lambda f: f.write(json.dumps(meta).encode()))

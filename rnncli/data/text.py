@@ -13,8 +13,9 @@ from typing import BinaryIO
 import numpy as np
 
 from rnncli.base import pathcheck
-from rnncli.model.config import UNK
 from rnncli.base.errors import RnncliError
+
+UNK = "<unk>"  # the word tokenizer's first entry: words outside the vocabulary
 
 WORD_RE = re.compile(r"\w+|[^\w\s]|\s")
 

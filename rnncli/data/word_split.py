@@ -26,7 +26,7 @@ BAD = 3  # a worker's exit status for a bad byte (the message on its stderr)
 
 def workers_for(size: int) -> int:
     """How many processes read a file of `size` bytes: one below MIN_BYTES or on one core."""
-    from rnncli.run.distributed import usable_cores
+    from rnncli.base.machine import usable_cores
 
     return 1 if size < MIN_BYTES else max(1, min(usable_cores(), MAX_WORKERS))
 

@@ -9,8 +9,14 @@ from __future__ import annotations
 
 import os
 
-from rnncli.model.config import check_device
 from rnncli.base.errors import RnncliError
+
+DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when a GPU is there
+
+
+def check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise RnncliError(f"unknown --device {device!r}: choose one of {', '.join(DEVICES)}")
 
 
 def backend(name: str = "auto"):

@@ -9,14 +9,14 @@ import math
 from dataclasses import dataclass, fields
 
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import UNK
+from rnncli.kernels.device import DEVICES, check_device
 
 CELLS = ("rnn", "gru", "lstm")  # the kernels know a cell by its index in this tuple
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of `hidden` rows in weight_ih / weight_hh
 TOKENIZERS = ("char", "byte", "word")
-UNK = "<unk>"  # the word tokenizer's first entry: words outside the vocabulary
 SCHEDULES = ("constant", "cosine", "linear")
 RECIPES = ("auto", "plain")  # auto: chosen from the corpus, budget and speed (recipe.py); plain: char-rnn's
-DEVICES = ("auto", "cpu", "cuda")  # where kernels run (rnncli/kernels/device.py); auto: CUDA when a GPU is there
 
 
 def require(ok: bool, message: str) -> None:
@@ -244,9 +244,6 @@ class ProbeConfig:
             require(layer < cfg.layers and unit < cfg.hidden,
                     f"--neuron {layer}:{unit}: this model has layers 0..{cfg.layers - 1} of units 0..{cfg.hidden - 1}")
 
-
-def check_device(device: str) -> None:
-    require(device in DEVICES, f"unknown --device {device!r}: choose one of {', '.join(DEVICES)}")
 
 
 def to_dict(cfg) -> dict:

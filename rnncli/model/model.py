@@ -221,15 +221,3 @@ def check_ids(ids: np.ndarray, vocab_size: int) -> None:
 
         raise RnncliError(f"token ids {ids.min()}..{ids.max()} fall outside the vocabulary [0, {vocab_size})")
 
-
-def load_model(path: str, device: str = "auto"):
-    """(Model with the checkpoint's best weights on `device`, Tokenizer, metadata with configs
-    decoded), after validate.py has checked every setting, the vocabulary and every tensor."""
-    from rnncli.store import validate
-    from rnncli.data.text import Tokenizer
-    from rnncli.kernels.device import backend
-
-    K = backend(device)  # before reading the file: a missing GPU is named first
-    contents, tensors = validate.load(path)
-    meta = dict(contents.meta, model=contents.model, train=contents.train)
-    return Model(Params(contents.model).load(tensors), K), Tokenizer.from_json(contents.tokenizer), meta

@@ -55,29 +55,6 @@ def _configs() -> dict[str, BenchConfig]:
 
 
 CONFIGS = _configs()
-VECTOR_FLOATS = (("avx512f", 16), ("avx2", 8), ("avx", 8), ("asimd", 4), ("neon", 4), ("sse2", 4))
-
-
-def cpu_description(cpuinfo: str | None = None) -> tuple[str, int]:
-    """The CPU's model name (with its family and model numbers, which tell apart what a vague name
-    such as "AMD EPYC" does not) and the float32 lanes of its widest vector unit, from /proc/cpuinfo."""
-    import platform
-
-    if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
-    fields: dict[str, str] = {}
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        fields.setdefault(key.strip().lower(), value.strip())
-    name = fields.get("model name") or platform.processor() or platform.machine()
-    if "cpu family" in fields and "model" in fields:
-        name += f" (family {fields['cpu family']} model {fields['model']})"
-    flags = set((fields.get("flags") or fields.get("features") or "").split())
-    return name, next((n for flag, n in VECTOR_FLOATS if flag in flags), 4)
 MEASURES = ("train", "eval", "generate", "generate-batch")
 GENERATE = ("generate", "generate-batch")  # batch 1, streaming; BATCH_ROWS samples decoded together
 BATCH_ROWS = 64

@@ -10,6 +10,7 @@ import time
 import numpy as np
 
 from rnncli.base.errors import RnncliError
+from rnncli.base.machine import usable_cores
 
 # set by the launchers of MPICH/Intel MPI/MVAPICH (PMI), Open MPI and PMIx-based ones (Slurm's srun --mpi)
 SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE", "PMIX_SIZE")
@@ -24,11 +25,6 @@ def launched_size() -> int:
         if value.isdigit():
             return int(value)
     return 1
-
-
-def usable_cores() -> int:
-    """The cores this process may run on (its affinity mask, where the system has one)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 class Solo:

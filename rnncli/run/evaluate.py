@@ -50,7 +50,7 @@ def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
 
 
 def score_text(sources: list[str], loaded, threads: int | None = None, on_warning=None) -> Score:
-    """Score files (or `-` for stdin) with a model (model.load_model's (model, tokenizer,
+    """Score files (or `-` for stdin) with a model (load.load_model's (model, tokenizer,
     metadata), the model on the device it will run on), state carried across the text."""
     from rnncli.base import memory
     from rnncli.data.text import missing_note, read_bytes, text_for

@@ -180,7 +180,7 @@ def probe_ids(model, ids: np.ndarray, seq: int, max_batch: int, top_k: int = 5, 
 
 def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: int | None = None,
                on_warning=None) -> Probe:
-    """Probe a text (str, or bytes for a byte model) with a loaded model (model.load_model's
+    """Probe a text (str, or bytes for a byte model) with a loaded model (load.load_model's
     (model, tokenizer, metadata)); `states` lists the (layer, "h"|"c") whose activations to keep."""
     from rnncli.base import memory
     from rnncli.data.text import missing_note

@@ -183,7 +183,7 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
     """Answers to prompts, each prompt cfg.num_samples times, BATCH answers decoded together.
     Yields ("piece", index, text) as an answer's text is made (stop strings ruled out first),
     ("answer", Answer) as each ends (in order), and last ("stats", dict) for the whole run.
-    loaded: model.load_model's (model, tokenizer, metadata)."""
+    loaded: load.load_model's (model, tokenizer, metadata)."""
     model, tok, _ = loaded
     n_jobs, per = len(prompts) * cfg.num_samples, cfg.num_samples
     root, warned, totals = np.random.SeedSequence(cfg.rng_seed), set(), dict.fromkeys(

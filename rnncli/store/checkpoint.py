@@ -1,4 +1,5 @@
-"""Checkpoints as files: the safetensors layout, checksums, atomic writes and the writer's lock.
+"""Checkpoints as files: the safetensors layout, checksums and the writer's lock (written whole or
+not at all through base/files.py).
 
 Model tensors carry PyTorch's names (see config.ModelConfig.tensor_shapes). Training adds
 `optimizer.exp_avg.*`, `optimizer.exp_avg_sq.*`, `resume.*` (the latest weights, when they differ
@@ -19,6 +20,7 @@ from pathlib import Path
 
 from rnncli.base import pathcheck
 from rnncli.base.errors import RnncliError
+from rnncli.base.files import write_atomic
 
 FORMAT = "rnncli-checkpoint"
 VERSION = 2  # 2: CRC-32 of the header and of every tensor ("checksums" in the metadata)
@@ -240,34 +242,6 @@ def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
             f.write(memoryview(arr).cast("B"))
 
     write_atomic(path, write, "checkpoint")
-
-
-def write_atomic(path: str | os.PathLike, write, what: str) -> None:
-    """Write a file so that readers find the previous one or the whole new one, never a part:
-    write(f) into `.NAME.tmpPID` beside it, fsync, rename over `path`, fsync the directory.
-    A failure to write is one RnncliError naming `what`; the temporary file is removed."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise RnncliError(f"cannot write {what} {path}: {e.strerror} (the previous one, if any, is intact)") from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    try:
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
 
 
 class WriteLock:

@@ -84,7 +84,7 @@ def test_a_run_moves_between_devices(tmp_path):
 
 def test_scoring_and_greedy_generation_match_the_cpu(tmp_path):
     from rnncli.run.evaluate import score_text
-    from rnncli.model.model import load_model
+    from rnncli.store.load import load_model
     from rnncli.run.sample import Decoder
 
     _train(tmp_path, "cpu", 2)

@@ -25,6 +25,7 @@ from numba.core import config
 from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
+from rnncli.base.machine import vector_shape
 from rnncli.kernels.cpu.blas import gemm
 from rnncli.kernels.jit import kernel
 
@@ -50,7 +51,7 @@ def vector_registers() -> int:
     if llvm.get_process_triple().startswith(("aarch64", "arm64")):
         return 32
     features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
-    return 32 if "+avx512f" in features.split(",") else 16
+    return vector_shape({f[1:] for f in features.split(",") if f.startswith("+")})[1]
 
 
 @intrinsic

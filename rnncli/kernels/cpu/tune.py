@@ -43,7 +43,7 @@ def enabled() -> bool:
 
 def cpu_key() -> str:
     """The CPU's model (with family and model numbers) and the vector features that decide the kernels."""
-    from rnncli.run.bench import cpu_description
+    from rnncli.base.machine import cpu_description
 
     name, width = cpu_description()
     return f"{name}; {width} float32 lanes"
@@ -94,7 +94,7 @@ def _paths():
 def _save(table: dict) -> None:
     """Write the table atomically; a cache folder that cannot be written (full, read-only) only costs
     the next run a re-measure, said once. A folder where the file belongs is removed first."""
-    from rnncli.store.checkpoint import write_atomic
+    from rnncli.base.files import write_atomic
     from rnncli.base.errors import RnncliError
 
     if paths.said("tune unwritable"):
