@@ -100,7 +100,7 @@ def test_cached_kernels_run_on_the_fallback_too(tmp_path):
     """RNNCLI_BLAS=numba binds the symbols to the fallback; kernels compiled and cached beside
     the other binding load and give the same products."""
     script = ("import numpy as np; from tests.test_blas import test_every_layout_and_shape_matches_float64 as t; "
-              "from rnncli.kernels import blas; t(32, 70, 65); t(1, 9, 4); print(blas.SOURCE)")
+              "from rnncli.kernels.cpu import blas; t(32, 70, 65); t(1, 9, 4); print(blas.SOURCE)")
     env = dict(os.environ, RNNCLI_CACHE_DIR=str(tmp_path))
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr

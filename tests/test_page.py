@@ -1,4 +1,4 @@
-"""The HTML page of `inspect --html` (page.py, page_assets/): self-contained, within its byte budget,
+"""The HTML page of `inspect --html` (cli/page.py, cli/page_assets/): self-contained, within its byte budget,
 its data decoding back to the probe's, shipped as package data; then opened in headless Chromium,
 where its #selftest works the controls and its match agrees with neurons.match_span."""
 import base64
@@ -162,7 +162,7 @@ def test_the_assets_ship_in_a_wheel(tmp_path):
     assert run.returncode == 0, run.stderr
     (wheel,) = (tmp_path / "dist").glob("*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert {f"rnncli/page_assets/page.{ext}" for ext in ("html", "js", "css")} <= names
+    assert {f"rnncli/cli/page_assets/page.{ext}" for ext in ("html", "js", "css")} <= names
 
 
 # ---- in a real browser

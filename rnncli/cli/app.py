@@ -13,8 +13,11 @@ from typing import List, Optional
 
 import typer
 
-from rnncli.model.config import ModelConfig, ProbeConfig, SampleConfig, TrainConfig, span
 from rnncli.base.errors import OutputError, RnncliError, Stopped
+from rnncli.model import recipe as R
+from rnncli.model.config import ModelConfig, ProbeConfig, SampleConfig, TrainConfig, span
+from rnncli.model.settings import ModelSettings, TrainSettings
+from rnncli.run.options import RunOptions
 
 DEFAULT_MODEL = TrainConfig.out
 MODEL_ENV = "RNNCLI_MODEL"
@@ -37,8 +40,8 @@ def _d(help: str, shown) -> str:
     return f"{help}  [default: {shown}]"
 
 
-def _given(**options) -> dict:
-    return {k: v for k, v in options.items() if v is not None}
+def _note(message: str) -> None:
+    print(f"rnncli: {message}", file=sys.stderr, flush=True)
 
 
 def _model_option():
@@ -92,10 +95,11 @@ def _no_tune_option():
     return typer.Option(False, "--no-tune", help="recurrent products by fixed rules, not this CPU's measured choice")
 
 
-def _tuning(no_tune: bool) -> None:
-    """--no-tune: the rules (RNNCLI_TUNE=0, which the processes the command starts inherit too)."""
-    if no_tune:
-        os.environ["RNNCLI_TUNE"] = "0"
+def _load(path: str, device: str, threads: int | None = None, no_tune: bool = False):
+    """The model a command reads, through the Python API (validated; kernel notes on stderr)."""
+    from rnncli.api.model import load
+
+    return load(path, device, threads=threads, tune=not no_tune, notes=_note)
 
 
 def _device_option(default: Optional[str] = "auto"):
@@ -113,29 +117,31 @@ def _utf8(option: str, *values: str) -> None:
 
 M, T = ModelConfig, TrainConfig
 CHOSEN = "chosen (auto)"  # what --recipe auto, the default, does with a setting not given
+LR = f"{R.LR_NARROW:g} up to {R.LR_WIDTH} units, else {R.LR_WIDE:g} (auto)"
+EMBED = f"{R.EMBED}; auto over a vocabulary of {R.WIDE_VOCAB}+: {R.WIDE_EMBED}, at most --hidden"
 
 
 @app.command()
 def train(
     corpus: List[str] = typer.Argument(..., help="text files to learn from; - reads standard input"),
-    cell: Optional[str] = typer.Option(None, help=_d("rnn, gru or lstm", f"gru (auto) / {M.cell} (plain)"), show_default=False),
-    layers: Optional[int] = typer.Option(None, help=_d("recurrent layers", f"{M.layers}"), show_default=False),
+    cell: Optional[str] = typer.Option(None, help=_d("rnn, gru or lstm", f"{R.CELL} (auto) / {M.cell} (plain)"), show_default=False),
+    layers: Optional[int] = typer.Option(None, help=_d("recurrent layers", f"{R.LAYERS} (auto) / {M.layers}"), show_default=False),
     hidden: Optional[int] = typer.Option(None, help=_d("hidden units per layer", f"{CHOSEN} / {M.hidden}"), show_default=False),
-    embed: Optional[int] = typer.Option(None, help=_d("embedding size", f"{M.embed}; auto over a vocabulary of 512+: 256, at most --hidden"), show_default=False),
+    embed: Optional[int] = typer.Option(None, help=_d("embedding size", EMBED), show_default=False),
     dropout: Optional[float] = typer.Option(None, help=_d("dropout between layers", f"{CHOSEN} / {M.dropout}"), show_default=False),
     batch: Optional[int] = typer.Option(None, help=_d("parallel streams", f"{CHOSEN} / {T.batch}"), show_default=False),
     seq: Optional[int] = typer.Option(None, help=_d("steps of backpropagation through time", f"{CHOSEN} / {T.seq}"), show_default=False),
-    lr: Optional[float] = typer.Option(None, help=_d("Adam learning rate", f"{CHOSEN} / {T.lr}"), show_default=False),
-    lr_schedule: Optional[str] = typer.Option(None, help=_d("constant, cosine or linear decay", f"cosine (auto) / {T.lr_schedule}"), show_default=False),
-    lr_min_frac: Optional[float] = typer.Option(None, help=_d("where decaying schedules end, as a share of --lr", f"0.05 (auto) / {T.lr_min_frac}"), show_default=False),
+    lr: Optional[float] = typer.Option(None, help=_d("Adam learning rate", f"{LR} / {T.lr}"), show_default=False),
+    lr_schedule: Optional[str] = typer.Option(None, help=_d("constant, cosine or linear decay", f"{R.LR_SCHEDULE} (auto) / {T.lr_schedule}"), show_default=False),
+    lr_min_frac: Optional[float] = typer.Option(None, help=_d("where decaying schedules end, as a share of --lr", f"{R.LR_MIN_FRAC:g} (auto) / {T.lr_min_frac}"), show_default=False),
     warmup: Optional[int] = typer.Option(None, help=_d("steps of linear learning-rate warm-up", f"{CHOSEN} / {T.warmup}"), show_default=False),
     clip: Optional[float] = typer.Option(None, help=_d("global gradient-norm clip, 0 for none", f"{T.clip}"), show_default=False),
-    steps: Optional[int] = typer.Option(None, help=_d("stop after this many steps", "2000 with --recipe plain and no stop given"), show_default=False),
+    steps: Optional[int] = typer.Option(None, help=_d("stop after this many steps", f"{T().stop_steps} with --recipe plain and no stop given"), show_default=False),
     epochs: Optional[float] = typer.Option(None, help="stop after this many passes over the corpus"),
-    time: Optional[float] = typer.Option(None, "--time", help=_d("stop after this many seconds (compiling not counted)", "300 with --recipe auto and no stop given"), show_default=False),
+    time: Optional[float] = typer.Option(None, "--time", help=_d("stop after this many seconds (compiling not counted)", f"{R.DEFAULT_TIME:g} with --recipe auto and no stop given"), show_default=False),
     val_frac: Optional[float] = typer.Option(None, help=_d("share of the text held out", f"{T.val_frac}"), show_default=False),
     eval_every: Optional[int] = typer.Option(None, help=_d("steps between validations", f"{CHOSEN} / {T.eval_every}"), show_default=False),
-    patience: Optional[int] = typer.Option(None, help=_d("stop after this many validations without a new best", "4 (auto) / never"), show_default=False),
+    patience: Optional[int] = typer.Option(None, help=_d("stop after this many validations without a new best", f"{R.PATIENCE} (auto) / never"), show_default=False),
     tokenizer: Optional[str] = typer.Option(None, help=_d("char, byte or word", f"{T.tokenizer}"), show_default=False),
     max_vocab: Optional[int] = typer.Option(None, help=_d("word tokenizer's vocabulary", f"{T.max_vocab}"), show_default=False),
     rng_seed: Optional[int] = typer.Option(None, help=_d("seed that makes the run repeatable", f"{T.rng_seed}"), show_default=False),
@@ -154,18 +160,17 @@ def train(
 ):
     """Train a model on text and write a checkpoint."""
     _not_checkpoints(corpus, "text to learn from", "to continue its run, add --resume with that file")
-    _tuning(no_tune)
-    model = _given(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
-    settings = _given(
+    options = RunOptions(device=device or "auto", threads=threads, out=out, resume=resume, more=more, force=force,
+                         allow_new_corpus=allow_new_corpus, distributed=distributed, tune=not no_tune, notes=_note)
+    model = ModelSettings(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
+    settings = TrainSettings(
         batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
         epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, patience=patience, tokenizer=tokenizer,
-        max_vocab=max_vocab, rng_seed=rng_seed, threads=threads, out=out, device=device, recipe=recipe,
+        max_vocab=max_vocab, rng_seed=rng_seed, recipe=recipe,
     )
-    from rnncli.run.runs import More
     from rnncli.cli.ui import run_training
 
-    run_training(corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan,
-                 force, More.parse(more) if more is not None else None)
+    run_training(corpus, model, settings, options, json_out, plan)
 
 
 S = SampleConfig
@@ -204,7 +209,7 @@ def generate(
 
     _not_checkpoints([prompts] if prompts else [], "a file of prompts", f"name the model first or with -m {prompts}")
     path = _model(model_path, model)
-    run_generation(path, seed, prompts, cfg, echo, json_out, stats, _warn)
+    run_generation(_load(path, device), seed, prompts, cfg, echo, json_out, stats, _warn)
 
 
 @app.command("eval")
@@ -225,14 +230,13 @@ def evaluate(
     first = text.pop(0) if text and text[0] != "-" and looks_like(text[0]) else None
     _not_checkpoints(text, "text to score", "name the model first (rnncli eval MODEL TEXT...) or with -m")
     path = _model(first, model)
-    _tuning(no_tune)
     if not text and sys.stdin.isatty():
         raise RnncliError("no text to score: name files, or pipe text in (- reads the terminal)")
     if held_out and not text:
         raise RnncliError("--held-out scores the validation split of the model's corpus: name its files")
     from rnncli.cli.ui import run_eval
 
-    run_eval(path, text or ["-"], held_out, threads, device, json_out, _warn)
+    run_eval(_load(path, device, threads, no_tune), text or ["-"], held_out, json_out, _warn)
 
 
 @app.command()
@@ -260,7 +264,7 @@ def inspect(
                           span(match, "--match"), threshold, html, page_mb, device)
         from rnncli.cli.probe_view import run_probe
 
-        run_probe(model_path, text, cfg, threads, json_out, _warn)
+        run_probe(model_path, text, cfg, threads, json_out, _warn, notes=_note)
         return
     if neuron or top or find_neurons or match or html or (state, threshold, page_mb) != (P.state, P.threshold, P.page_mb):
         raise RnncliError("--neuron, --state, --top, --find-neurons, --match, --threshold, --html and --page-mb "
@@ -296,12 +300,13 @@ def bench(
         from rnncli.kernels.cpu import tune as tuning
 
         tuning.forget()
-    _tuning(no_tune)
 
     bad = [m for m in measure if m not in MEASURES]
     if bad or repeats < 1:
         raise RnncliError(f"--measure takes {', '.join(MEASURES)}; --repeats at least 1 (got {bad or repeats})")
-    run_bench(expand(config), measure, repeats, threads, against_torch, json_out, device)
+    options = RunOptions(device=device, threads=threads, tune=not no_tune, notes=_note)
+    with options.applied():
+        run_bench(expand(config), measure, repeats, threads, against_torch, json_out, device, options.tune)
 
 
 class _Stdout:
@@ -341,10 +346,6 @@ def main(argv: list[str] | None = None) -> None:
     into silence) and its exit status."""
     from typer._click import exceptions as click_exceptions
 
-    from rnncli.base import paths
-    from rnncli.kernels.cpu import tune
-
-    tune.notes = paths.notes = lambda message: print(f"rnncli: {message}", file=sys.stderr, flush=True)
     stdout = sys.stdout
     sys.stdout = _Stdout(stdout)
     together = False  # an exit every rank of an MPI job takes at the same step (a stop by signal)

@@ -75,24 +75,22 @@ def wanted_states(cfg, model_cfg) -> list[tuple[int, str]]:
     return sorted(keys)
 
 
-def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning) -> None:
-    """Load, probe, then show what cfg asks for (and write the page)."""
+def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning, tune=True, notes=None) -> None:
+    """Load, probe (the API's Model.probe), then show what cfg asks for (and write the page)."""
     from rnncli.base import pathcheck
     from rnncli.model.config import to_dict
     from rnncli.data.text import read_bytes, text_for
     from rnncli.base.errors import RnncliError
-    from rnncli.store.load import load_model
+    from rnncli.api.model import load
     from rnncli.run.neurons import find_neurons, match_span
-    from rnncli.run.probe import probe_text
 
     if cfg.html:
         pathcheck.writable_file(cfg.html, "the page", [model_path, *sources])
-    loaded = load_model(model_path, cfg.device)
-    model, tokenizer, meta = loaded
-    cfg.check_model(model.cfg)
-    data = text_for(tokenizer.kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
-    states = wanted_states(cfg, model.cfg)
-    probe = probe_text(data, loaded, max(cfg.top, 5), states, threads, on_warning)
+    model = load(model_path, cfg.device, threads=threads, tune=tune, notes=notes)
+    cfg.check_model(model.config)
+    data = text_for(model.tokenizer, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
+    states = wanted_states(cfg, model.config)
+    probe = model.probe(data, max(cfg.top, 5), states, on_warning)
     if cfg.find_neurons and probe.n < MIN_FIND:
         raise RnncliError(f"--find-neurons needs a text of {MIN_FIND} tokens at least (this one has {probe.n}): "
                           "correlations over a few positions mean nothing")
@@ -109,7 +107,7 @@ def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool,
     if cfg.html:
         from rnncli.cli.page import build_page, write_page
 
-        info = {"title": ", ".join(sources), "model": {**to_dict(model.cfg), "tokenizer": tokenizer.kind},
+        info = {"title": ", ".join(sources), "model": {**to_dict(model.config), "tokenizer": model.tokenizer},
                 "threshold": cfg.threshold, "state": cfg.state,
                 "mean_loss": mean, "units": [(k, cfg.state, u) for k, u in cfg.neurons], "absent": absent}
         write_page(cfg.html, build_page(probe, found, info, int(cfg.page_mb * 1e6)))

@@ -53,22 +53,16 @@ def recipe_lines(recipe: dict) -> list[str]:
     ]
 
 
-def show_plan(trainer, json_out: bool) -> None:
+def show_plan(run, json_out: bool) -> None:
     """`train --plan`: the recipe and what the run should see, on stdout."""
-    from rnncli.model.recipe import MODEL_FIELDS
-
-    recipe, cfg = trainer.recipe, trainer.cfg
-    if recipe is None:  # --recipe plain
-        recipe = {"model": {k: getattr(trainer.model.cfg, k) for k in MODEL_FIELDS},
-                  "train": {k: getattr(cfg, k) for k in ("batch", "seq", "lr", "lr_schedule", "steps", "epochs", "time")}}
-    plan = dict(recipe, parameters=trainer.model.cfg.n_params, windows_per_epoch=trainer.streams.n_windows,
-                compile_s=trainer.compile_s)
+    plan = run.plan()
     if json_out:
         print(json.dumps(plan), flush=True)
         return
-    if "why" not in recipe:
-        print(f"recipe (plain): {json.dumps(recipe['model'])} {json.dumps(recipe['train'])}")
+    if run.recipe is None:  # --recipe plain
+        print(f"recipe (plain): {json.dumps(plan['model'])} {json.dumps(plan['train'])}")
         return
+    recipe, cfg = run.recipe, run.train_config
     for line in recipe_lines(recipe):
         print(line)
     seconds = f", about {recipe['seconds']:.0f} s of training" if recipe["seconds"] else ""
@@ -76,40 +70,24 @@ def show_plan(trainer, json_out: bool) -> None:
           f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters")
 
 
-def show_resume_plan(trainer, json_out: bool) -> None:
+def show_resume_plan(run, json_out: bool) -> None:
     """`train --resume X --plan`: where the run is, where it will stop, and its learning rate on the way."""
-    cfg, run = trainer.cfg, trainer
-    stop = {k: getattr(cfg, k) for k in ("time", "steps", "epochs") if getattr(cfg, k) is not None} or {"steps": cfg.stop_steps}
-    rate = run.tokens_seen / run.elapsed_before if run.elapsed_before > 0 else None
-    tokens_left = []
-    if "steps" in stop:
-        tokens_left.append((stop["steps"] - run.step) * cfg.batch * cfg.seq)
-    if "epochs" in stop:
-        tokens_left.append((stop["epochs"] - run.done_in("epochs", 0.0)) * run.streams.n_windows * cfg.batch * cfg.seq)
-    if "time" in stop and rate:
-        tokens_left.append((stop["time"] - run.elapsed_before) * rate)
-    tokens = max(0.0, min(tokens_left)) if tokens_left else None
-    plan = {"resume": True, "step": run.step, "elapsed_s": run.elapsed_before, "stop": stop,
-            "steps_left": None if tokens is None else round(tokens / (cfg.batch * cfg.seq)),
-            "seconds_left": tokens / rate if tokens is not None and rate else None, "tokens_per_s": rate,
-            "lr_now": run.lr_at(0.0), "lr_end": cfg.lr * cfg.lr_min_frac if cfg.lr_schedule != "constant" else cfg.lr,
-            "lr_schedule": cfg.lr_schedule, "patience": cfg.patience, "patience_from": run.patience_from}
+    plan, cfg = run.plan(), run.train_config
     if json_out:
         print(json.dumps(plan), flush=True)
         return
+    stop, rate = plan["stop"], plan["tokens_per_s"]
     ends = ", ".join(f"{v:.0f} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
-    print(f"resume: step {run.step:,}, {run.elapsed_before:.0f} s of training so far; stops at {ends} (whole run)")
+    print(f"resume: step {plan['step']:,}, {plan['elapsed_s']:.0f} s of training so far; stops at {ends} (whole run)")
     left = "-" if plan["steps_left"] is None else f"{plan['steps_left']:,}"
     secs = f", about {plan['seconds_left']:.0f} s at {rate / 1000:.1f}k tokens/s" if plan["seconds_left"] is not None else ""
     print(f"predicted: {left} more steps{secs}; learning rate {plan['lr_now']:.3g} -> {plan['lr_end']:.3g} "
           f"({cfg.lr_schedule}); patience {cfg.patience or 'off'}"
-          + (" (counted from this session)" if cfg.patience and run.patience_from == run.step else ""))
+          + (" (counted from this session)" if cfg.patience and plan["patience_from"] == plan["step"] else ""))
 
 
-def run_training(corpus: list[str], model: dict, settings: dict, resume: str | None, json_out: bool,
-                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False,
-                 force: bool = False, more=None) -> None:
-    """Build the run and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
+def run_training(corpus: list[str], model, train, options, json_out: bool, plan: bool = False) -> None:
+    """Set the run up (api.training.train: ModelSettings, TrainSettings, RunOptions) and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
     the step under way, save it and exit 128 + the signal (a second one stops at once, without
     saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
     Standard output failing (`--json | head`, a full disk) saves too, then ends as main says for
@@ -118,8 +96,8 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
     import errno
     import signal
 
+    from rnncli.api.training import train as start
     from rnncli.base.errors import OutputError, RnncliError, Stopped
-    from rnncli.run.train import Trainer
 
     console = Console(stderr=True, soft_wrap=True)
     asked = []
@@ -136,8 +114,8 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
         return f"stopped {why} at step {trainer.step}; saved {path} (continue with `{resume_command(corpus, path)}`)"
 
     said = []  # (the automatic recipe's speed probe may be what compiles: it says so then)
-    with Trainer(corpus, model, settings, resume, allow_new_corpus, distributed, plan,
-                 on_compile=lambda: said.append(say_compiling()), force=force, more=more) as trainer:
+    with start(corpus, model, train, options, plan=plan, on_compile=lambda: said.append(say_compiling())) as run:
+        trainer = run.trainer
         lead = trainer.world.lead
         for note in trainer.notes if lead else ():
             console.print(f"rnncli: warning: {note}", markup=False)
@@ -145,12 +123,12 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
             console.print(f"rnncli: {trainer.replacing}", markup=False)
         if plan:
             if lead:
-                (show_resume_plan if resume else show_plan)(trainer, json_out)
+                (show_resume_plan if options.resume else show_plan)(run, json_out)
             return
         if lead and not said:
             notice_compiling("sequence_backward")
         head = []  # JSON lines that go out with the first step's (so that an output failure finds a step to save)
-        if lead and trainer.recipe is not None and not resume:
+        if lead and trainer.recipe is not None and not options.resume:
             if json_out:
                 head.append({"event": "recipe", **trainer.recipe})
             else:
@@ -160,7 +138,7 @@ def run_training(corpus: list[str], model: dict, settings: dict, resume: str | N
                    if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
         previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
-            events = _until(trainer.run(), asked if trainer.world.size == 1 else [])
+            events = _until(run.events(), asked if trainer.world.size == 1 else [])
             if lead:
                 _show_events(trainer, events, console, json_out, head)
             else:
@@ -257,19 +235,16 @@ def _show(trainer, console: Console, events) -> None:
     sys.stderr.flush()
 
 
-def run_eval(model_path: str, sources: list[str], held_out: bool, threads, device: str, json_out: bool,
-             on_warning) -> None:
-    """Run `rnncli eval`: a line per file (its name first when there are several) and the total; with
-    --held-out, the model's validation split of its corpus."""
-    from rnncli.run.evaluate import Score, score_files, score_held_out
-    from rnncli.store.load import load_model
+def run_eval(model, sources: list[str], held_out: bool, json_out: bool, on_warning) -> None:
+    """Run `rnncli eval` with a loaded api.Model: a line per file (its name first when there are
+    several) and the total; with --held-out, the model's validation split of its corpus."""
+    from rnncli.run.evaluate import Score
 
-    loaded = load_model(model_path, device)
     notice_compiling("sequence_forward")
     if held_out:
-        scores, names = [score_held_out(sources, loaded, threads)], ["held-out"]
+        scores, names = [model.score_held_out(sources)], ["held-out"]
     else:
-        scores, names = score_files(sources, loaded, threads, on_warning), list(sources)
+        scores, names = model.score_files(sources, on_warning), list(sources)
     total = Score.total(scores) if len(scores) > 1 else scores[0]
     if json_out:
         extra = {"files": [dict(s.to_json(), file=n) for n, s in zip(names, scores)]} if len(scores) > 1 else {}
@@ -286,17 +261,14 @@ def run_eval(model_path: str, sources: list[str], held_out: bool, threads, devic
     print(f"{'total':<{width}}  {line(total)}")
 
 
-def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool,
+def run_generation(model, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool,
                    show_stats: bool, on_warning) -> None:
     """Run `rnncli generate`: one sample streamed as it is made; with -N, samples one after another
     under a `--- sample i ---` line (the first streamed); with --prompts, one line per answer
     (newlines escaped); with --json, one JSON object per answer. --stats: speed on stderr."""
     from rnncli.data.text import decode_text, read_bytes
     from rnncli.base.errors import RnncliError
-    from rnncli.store.load import load_model
-    from rnncli.run.sample import generate
 
-    loaded = load_model(model_path, cfg.device)  # a bad file fails here, before any notice
     if prompts_file is not None:
         if seed:
             raise RnncliError("--seed and --prompts: give one or the other")
@@ -312,7 +284,7 @@ def run_generation(model_path: str, seed: str, prompts_file: str | None, cfg, ec
     if not (json_out or lines):
         out.write(("--- sample 1 ---\n" if several else "") + (seed if echo else ""))
         out.flush()
-    for event in generate(loaded, prompts, cfg, on_warning=on_warning):
+    for event in model.events(prompts, cfg, on_warning):
         kind = event[0]
         if kind == "piece" and not (json_out or lines) and event[1] == 1:
             out.write(event[2])
@@ -346,7 +318,7 @@ def _speed_line(s: dict) -> str:
 
 
 def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool,
-              device: str = "auto"):
+              device: str = "auto", tune: bool = True):
     """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
     import os
 
@@ -359,7 +331,7 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     notice_compiling("sequence_backward")
     rate, memory = bench.matmul_gflops(threads, device), bench.memory_gb_per_s()
     rows = []
-    for row in bench.run(configs, measures, repeats, threads, against_torch, device):
+    for row in bench.run(configs, measures, repeats, threads, against_torch, device, tune):
         rows.append(row)
         err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
     from rnncli.base.machine import cpu_description

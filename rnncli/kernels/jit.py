@@ -28,7 +28,9 @@ def cache_dir() -> Path:
     digest = hashlib.sha256(numba.__version__.encode())
     here = Path(__file__).parent
     for src in sorted(here.rglob("*.py")):
-        if "cuda" not in src.relative_to(here).parts:  # (the GPU's modules compile nothing for the CPU)
+        # (the GPU's modules compile nothing for the CPU; the backend choice and the tuning file's
+        # reader compile nothing at all)
+        if "cuda" not in src.relative_to(here).parts and src.name not in ("device.py", "tune.py"):
             digest.update(src.read_bytes())
     return cache_root() / f"kernels-{digest.hexdigest()[:16]}"
 

@@ -36,6 +36,10 @@ MIN_STEPS = 12  # a time that buys fewer steps than this is refused (one step a 
 PATIENCE = 4
 DEFAULT_TIME = 300.0  # the automatic recipe's run when no --time, --steps or --epochs is given
 EVAL_COST = 1 / 3  # a validated token costs about this share of a trained one (no backward pass)
+# what the recipe chooses where nothing is given and nothing needs measuring (the CLI's help reads these)
+CELL, LAYERS, EMBED, WIDE_EMBED, WIDE_VOCAB = "gru", 2, 64, 256, 512  # the embedding: WIDE_EMBED over WIDE_VOCAB
+LR_SCHEDULE, LR_MIN_FRAC = "cosine", 0.05
+LR_NARROW, LR_WIDE, LR_WIDTH = 3e-3, 2e-3, 256  # Adam's rate: LR_NARROW up to LR_WIDTH units, else LR_WIDE
 MODEL_FIELDS = ("cell", "layers", "hidden", "embed", "dropout")
 TRAIN_FIELDS = ("batch", "seq", "lr", "lr_schedule", "lr_min_frac", "warmup", "eval_every", "patience", "time")
 clock = time.perf_counter  # what `measure` times steps with (tests give their own)
@@ -128,14 +132,15 @@ def describe_stop(stop: dict) -> str:
 def base_model(corpus: Corpus, model: dict) -> dict:
     """The architecture before the width: a 2-layer GRU (embedding 64, or 256 for vocabularies over
     512), under the user's settings."""
-    return {"cell": "gru", "layers": 2, "embed": 64 if corpus.vocab_size <= 512 else 256, "dropout": 0.0, **model}
+    return {"cell": CELL, "layers": LAYERS, "embed": EMBED if corpus.vocab_size <= WIDE_VOCAB else WIDE_EMBED,
+            "dropout": 0.0, **model}
 
 
 def sized(corpus: Corpus, model: dict, hidden: int) -> ModelConfig:
     """base_model at a width. Over a large vocabulary the embedding is no wider than the hidden
     layer: a narrow model with 256-wide word vectors spends its parameters on the table, not the network."""
     base = base_model(corpus, model)
-    embed = base["embed"] if "embed" in model or corpus.vocab_size <= 512 else min(base["embed"], hidden)
+    embed = base["embed"] if "embed" in model or corpus.vocab_size <= WIDE_VOCAB else min(base["embed"], hidden)
     return ModelConfig(vocab_size=corpus.vocab_size, **dict(base, hidden=hidden, embed=embed))
 
 
@@ -202,8 +207,8 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
     dropout = model.get("dropout", _dropout(epochs, cfg.n_params, corpus.train_tokens) if cfg.layers > 1 else 0.0)
     steps = max(1, steps)
     chosen_train = {
-        "batch": batch, "seq": seq, "lr": 3e-3 if cfg.hidden <= 256 else 2e-3, "lr_schedule": "cosine",
-        "lr_min_frac": 0.05, "warmup": min(100, max(1, steps // 20)), "eval_every": max(1, steps // VALIDATIONS),
+        "batch": batch, "seq": seq, "lr": LR_NARROW if cfg.hidden <= LR_WIDTH else LR_WIDE, "lr_schedule": LR_SCHEDULE,
+        "lr_min_frac": LR_MIN_FRAC, "warmup": min(100, max(1, steps // 20)), "eval_every": max(1, steps // VALIDATIONS),
         "patience": PATIENCE if corpus.val_tokens else None, **stop,
     }
     out_train = {**chosen_train, **{k: v for k, v in train.items() if k in TRAIN_FIELDS}}

@@ -188,14 +188,15 @@ def expand(names: list[str]) -> list[str]:
     return out
 
 
-def _child(impl: str, name: str, measures: list[str], threads: int | None, device: str) -> list[dict]:
+def _child(impl: str, name: str, measures: list[str], threads: int | None, device: str, tune: bool = True) -> list[dict]:
     """One implementation on one configuration, in a fresh process: two libraries' OpenMP pools in
     one process slow each other down (seen: PyTorch's small RNN 20x slower after a Numba kernel)."""
     import json
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "rnncli.run.bench", impl, name, ",".join(measures), str(threads or 0), device]
+    cmd = [sys.executable, "-m", "rnncli.run.bench", impl, name, ",".join(measures), str(threads or 0), device,
+           str(int(tune))]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         from rnncli.base.errors import RnncliError
@@ -206,7 +207,7 @@ def _child(impl: str, name: str, measures: list[str], threads: int | None, devic
 
 
 def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool,
-        device: str = "cpu"):
+        device: str = "cpu", tune: bool = True):
     """Yield one result dict per (config, measurement, implementation). Each repeat runs every
     implementation in turn, so that both see the same machine state, the first in one repeat last
     in the next; rates are medians, and rnncli's rows carry `ratio`, the median over repeats of
@@ -220,7 +221,7 @@ def run(names: list[str], what: list[str], repeats: int, threads: int | None, ag
             order = impls if i % 2 == 0 else impls[::-1]  # each side goes first in every other repeat
             for w in what:  # each measurement in a fresh process, set up as its command sets up
                 for impl in order:
-                    for r in _child(impl, name, [w], threads, device):
+                    for r in _child(impl, name, [w], threads, device, tune):
                         found.setdefault((impl, r["measure"]), []).append(r)
         for w in what:
             for impl in impls:
@@ -245,6 +246,8 @@ if __name__ == "__main__":
     import json
     import sys
 
+    from rnncli.kernels.cpu import tune as tuning
+
     impl_name, config_name, measures, n_threads = sys.argv[1:5]
     device_name = sys.argv[5] if len(sys.argv) > 5 else "cpu"
     if impl_name == "torch":
@@ -252,5 +255,6 @@ if __name__ == "__main__":
     else:
         Impl = Ours
     bench_cfg = CONFIGS[config_name]
-    side = Impl(bench_cfg, int(n_threads) or None, device_name)
-    print(json.dumps([dict(measure(side, bench_cfg, m), measure=m) for m in measures.split(",")]))
+    with tuning.configured(len(sys.argv) <= 6 or sys.argv[6] == "1"):  # (the parent's --no-tune)
+        side = Impl(bench_cfg, int(n_threads) or None, device_name)
+        print(json.dumps([dict(measure(side, bench_cfg, m), measure=m) for m in measures.split(",")]))

@@ -52,14 +52,21 @@ def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
 def score_text(sources: list[str], loaded, threads: int | None = None, on_warning=None) -> Score:
     """Score files (or `-` for stdin) with a model (load.load_model's (model, tokenizer,
     metadata), the model on the device it will run on), state carried across the text."""
+    from rnncli.data.text import read_bytes, text_for
+
+    text = text_for(loaded[1].kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
+    return score_data(text, loaded, threads, on_warning)
+
+
+def score_data(text: str | bytes, loaded, threads: int | None = None, on_warning=None) -> Score:
+    """Score a text (str, or bytes for a byte model) held in memory, as score_text scores a file's."""
     from rnncli.base import memory
-    from rnncli.data.text import missing_note, read_bytes, text_for
+    from rnncli.data.text import missing_note
     from rnncli.model.model import workspace_bytes
 
     model, tokenizer, meta = loaded
     train_cfg = meta["train"]
     model.K.use_threads(threads)
-    text = text_for(tokenizer.kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
     ids, missing = tokenizer.encode(text)
     if missing and on_warning:
         on_warning(missing_note(tokenizer.kind, missing))

@@ -18,6 +18,7 @@ No printing: `notes` receives what people should hear (the CLI prints it on stde
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -31,14 +32,28 @@ MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chos
 TARGET_S = 0.004  # seconds one timing aims at
 WEIGHT_BYTES = 48 << 20  # at most this much in weight matrices taken in turn (beyond, all miss the caches alike)
 clock = time.perf_counter  # (tests replace it)
-notes = None  # callable(str) or None: told about a tuning file that is bad or another CPU's
+notes = None  # callable(str) or None: told about a tuning file that is bad or another CPU's (configured())
+_enabled = True  # whether new shapes are measured, as configured() says for the call under way
 
 _table: dict | None = None  # shape key -> path name, this CPU's
 
 
 def enabled() -> bool:
     """Whether new shapes are measured (RNNCLI_TUNE=0: the rule only)."""
-    return os.environ.get("RNNCLI_TUNE", "1") != "0"
+    return _enabled and os.environ.get("RNNCLI_TUNE", "1") != "0"
+
+
+@contextlib.contextmanager
+def configured(enabled: bool, notes_to=None):
+    """For one call (run.options.RunOptions.applied): measure new shapes or take the rule (enabled),
+    and tell `notes_to` about the tuning file and the caches; as before afterwards."""
+    global _enabled, notes
+    saved = _enabled, notes, paths.notes
+    _enabled, notes, paths.notes = enabled, notes_to, notes_to
+    try:
+        yield
+    finally:
+        _enabled, notes, paths.notes = saved
 
 
 def cpu_key() -> str:
