@@ -9,9 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnncli.model.settings import ModelSettings, TrainSettings
+from rnncli.run.options import RunOptions
+
 from rnncli.cli import app as cli
 from rnncli.run.bench import CONFIGS
-from rnncli.run.runs import More
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
@@ -143,24 +145,25 @@ def test_flags_become_settings(monkeypatch):
     with pytest.raises(SystemExit) as exit_:
         cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json", "--recipe", "plain"])
     assert exit_.value.code == 0
-    corpus, model, settings, resume, json_out, allow_new_corpus, distributed, plan, force, more = seen["args"]
-    assert corpus == ["a.txt", "b.txt"] and model == {"cell": "gru"}
-    assert settings == {"lr": 0.01, "steps": 5, "recipe": "plain"} and resume is None and json_out is True
-    assert allow_new_corpus is False and distributed is None and plan is False  # None: whatever mpiexec says
-    assert force is False and more is None
+    corpus, model, settings, options, json_out, plan = seen["args"]
+    assert corpus == ["a.txt", "b.txt"] and model == ModelSettings(cell="gru")
+    assert settings == TrainSettings(lr=0.01, steps=5, recipe="plain") and options.resume is None and json_out is True
+    assert options.allow_new_corpus is False and options.distributed is None and plan is False  # None: as mpiexec says
+    assert options.force is False and options.more is None and options.tune is True and options.device == "auto"
     with pytest.raises(SystemExit):
-        cli.main(["train", "a.txt", "--time", "60", "--plan"])
-    assert seen["args"][2] == {"time": 60.0} and seen["args"][7] is True  # (the recipe's default is TrainConfig's)
+        cli.main(["train", "a.txt", "--time", "60", "--plan", "--no-tune", "--threads", "1"])
+    assert seen["args"][2].given() == {"time": 60.0} and seen["args"][5] is True  # (the recipe's default is TrainConfig's)
+    assert seen["args"][3].tune is False and seen["args"][3].threads == 1 and "RNNCLI_TUNE" not in os.environ
     with pytest.raises(SystemExit):
         cli.main(["train", "a.txt", "--resume", "r.st", "--more", "10m", "--force"])
-    assert seen["args"][3] == "r.st" and seen["args"][8] is True and seen["args"][9] == More("time", 600.0)
+    assert seen["args"][3] == RunOptions(resume="r.st", more="10m", force=True, notes=seen["args"][3].notes)
 
 
 def test_inspect_flags_become_a_probe_config(monkeypatch):
     from rnncli.model.config import ProbeConfig
 
     seen = {}
-    monkeypatch.setattr("rnncli.cli.probe_view.run_probe", lambda *a: seen.update(args=a))
+    monkeypatch.setattr("rnncli.cli.probe_view.run_probe", lambda *a, **k: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
         cli.main(["inspect", "m.st", "--text", "t.txt", "--neuron", "1:17", "--neuron", "0:3", "--state", "c",
                   "--top", "4", "--find-neurons", "--match", "10:20", "--threshold", "0.5", "--html", "p.html"])
@@ -208,7 +211,7 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     from rnncli.run import bench
 
     rates = {"rnncli": iter([10.0, 12.0, 30.0]), "torch": iter([5.0, 12.0, 20.0])}
-    monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads, device: [
+    monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads, device, tune=True: [
         {"measure": measures[0], "rate": next(rates[impl]), "warmup_s": 0.0}])
     rows = list(bench.run(["small-rnn"], ["eval"], 3, None, against_torch=True))
     ours = next(r for r in rows if r["impl"] == "rnncli")
@@ -222,7 +225,7 @@ def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(
 
     order = []
 
-    def child(impl, name, measures, threads, device):
+    def child(impl, name, measures, threads, device, tune=True):
         order.append(impl)
         return [{"measure": measures[0], "rate": 100.0, "warmup_s": 0.0}]
 
