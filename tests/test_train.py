@@ -43,6 +43,12 @@ def test_training_lowers_the_loss_and_keeps_the_best_weights(corpus, tmp_path):
     np.testing.assert_array_equal(model.params.data, t.best.data)
     assert [h[0] for h in meta["history"]] == [20, 40, 60]
     assert not list(tmp_path.glob(".*tmp*")), "temporary file left behind"
+    from safetensors.numpy import load_file  # (the format's own reader: our files are its files)
+
+    theirs = load_file(out)
+    for name, shape in model.cfg.tensor_shapes():
+        assert theirs[name].shape == shape and theirs[name].dtype == np.float32
+        np.testing.assert_array_equal(theirs[name], model.params.host()[name])
 
 
 @pytest.mark.parametrize("cell", ["lstm", "rnn"])
