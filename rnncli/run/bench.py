@@ -75,29 +75,25 @@ class Ours:
     def __init__(self, cfg: BenchConfig, threads: int | None, device: str = "cpu"):
         from rnncli.kernels.device import backend
         from rnncli.model.model import Model
-        from rnncli.model.optim import Adam
         from rnncli.model.params import init_params
+        from rnncli.model.step import TrainStep
 
         self.threads, self.K = threads, backend(device)
         rng = np.random.default_rng(0)
         self.cfg = cfg
         self.model = Model(init_params(cfg.model, rng), self.K)
-        self.grads = self.model.params.zeros_like()
-        self.adam = Adam(self.model.params.data.size, TrainConfig(), self.K)
+        self.step = TrainStep(self.model, TrainConfig(), cfg.batch)  # (its state carried from step to step)
         V = cfg.model.vocab_size
         self.ids = rng.integers(0, V, (cfg.seq, cfg.batch))
         self.targets = rng.integers(0, V, (cfg.seq, cfg.batch))
-        self.h, self.c = self.model.zero_state(cfg.batch)
+        self.h, self.c = self.model.zero_state(cfg.batch)  # (scoring's carried state)
 
     def use_threads(self):
         """Thread settings as `rnncli train` and `eval` make them (generate leaves them alone)."""
         self.K.use_threads(self.threads)
 
     def train_step(self):
-        m = self.model
-        m.loss_and_grads(self.ids, self.targets, self.h, self.c, self.grads)
-        self.h, self.c = m.final_state(*self.ids.shape)
-        self.adam.step(m.params.data, self.grads.data, 2e-3)
+        self.step(self.ids, self.targets, 2e-3)
         self.K.synchronize()  # (a GPU's launches return at once: the step ends when its work does)
 
     def eval_step(self):
