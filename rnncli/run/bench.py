@@ -115,8 +115,9 @@ class Ours:
             pass
 
 
-def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
-    """Warm up once, then time `repeats` runs of the measured work; rates per second."""
+def rates(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
+    """One side's rate at one measure, tokens (or characters) a second: a warm-up, then `repeats`
+    timed runs of about a second; their median, the runs and the warm-up's seconds."""
     tokens = cfg.batch * cfg.seq
     if what not in GENERATE and hasattr(impl, "use_threads"):
         impl.use_threads()
@@ -249,4 +250,4 @@ if __name__ == "__main__":
         Impl = Ours
     bench_cfg = CONFIGS[config_name]
     side = Impl(bench_cfg, int(n_threads) or None, device_name)
-    print(json.dumps([dict(measure(side, bench_cfg, m), measure=m) for m in measures.split(",")]))
+    print(json.dumps([dict(rates(side, bench_cfg, m), measure=m) for m in measures.split(",")]))
