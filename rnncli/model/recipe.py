@@ -52,8 +52,11 @@ class Speed:
     vocab_s: float = 0.0  # seconds per token per vocabulary entry, beyond the head's products
     param_s: float = 0.0  # seconds per parameter per step
 
-    def token_seconds(self, cfg: ModelConfig, tokens_per_step: int) -> float:
-        return (3 * cfg.macs_per_token() / self.macs_per_s + self.vocab_s * cfg.vocab_size
+    def token_seconds(self, cfg: ModelConfig, tokens_per_step: int, window: int | None = None) -> float:
+        """window: the tokens of one process's share of a step (layer 0's table is made once for
+        them; ModelConfig.macs_per_token); None: the whole step's, as in one process."""
+        return (cfg.macs_per_token(window or tokens_per_step, training=True) / self.macs_per_s
+                + self.vocab_s * cfg.vocab_size
                 + self.param_s * cfg.n_params / max(1, tokens_per_step))
 
 
@@ -143,9 +146,11 @@ def _speed(speed) -> "Speed | None":
     return speed if speed is None or isinstance(speed, Speed) else Speed(float(speed))
 
 
-def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, speed: Speed | None):
-    """Predicted training tokens and seconds under the stop rule (the nearest of those given)."""
-    t_token = speed.token_seconds(model, batch * seq) if speed else None
+def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int,
+            speed: Speed | None, window: int | None = None):
+    """Predicted training tokens and seconds under the stop rule (the nearest of those given);
+    window: one rank's share of a step (Speed.token_seconds)."""
+    t_token = speed.token_seconds(model, batch * seq, window) if speed else None
     limits = []
     if "steps" in stop:
         limits.append(stop["steps"] * batch * seq)
@@ -175,11 +180,12 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
     if "time" in stop and not speed:
         raise ValueError("a time budget needs the measured speed")
     batch, seq = layout(corpus, train, world_size)
+    window = batch // max(1, world_size) * seq  # the lead rank's share of a step (distributed.Mpi.part)
     widths = [model["hidden"]] if "hidden" in model else list(HIDDEN)
     best, limit = None, "the width you gave" if "hidden" in model else f"the widest candidate ({HIDDEN[-1]})"
     for hidden in widths:
         cfg = sized(corpus, model, hidden)
-        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, speed)
+        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, speed, window)
         trainable = tokens >= TOKENS_PER_PARAM * cfg.n_params
         fillable = cfg.n_params <= PARAMS_PER_TOKEN * corpus.train_tokens
         if not (trainable and fillable) and len(widths) > 1:
@@ -192,9 +198,10 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
             break
     cfg, tokens, seconds = best
     steps = int(tokens // (batch * seq))
-    by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed)[0] if "time" in stop else math.inf
+    by_time = (_tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed, window)[0]
+               if "time" in stop else math.inf)
     if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
-        rate = 1 / speed.token_seconds(cfg, batch * seq)
+        rate = 1 / speed.token_seconds(cfg, batch * seq, window)
         raise RnncliError(
             f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
             f"({batch}x{seq} tokens a step at about {rate / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
@@ -266,7 +273,8 @@ def probe_speed(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int
     for cfg in (wide, narrow) if narrow != wide else (wide,):
         step = TrainStep(Model(init_params(cfg, rng), K), TrainConfig(), batch)
         probes.append(step)
-        timed.append((3 * cfg.macs_per_token() * tokens, *_fastest(K, steps, lambda: step.backward(ids, ids))))
+        seconds = _fastest(K, steps, lambda: step.backward(ids, ids))
+        timed.append((cfg.macs_per_token(tokens, training=True) * tokens, *seconds))
     param_s = _fastest(K, steps, lambda: probes[0].update(1e-3))[0] / wide.n_params
     (macs_wide, t_wide, first), (macs_narrow, t_narrow, _) = timed[0], timed[-1]
     if macs_wide <= macs_narrow:  # (a user's width as narrow as the narrowest: the products alone)

@@ -31,11 +31,11 @@ class BenchConfig:
     gen_chars: int
 
     def flops_per_token(self, what: str, executed: bool = True) -> float:
-        """FLOPs (2 a multiply-add, ModelConfig.macs_per_token) of one token of a measure: training
-        is three forward passes. executed: as rnncli runs it (layer 0's input product by its table,
-        made once a window, or once a model when generating); else the model's nominal work."""
+        """FLOPs (2 a multiply-add, ModelConfig.macs_per_token) of one token of a measure. executed:
+        as rnncli runs it (layer 0's input product by its table, made once a window, or once a model
+        when generating); else the model's nominal work."""
         window = (self.batch * self.seq if what in ("train", "eval") else math.inf) if executed else None
-        return 2.0 * self.model.macs_per_token(window) * (3 if what == "train" else 1)
+        return 2.0 * self.model.macs_per_token(window, training=what == "train")
 
     def weight_bytes(self, executed: bool = True) -> int:
         """Bytes of weights read per generated token, the embedding table left out (a token reads one

@@ -155,7 +155,8 @@ class Trainer:
         if plan or "time" in recipe.stop_rule(train):
             check_val_split(n_val, recipe.layout(corpus, train, self.world.size)[1])  # (before spending the probe)
             notice = self.on_compile if self.cold and self.world.lead else None
-            rate, first = recipe.training_speed(self.K, self.world, self.threads, corpus, model, train, notice)
+            rate, first = recipe.training_speed(self.K, self.world, self.threads, corpus, model, train,
+                                                notice)
             self.compile_s = first if self.cold else 0.0
         chosen = recipe.choose(corpus, model, train, rate, self.world.size)
         self.cfg = TrainConfig(**{**train, **chosen.train})
