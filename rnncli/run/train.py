@@ -171,7 +171,7 @@ class Trainer:
         # the gradients, then the slots the ranks exchange with them (distributed.EXTRA)
         self._reduced = self.K.zeros(mcfg.n_params + EXTRA)
         grads = Params(mcfg, self._reduced[: mcfg.n_params], self.K)
-        self.train_step = TrainStep(self.model, cfg, self.streams.B, grads)  # (the carried state is its)
+        self.train_step = TrainStep(self.model, cfg, self.streams.B, grads)  # (it carries the streams' state)
         self.stop_asked = self.interrupted = False
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self.early_stop = False
