@@ -240,29 +240,6 @@ def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(
     assert next(r for r in rows if r["impl"] == "torch" and r["measure"] == "generate")["weight_gb_per_s"] == pytest.approx(1e-7 * cfg.weight_bytes(False))
 
 
-def test_one_cost_model_counts_layer_0_as_each_side_runs_it():
-    """ModelConfig.macs_per_token: the model's products (layer 0's input product G x E a token) or,
-    as rnncli runs it, a (V, G) table made once a window and a row a token: what the recipe counts
-    (a window without end: generation's table, made once a model)."""
-    from rnncli.model.config import ModelConfig
-    from rnncli.model.model import Model
-    from rnncli.model.params import init_params
-
-    cfg = ModelConfig(vocab_size=65, cell="lstm", layers=3, hidden=128, embed=64)
-    G, H, E, V = 4 * 128, 128, 64, 65
-    nominal = G * (E + H) + 2 * G * (H + H) + V * H
-    assert cfg.macs_per_token(None) == nominal
-    assert cfg.macs_per_token(2500) == nominal - G * E + V * E * G / 2500
-    assert cfg.macs_per_token() == nominal - G * E  # (generation)
-    model = Model(init_params(cfg, np.random.default_rng(0)))
-    for window in (V - 1, V, 2500):  # the table's cost exactly where the model makes one
-        table = nominal - G * E + V * E * G / window
-        assert cfg.macs_per_token(window) == (table if model._by_table(window) else nominal)
-    small = CONFIGS["small-lstm"]  # (2 layers, batch 50 x seq 50)
-    assert small.flops_per_token("train") == 3 * 2 * small.model.macs_per_token(50 * 50)
-    assert small.flops_per_token("generate", executed=False) == 2 * small.model.macs_per_token(None)
-
-
 def test_bench_names_the_cpu_and_its_vector_width():
     from rnncli.base.machine import cpu_description
 

@@ -68,7 +68,7 @@ def test_resume_continues_exactly(corpus, tmp_path, cell):
     c = Trainer([corpus], {}, {}, resume=str(tmp_path / "b.safetensors"))
     run(c)
     np.testing.assert_array_equal(a.model.params.data, c.model.params.data)
-    np.testing.assert_array_equal(a.adam.v, c.adam.v)
+    np.testing.assert_array_equal(a.train_step.adam.v, c.train_step.adam.v)
     assert a.history == c.history
 
 

@@ -90,18 +90,19 @@ class ModelConfig:
         G, H, V = self.gates * self.hidden, self.hidden, self.vocab_size
         return V * self.embed + G * (self.embed + H + 2) + (self.layers - 1) * G * (2 * H + 2) + V * (H + 1)
 
-    def macs_per_token(self, window: float | None = math.inf) -> float:
-        """Multiply-adds of one token's forward pass through the products (the one cost model: the
-        recipe and bench count with it): each layer's recurrent product (G x H), the input products
-        of the layers above the first (G x H) and the head (V x H). Layer 0's input product is as
-        `window` says. None: the model's nominal work, G x E a token (as PyTorch runs it). A number:
-        as rnncli runs it, a (V, G) table, V x E x G, made once for `window` tokens (a training or
-        scoring window; math.inf: generation, once a model) and a row copied a token; a window of
-        fewer than V tokens takes the product itself. Training costs 3x this (the table's two
-        gradient products with it)."""
+    def macs_per_token(self, window: float | None = math.inf, training: bool = False) -> float:
+        """Multiply-adds of one token through the products: the one cost model, which bench's GFLOP/s
+        and the recipe's speed both count with. A forward pass: each layer's recurrent product
+        (G x H), the input products of the layers above the first (G x H), the head (V x H), and
+        layer 0's input product as `window` says. None: the model's nominal work, G x E a token (as
+        PyTorch runs it). A number: as rnncli runs it, a (V, G) table, V x E x G, made once for
+        `window` tokens (a training or scoring window; math.inf: generation, once a model) and a
+        row copied a token; a window of fewer than V tokens takes the product itself. training:
+        forward and backward, 3x the forward (each product has two gradient products, the table's too)."""
         G, H, V, E = self.gates * self.hidden, self.hidden, self.vocab_size, self.embed
         layer0 = G * E if window is None or window < V else V * E * G / window
-        return G * H + (self.layers - 1) * G * 2 * H + V * H + layer0
+        forward = G * H + (self.layers - 1) * G * 2 * H + V * H + layer0
+        return 3 * forward if training else forward
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 `choose` is a pure function of the corpus size, the vocabulary, the stop rule, the measured speed
 and the settings the user gave (each of them wins over the choice), so it is unit-tested as it
-stands. `measure` times a few training steps of one model and turns them into a rate that
+stands. `probe_speed` times a few training steps of probe models and turns them into a rate that
 predicts the others. No printing; no numba at import.
 
 The rules, and the runs behind them (tinyshakespeare, 2-core Zen 2; README "Choosing the recipe"):
@@ -42,12 +42,12 @@ LR_SCHEDULE, LR_MIN_FRAC = "cosine", 0.05
 LR_NARROW, LR_WIDE, LR_WIDTH = 3e-3, 2e-3, 256  # Adam's rate: LR_NARROW up to LR_WIDTH units, else LR_WIDE
 MODEL_FIELDS = ("cell", "layers", "hidden", "embed", "dropout")
 TRAIN_FIELDS = ("batch", "seq", "lr", "lr_schedule", "lr_min_frac", "warmup", "eval_every", "patience", "time")
-clock = time.perf_counter  # what `measure` times steps with (tests give their own)
+clock = time.perf_counter  # what `probe_speed` times steps with (tests give their own)
 
 
 @dataclass(frozen=True)
 class Speed:
-    """What a training token costs on this machine, measured (`measure`): the multiply-adds of the
+    """What a training token costs on this machine, measured (`probe_speed`): the multiply-adds of the
     products, the vocabulary's pointwise work (softmax and its gradient: an exp per entry per token,
     which a narrow model over a word vocabulary spends most of its time on) and the optimizer's work
     per parameter per step (Adam and the norm, spread over the step's tokens)."""
@@ -56,8 +56,11 @@ class Speed:
     vocab_s: float = 0.0  # seconds per token per vocabulary entry, beyond the head's products
     param_s: float = 0.0  # seconds per parameter per step
 
-    def token_seconds(self, cfg: ModelConfig, tokens_per_step: int) -> float:
-        return (3 * cfg.macs_per_token() / self.macs_per_s + self.vocab_s * cfg.vocab_size
+    def token_seconds(self, cfg: ModelConfig, tokens_per_step: int, window: int | None = None) -> float:
+        """window: the tokens of one process's share of a step (layer 0's table is made once for
+        them; ModelConfig.macs_per_token); None: the whole step's, as in one process."""
+        return (cfg.macs_per_token(window or tokens_per_step, training=True) / self.macs_per_s
+                + self.vocab_s * cfg.vocab_size
                 + self.param_s * cfg.n_params / max(1, tokens_per_step))
 
 
@@ -148,9 +151,11 @@ def _speed(speed) -> "Speed | None":
     return speed if speed is None or isinstance(speed, Speed) else Speed(float(speed))
 
 
-def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int, speed: Speed | None):
-    """Predicted training tokens and seconds under the stop rule (the nearest of those given)."""
-    t_token = speed.token_seconds(model, batch * seq) if speed else None
+def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int,
+            speed: Speed | None, window: int | None = None):
+    """Predicted training tokens and seconds under the stop rule (the nearest of those given);
+    window: one rank's share of a step (Speed.token_seconds)."""
+    t_token = speed.token_seconds(model, batch * seq, window) if speed else None
     limits = []
     if "steps" in stop:
         limits.append(stop["steps"] * batch * seq)
@@ -174,17 +179,18 @@ def _dropout(epochs: float, params: int, train_tokens: int) -> float:
 
 def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None, world_size: int = 1) -> Recipe:
     """The recipe for a new run. model, train: the settings the user gave (they win); speed: the
-    measured Speed (`measure`; a number is multiply-adds per second alone), needed when the stop
+    measured Speed (`training_speed`; a number is multiply-adds per second alone), needed when the stop
     is a time. A time too short for MIN_STEPS steps of the model is an RnncliError."""
     stop, speed = stop_rule(train), _speed(speed)
     if "time" in stop and not speed:
         raise ValueError("a time budget needs the measured speed")
     batch, seq = layout(corpus, train, world_size)
+    window = batch // max(1, world_size) * seq  # the lead rank's share of a step (distributed.Mpi.part)
     widths = [model["hidden"]] if "hidden" in model else list(HIDDEN)
     best, limit = None, "the width you gave" if "hidden" in model else f"the widest candidate ({HIDDEN[-1]})"
     for hidden in widths:
         cfg = sized(corpus, model, hidden)
-        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, speed)
+        tokens, seconds = _tokens(cfg, corpus, stop, batch, seq, VALIDATIONS, speed, window)
         trainable = tokens >= TOKENS_PER_PARAM * cfg.n_params
         fillable = cfg.n_params <= PARAMS_PER_TOKEN * corpus.train_tokens
         if not (trainable and fillable) and len(widths) > 1:
@@ -197,9 +203,10 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
             break
     cfg, tokens, seconds = best
     steps = int(tokens // (batch * seq))
-    by_time = _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed)[0] if "time" in stop else math.inf
+    by_time = (_tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed, window)[0]
+               if "time" in stop else math.inf)
     if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
-        rate = 1 / speed.token_seconds(cfg, batch * seq)
+        rate = 1 / speed.token_seconds(cfg, batch * seq, window)
         raise RnncliError(
             f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
             f"({batch}x{seq} tokens a step at about {rate / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
@@ -222,15 +229,15 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
 
 
 def probe_config(corpus: Corpus, model: dict, hidden: int | None = None) -> ModelConfig:
-    """The model `measure` times: sized's, at `hidden`, else the user's width up to 512 (the rate per
+    """The model `probe_speed` times: sized's, at `hidden`, else the user's width up to 512 (the rate per
     multiply-add is flat above ~256), else 256."""
     return sized(corpus, model, hidden or min(model.get("hidden", 256), 512))
 
 
-def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, train: dict, on_compile=None):
-    """(training multiply-adds per second of all the ranks of `world` together, seconds of the
-    probe's first step): every rank times its share of the batch at once, as they will train; the
-    lead's figure, times the ranks, is everyone's. on_compile: called first (a cold cache)."""
+def training_speed(K, world, threads: int | None, corpus: Corpus, model: dict, train: dict, on_compile=None):
+    """(the Speed of training with all the ranks of `world` together, seconds of the probe's first
+    step): every rank probes its share of the batch at once, as they will train; the lead's figure,
+    times the ranks, is everyone's. on_compile: called first (a cold cache)."""
     from rnncli.base import memory
     from rnncli.model.model import workspace_bytes
 
@@ -243,40 +250,37 @@ def measure_rate(K, world, threads: int | None, corpus: Corpus, model: dict, tra
     if on_compile is not None:
         on_compile()
     K.use_threads(threads)
-    speed, first = measure(K, corpus, model, b1 - b0, seq)
+    speed, first = probe_speed(K, corpus, model, b1 - b0, seq)
     # every rank trains its share at once: all the ranks' tokens cost what one rank's share does
     shared = [world.share(x) for x in (speed.macs_per_s * world.size, speed.vocab_s / world.size, speed.param_s)]
     return Speed(*shared), first
 
 
-def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 3) -> tuple[Speed, float]:
-    """(the Speed of training here, seconds the first step took). Two probe models shaped like the
-    candidates, the user's width (or 256) and the narrowest, each a step untimed (it may compile
-    the kernels) then the fastest of `steps` timed ones (the least disturbed by other work), tell
-    the products' rate from the vocabulary's pointwise cost; an optimizer step over the wider one's
-    parameters gives the cost per parameter. batch: the rows this process trains (its share, under MPI)."""
+def probe_speed(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 3) -> tuple[Speed, float]:
+    """(the Speed of training in this process, seconds the first step took). Two probe models shaped
+    like the candidates, the user's width (or 256) and the narrowest, each run the training step's
+    backward (model/step.py) once untimed (it may compile the kernels) then `steps` times, the
+    fastest counting (the least disturbed by other work): their difference tells the products' rate
+    from the vocabulary's pointwise cost. The wider one's update (clipping and Adam), timed alike,
+    gives the cost per parameter. batch: the rows this process trains (its share, under MPI)."""
     import numpy as np
 
+    from rnncli.model.config import TrainConfig
     from rnncli.model.model import Model
-    from rnncli.model.params import Params, init_params
+    from rnncli.model.params import init_params
+    from rnncli.model.step import TrainStep
 
     rng = np.random.default_rng(0)
     ids = rng.integers(0, corpus.vocab_size, (seq, batch), dtype=np.int64)
-    tokens, timed = batch * seq, []
+    tokens, timed, probes = batch * seq, [], []
     wide = probe_config(corpus, model)
     narrow = probe_config(corpus, model, HIDDEN[0])
     for cfg in (wide, narrow) if narrow != wide else (wide,):
-        net = Model(init_params(cfg, rng), K)
-        grads = Params(cfg, K.zeros(cfg.n_params), K)
-        h, c = net.zero_state(batch)
-        times = []
-        for _ in range(steps + 1):
-            t0 = clock()
-            net.loss_and_grads(ids, ids, h, c, grads)
-            K.synchronize()
-            times.append(clock() - t0)
-        timed.append((3 * cfg.macs_per_token() * tokens, min(times[1:]), times[0]))
-    param_s = _time_optimizer(K, wide.n_params, steps) / wide.n_params
+        step = TrainStep(Model(init_params(cfg, rng), K), TrainConfig(), batch)
+        probes.append(step)
+        seconds = _fastest(K, steps, lambda: step.backward(ids, ids))
+        timed.append((cfg.macs_per_token(tokens, training=True) * tokens, *seconds))
+    param_s = _fastest(K, steps, lambda: probes[0].update(1e-3))[0] / wide.n_params
     (macs_wide, t_wide, first), (macs_narrow, t_narrow, _) = timed[0], timed[-1]
     if macs_wide <= macs_narrow:  # (a user's width as narrow as the narrowest: the products alone)
         return Speed(macs_wide / t_wide, 0.0, param_s), first
@@ -287,15 +291,13 @@ def measure(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int = 3
     return Speed(1 / per_mac, vocab_s, param_s), first
 
 
-def _time_optimizer(K, n: int, steps: int) -> float:
-    """Seconds of an optimizer step (the gradient norm and Adam) over n parameters: the fastest of `steps`."""
-    from rnncli.model.config import TrainConfig
-    from rnncli.model.optim import Adam
-
-    params, grads, adam, times = K.zeros(n), K.zeros(n), Adam(n, TrainConfig(), K), []
+def _fastest(K, steps: int, work) -> tuple[float, float]:
+    """(the fastest of `steps` timed calls of work, the seconds of an untimed first one), each
+    until the backend has finished it."""
+    times = []
     for _ in range(steps + 1):
         t0 = clock()
-        adam.step(params, grads, 1e-3)
+        work()
         K.synchronize()
         times.append(clock() - t0)
-    return min(times[1:])
+    return min(times[1:]), times[0]

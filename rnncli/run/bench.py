@@ -31,11 +31,11 @@ class BenchConfig:
     gen_chars: int
 
     def flops_per_token(self, what: str, executed: bool = True) -> float:
-        """FLOPs (2 a multiply-add, ModelConfig.macs_per_token) of one token of a measure: training
-        is three forward passes. executed: as rnncli runs it (layer 0's input product by its table,
-        made once a window, or once a model when generating); else the model's nominal work."""
+        """FLOPs (2 a multiply-add, ModelConfig.macs_per_token) of one token of a measure. executed:
+        as rnncli runs it (layer 0's input product by its table, made once a window, or once a model
+        when generating); else the model's nominal work."""
         window = (self.batch * self.seq if what in ("train", "eval") else math.inf) if executed else None
-        return 2.0 * self.model.macs_per_token(window) * (3 if what == "train" else 1)
+        return 2.0 * self.model.macs_per_token(window, training=what == "train")
 
     def weight_bytes(self, executed: bool = True) -> int:
         """Bytes of weights read per generated token, the embedding table left out (a token reads one
@@ -75,29 +75,25 @@ class Ours:
     def __init__(self, cfg: BenchConfig, threads: int | None, device: str = "cpu"):
         from rnncli.kernels.device import backend
         from rnncli.model.model import Model
-        from rnncli.model.optim import Adam
         from rnncli.model.params import init_params
+        from rnncli.model.step import TrainStep
 
         self.threads, self.K = threads, backend(device)
         rng = np.random.default_rng(0)
         self.cfg = cfg
         self.model = Model(init_params(cfg.model, rng), self.K)
-        self.grads = self.model.params.zeros_like()
-        self.adam = Adam(self.model.params.data.size, TrainConfig(), self.K)
+        self.step = TrainStep(self.model, TrainConfig(), cfg.batch)  # (its state carried from step to step)
         V = cfg.model.vocab_size
         self.ids = rng.integers(0, V, (cfg.seq, cfg.batch))
         self.targets = rng.integers(0, V, (cfg.seq, cfg.batch))
-        self.h, self.c = self.model.zero_state(cfg.batch)
+        self.h, self.c = self.model.zero_state(cfg.batch)  # (scoring's carried state)
 
     def use_threads(self):
         """Thread settings as `rnncli train` and `eval` make them (generate leaves them alone)."""
         self.K.use_threads(self.threads)
 
     def train_step(self):
-        m = self.model
-        m.loss_and_grads(self.ids, self.targets, self.h, self.c, self.grads)
-        self.h, self.c = m.final_state(*self.ids.shape)
-        self.adam.step(m.params.data, self.grads.data, 2e-3)
+        self.step(self.ids, self.targets, 2e-3)
         self.K.synchronize()  # (a GPU's launches return at once: the step ends when its work does)
 
     def eval_step(self):
@@ -119,8 +115,9 @@ class Ours:
             pass
 
 
-def measure(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
-    """Warm up once, then time `repeats` runs of the measured work; rates per second."""
+def rates(impl, cfg: BenchConfig, what: str, repeats: int = 1) -> dict:
+    """One side's rate at one measure, tokens (or characters) a second: a warm-up, then `repeats`
+    timed runs of about a second; their median, the runs and the warm-up's seconds."""
     tokens = cfg.batch * cfg.seq
     if what not in GENERATE and hasattr(impl, "use_threads"):
         impl.use_threads()
@@ -257,4 +254,4 @@ if __name__ == "__main__":
     bench_cfg = CONFIGS[config_name]
     with tuning.configured(len(sys.argv) <= 6 or sys.argv[6] == "1"):  # (the parent's --no-tune)
         side = Impl(bench_cfg, int(n_threads) or None, device_name)
-        print(json.dumps([dict(measure(side, bench_cfg, m), measure=m) for m in measures.split(",")]))
+        print(json.dumps([dict(rates(side, bench_cfg, m), measure=m) for m in measures.split(",")]))

@@ -24,8 +24,9 @@ from rnncli.data.text import VAL_MAX_TOKENS, Streams, Tokenizer, check_val_split
 from rnncli.base.errors import RnncliError
 from rnncli.run.evaluate import score_streams
 from rnncli.model.model import Model, workspace_bytes
-from rnncli.model.optim import Adam, learning_rate
+from rnncli.model.optim import learning_rate
 from rnncli.model.params import Params, init_params
+from rnncli.model.step import TrainStep
 from rnncli.run.runs import More
 
 STOPS = {"steps", "epochs", "time"}
@@ -154,7 +155,8 @@ class Trainer:
         if plan or "time" in recipe.stop_rule(train):
             check_val_split(n_val, recipe.layout(corpus, train, self.world.size)[1])  # (before spending the probe)
             notice = self.on_compile if self.cold and self.world.lead else None
-            rate, first = recipe.measure_rate(self.K, self.world, self.threads, corpus, model, train, notice)
+            rate, first = recipe.training_speed(self.K, self.world, self.threads, corpus, model, train,
+                                                notice)
             self.compile_s = first if self.cold else 0.0
         chosen = recipe.choose(corpus, model, train, rate, self.world.size)
         self.cfg = TrainConfig(**{**train, **chosen.train})
@@ -168,9 +170,9 @@ class Trainer:
         self.model = Model(init_params(mcfg, self.rng), self.K)
         # the gradients, then the slots the ranks exchange with them (distributed.EXTRA)
         self._reduced = self.K.zeros(mcfg.n_params + EXTRA)
-        self.grads = Params(mcfg, self._reduced[: mcfg.n_params], self.K)
+        grads = Params(mcfg, self._reduced[: mcfg.n_params], self.K)
+        self.train_step = TrainStep(self.model, cfg, self.streams.B, grads)  # (it carries the streams' state)
         self.stop_asked = self.interrupted = False
-        self.adam = Adam(mcfg.n_params, cfg, self.K)
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self.early_stop = False
         self.extension, self.patience_from = None, 0  # (--more's stretch of schedule; where patience counts from)
@@ -179,7 +181,6 @@ class Trainer:
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
         self.since_eval: list[float] = []  # train losses since the last validation
         self.curve = LossCurve()  # every step's, averaged in buckets
-        self.h, self.c = self.model.zero_state(self.streams.B)
         if saved:
             train_state.restore(self, *saved)
 
@@ -281,7 +282,7 @@ class Trainer:
 
     def run(self):
         """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""
-        cfg, model = self.cfg, self.model
+        cfg, model, step = self.cfg, self.model, self.train_step
         self._t0 = self.clock()
         recent = deque(maxlen=50)  # (tokens, seconds) of the latest steps, for the live rate
         train_s, train_tokens = 0.0, 0  # the whole run's steps, validation and saving left out
@@ -292,21 +293,20 @@ class Trainer:
             t_start = self.clock()
             if self.window >= self.streams.n_windows:
                 self.epoch, self.window = self.epoch + 1, 0
-                self.h, self.c = model.zero_state(self.streams.B)
+                step.reset()
             ids, targets = self.streams.window(self.window)
             clock = self._elapsed()
-            loss = model.loss_and_grads(ids, targets, self.h, self.c, self.grads, self._masks(ids.shape[0]))
+            loss = step.backward(ids, targets, self._masks(ids.shape[0]))
             if self.world.size > 1:  # the one exchange: gradients averaged, the lead's clock, stop votes
                 loss, clock, stops = self.world.average(self.K, self._reduced, self.streams.B / cfg.batch,
                                                         [loss, clock, float(self.stop_asked)])
                 self.interrupted = stops > 0
             lr = self.lr_at(clock)
-            norm = self.adam.grad_norm(self.grads.data)
+            norm = step.grad_norm()
             for what, value in (("loss", loss), ("gradient norm", norm)):
                 if not math.isfinite(value):
                     raise self._diverged(what, value)
-            self.h, self.c = model.final_state(*ids.shape)
-            self.adam.step(model.params.data, self.grads.data, lr, norm)
+            step.update(lr, norm)
             self.step += 1
             self.window += 1
             tokens = ids.shape[0] * cfg.batch  # the whole batch's, on every rank
