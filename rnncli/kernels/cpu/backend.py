@@ -30,6 +30,15 @@ SHARE_ROWS_BELOW = 1 << 18
 # at least COLUMNS_ROWS rows of the batch a thread (_by_columns).
 COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
 
+# the kernel API: kernels/cuda/backend.py exports the same names with the same parameters
+# (tests/cuda/test_api.py)
+__all__ = [
+    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode", "embedding_backward",
+    "empty", "feed", "gather_rows", "matmul", "multiply", "prepare_decoding", "scatter_rows", "sequence_backward",
+    "sequence_forward", "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host",
+    "transpose_view", "use_threads", "weight_grad", "zeros",
+]
+
 
 # --- arrays --------------------------------------------------------------------------------------
 def asarray(a: np.ndarray) -> np.ndarray:

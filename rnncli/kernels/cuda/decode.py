@@ -373,8 +373,8 @@ class DecodePlan:
         return a
 
 
-def prepare_decoding(model_cfg, rows: int, threads=None, *, block: int | None = None) -> DecodePlan:
-    """The plan for `rows` rows (one block each; `threads`, the CPU's thread count, is unused).
+def prepare_decoding(model_cfg, rows: int, n_threads: int | None, *, block: int | None = None) -> DecodePlan:
+    """The plan for `rows` rows (one block each; `n_threads`, the CPU's thread count, is unused).
     block: threads per block, a multiple of 32 (default MAX_THREADS)."""
     nt = block or MAX_THREADS
     if nt % 32 or not 32 <= nt <= 1024:
