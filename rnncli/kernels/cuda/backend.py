@@ -30,11 +30,18 @@ NAME = "cuda"
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
 __all__ = [
-    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode", "embedding_backward", "empty",
-    "feed", "gather_rows", "matmul", "multiply", "prepare_decoding", "scatter_rows", "sequence_backward",
-    "sequence_forward", "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host",
-    "transpose_view", "use_threads", "weight_grad", "zeros",
+    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode",
+    "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply", "prepare_decoding",
+    "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward", "softmax_xent", "sum_squares",
+    "synchronize", "thread_count", "threads", "to_host", "transpose_view", "use_threads", "weight_grad",
+    "zeros",
 ]
+
+
+def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | None) -> int:
+    """About the device bytes a Scratch keeps for (T, B) windows: each layer's W_hh.T (cuda/recur.py).
+    (model.workspace_bytes adds the rest.)"""
+    return 4 * model_cfg.layers * model_cfg.hidden * model_cfg.gate_width
 
 
 def threads() -> int:
