@@ -34,10 +34,10 @@ COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
 # (tests/cuda/test_api.py)
 __all__ = [
     "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode",
-    "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply", "prepare_decoding",
-    "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward", "softmax_xent", "sum_squares",
-    "synchronize", "thread_count", "threads", "to_host", "transpose_view", "use_threads", "weight_grad",
-    "zeros",
+    "decoder_weights", "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply",
+    "prepare_decoding", "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward",
+    "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host", "transpose_view",
+    "use_threads", "weight_grad", "zeros",
 ]
 
 
@@ -231,6 +231,13 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
         return parts, paths
     threadpool_limits(thread_count(n_threads), user_api="blas")
     return 1, _decode.blas_paths(L)
+
+
+def decoder_weights(layers, emb, table0, head_weight, head_bias):
+    """The decoder's Weights (kernels/decoding.py) from each layer's (W_ih, W_hh, b_ih, b_hh), the
+    embedding, layer 0's token table ((0, G) for none) and the head: stacked per layer, transposed
+    and with padded rows, as cpu/decode.py's products read them."""
+    return _decode.layout(layers, emb, table0, head_weight, head_bias)
 
 
 def feed(plan, cell: int, w, h, c, r, prompt) -> None:
