@@ -1,9 +1,16 @@
-"""Pointwise math of the three cells, float32, inlined into the sequence drivers of `cpu.py`.
+"""The cells: their table (gate order, what `act` holds) and their pointwise math, float32. Each
+cell's forward and backward for one hidden unit (<name>_forward, <name>_backward, chosen by
+unit_forward and unit_backward) is what the CUDA recurrence (cuda/recur.py) and the CUDA decoder
+(cuda/decode.py) run, compiled as device functions: they know no cell by name. The CPU's step loops
+at the end of this file (kernels/cpu's drivers call them) run the same equations laid out in loops
+that vectorize; tests/test_cells.py holds them to the per-unit functions.
 
-Everything here is per element; the matrix products live in the drivers. Cell codes follow
-config.CELLS: 0 rnn, 1 gru, 2 lstm. `act` caches what backward needs, per cell:
-  gru: r, z, n, hn (hn = W_hn h + b_hn)   lstm: i, f, g, o (after their nonlinearities)   rnn: nothing.
-The equations are in reference.py; this file follows them line for line.
+Everything here is per element; the matrix products live in the drivers. A cell is known by its
+code, its index in NAMES (model/config.CELLS): 0 rnn, 1 gru, 2 lstm. The equations are in
+reference.py; this file follows them line for line. A new cell is: its row in the table, its
+<name>_forward and <name>_backward, a branch in unit_forward, unit_backward and the CPU's step
+loops below, its equations in reference.py and its name and widths in the settings
+(model/config.py); tests/test_cells.py says what a cell must define.
 """
 import numpy as np
 
@@ -52,9 +59,24 @@ def expneg32(x):
     return w if w > np.float32(0.0) and x > np.float32(-15.8) else np.float32(0.0)
 
 
+# --- the cell table ------------------------------------------------------------------------------
+# Per cell code: GATES blocks of H gate pre-activations (in gx, gh and the rows of W_ih, W_hh; in
+# PyTorch's order), ACTS blocks of H that `act` keeps for backward, CSTATE blocks of H of cell state
+# c, and APART: 1 when the recurrent side of a step's gradient differs from its input side (dgh an
+# array of its own). Slot k of a unit j is at k * H + j in each. What the slots hold:
+#   rnn  gates a                     act: nothing (h is enough)
+#   gru  gates r, z, n               act: r, z, n, hn (hn = W_hn h + b_hn)
+#   lstm gates i, f, g, o            act: i, f, g, o (after their nonlinearities);  c
+# Module-level tuples: numba freezes them into the compiled code as constants.
+NAMES = ("rnn", "gru", "lstm")
+GATES = (1, 3, 4)
+ACTS = (0, 4, 4)
+CSTATE = (0, 0, 1)
+APART = (0, 1, 0)
+MAX_GATES = 4  # the per-unit functions take and return this many slots (unused ones 0)
+
 # --- the cell equations, one element at a time -------------------------------------------------
-# Written once, used twice: inlined into the CPU loops below, and compiled by numba-cuda as device
-# functions for the GPU kernels (which call these same dispatchers). Arguments are float32.
+# Arguments are float32.
 
 
 @kernel(inline=True)
@@ -126,6 +148,100 @@ def lstm_df(dc, c_prev, f):
 @kernel(inline=True)
 def lstm_dg(dc, i, g):
     return dc * i * (np.float32(1.0) - g * g)
+
+
+# --- one hidden unit of a step, per cell ---------------------------------------------------------
+# forward(x0..x3, g0..g3, b0..b3, h_prev, c_prev) -> (h, c, a0..a3): gate k's pre-activation comes in
+# three parts, x (input side, W_ih x + b_ih), g (W_hh h_prev, no bias) and b (b_hh), added in the
+# order each cell needs (the gru keeps its n gate's recurrent side apart); a0..a3 are act's slots.
+# backward(dh, dc, h_prev, h, c_prev, c, a0..a3) -> (dx0..dx3, dg0..dg3, dh_prev, dc_prev): dh, dc
+# the whole gradients of h and c; dx, dg each gate's pre-activation gradient on the input and the
+# recurrent side; dh_prev the part of h_prev's gradient that bypasses W_hh, dc_prev c_prev's.
+
+
+@kernel(inline=True)
+def rnn_forward(x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev):
+    """h = tanh(W_ih x + b_ih + W_hh h_prev + b_hh); keeps nothing."""
+    zero = np.float32(0.0)
+    return tanh32(x0 + g0 + b0), zero, zero, zero, zero, zero
+
+
+@kernel(inline=True)
+def rnn_backward(dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3):
+    zero = np.float32(0.0)
+    da = rnn_da(dh, h)
+    return da, zero, zero, zero, da, zero, zero, zero, zero, zero
+
+
+@kernel(inline=True)
+def gru_forward(x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev):
+    """r, z = s(x + (g + b)); hn = g + b of the n gate; n = tanh(x + r * hn); h = (1 - z) n + z h_prev."""
+    r = sigmoid32(x0 + (g0 + b0))
+    z = sigmoid32(x1 + (g1 + b1))
+    hn = g2 + b2
+    n = gru_n(x2, r, hn)
+    return gru_h(z, n, h_prev), np.float32(0.0), r, z, n, hn
+
+
+@kernel(inline=True)
+def gru_backward(dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3):
+    r, z, n, hn = a0, a1, a2, a3
+    zero = np.float32(0.0)
+    dan = gru_dan(dh, z, n)
+    daz = gru_daz(dh, h_prev, n, z)
+    dar = gru_dar(dan, hn, r)
+    return dar, daz, dan, zero, dar, daz, dan * r, zero, dh * z, zero
+
+
+@kernel(inline=True)
+def lstm_forward(x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev):
+    """i, f, g, o = s, s, tanh, s of g + (x + b); c = f c_prev + i g; h = o tanh(c)."""
+    i = sigmoid32(g0 + (x0 + b0))
+    f = sigmoid32(g1 + (x1 + b1))
+    gg = tanh32(g2 + (x2 + b2))
+    o = sigmoid32(g3 + (x3 + b3))
+    c = lstm_c(i, f, gg, c_prev)
+    return lstm_h(o, c), c, i, f, gg, o
+
+
+@kernel(inline=True)
+def lstm_backward(dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3):
+    i, f, gg, o = a0, a1, a2, a3
+    tc = tanh32(c)
+    do = lstm_do(dh, tc, o)
+    dc = lstm_dc(dc, dh, o, tc)  # now the whole gradient of c
+    di = lstm_di(dc, gg, i)
+    df = lstm_df(dc, c_prev, f)
+    dg = lstm_dg(dc, i, gg)
+    return di, df, dg, do, di, df, dg, do, np.float32(0.0), dc * f
+
+
+@kernel(inline=True)
+def unit_forward(cell, x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev):
+    """Cell code `cell`'s forward for one unit (the GPU's kernels call it: the cell known at run time)."""
+    if cell == 0:
+        return rnn_forward(x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev)
+    if cell == 1:
+        return gru_forward(x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev)
+    return lstm_forward(x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev)
+
+
+@kernel(inline=True)
+def unit_backward(cell, dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3):
+    """The backward of cell code `cell` for one unit."""
+    if cell == 0:
+        return rnn_backward(dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3)
+    if cell == 1:
+        return gru_backward(dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3)
+    return lstm_backward(dh, dc, h_prev, h, c_prev, c, a0, a1, a2, a3)
+
+
+# --- the CPU's step loops ------------------------------------------------------------------------
+# These write the table's layout a second time, as loops over one block each, rather than calling
+# unit_forward/unit_backward once a unit: a loop that writes act's four blocks and h and c at once
+# reads and writes too many arrays for LLVM to prove apart, and runs unvectorized (measured on a Zen 3,
+# B = 32..64, H = 128..256: the gru's and lstm's steps 3-6x slower). tests/test_cells.py holds them to
+# the per-unit functions.
 
 
 @kernel

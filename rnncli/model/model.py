@@ -199,18 +199,19 @@ class Model:
         return self._zero
 
 
-def workspace_bytes(cfg, T: int, B: int, training: bool, threads: int) -> int:
-    """About the bytes that running (T, B) windows takes: Model._buffers, the layer-0 table and
-    the transposes, the parameters and, when training, their gradients, Adam's moments, the best
-    weights and the per-thread partial sums. For refusing what will not fit, before allocating."""
+def workspace_bytes(K, cfg, T: int, B: int, training: bool, threads: int | None) -> int:
+    """About the bytes that running (T, B) windows on backend K with `threads` (None: all cores)
+    takes: Model._buffers, the layer-0 table, the parameters and, when training, their gradients,
+    Adam's moments and the best weights; plus what the backend keeps of its own (K.scratch_bytes:
+    the transposes, per-thread partial sums). For refusing what will not fit, before allocating."""
     L, H, G, V, E = cfg.layers, cfg.hidden, cfg.gate_width, cfg.vocab_size, cfg.embed
     A, C, N = cfg.act_width, cfg.cstate_width, T * B
     floats = L * (T + 1) * B * (H + C) + L * N * A + N * G * (2 if cfg.cell == "gru" else 1) + B * (G + 4 * H)
-    floats += N * (2 * V + 2 * H + 2 * E) + (L - 1) * N * H + L * H * (G + 16) + 2 * V * G
+    floats += N * (2 * V + 2 * H + 2 * E) + (L - 1) * N * H + 2 * V * G
     floats += cfg.n_params * (5 if training else 1)
     if training:
-        floats += N * max(E, H) * (L + 1) + threads * G * (max(E, H) + 1) + V * G
-    return 4 * floats
+        floats += N * max(E, H) * (L + 1) + V * G
+    return 4 * floats + K.scratch_bytes(cfg, T, B, training, threads)
 
 
 def check_ids(ids: np.ndarray, vocab_size: int) -> None:

@@ -246,7 +246,7 @@ def training_speed(K, world, threads: int | None, corpus: Corpus, model: dict, t
     probe = probe_config(corpus, model)
     if "hidden" in model:  # a model of the user's width that cannot fit is said first, not its speed
         probe = ModelConfig(**dict(to_dict(probe), hidden=model["hidden"]))
-    memory.require(workspace_bytes(probe, seq, b1 - b0, True, K.thread_count(threads)), *memory.TRAINING)
+    memory.require(workspace_bytes(K, probe, seq, b1 - b0, True, threads), *memory.TRAINING)
     if on_compile is not None:
         on_compile()
     K.use_threads(threads)

@@ -75,7 +75,7 @@ def score_data(text: str | bytes, loaded, threads: int | None = None, on_warning
     seq = train_cfg.seq
     B = eval_streams_batch(len(ids), seq, train_cfg.batch)
     streams = Streams(ids, B, seq)
-    memory.require(workspace_bytes(model.cfg, min(seq, streams.length), B, False, model.K.thread_count(threads)),
+    memory.require(workspace_bytes(model.K, model.cfg, min(seq, streams.length), B, False, threads),
                    "scoring with this model", "score a shorter text")
     total, count = score_streams(model, streams)
     return Score.of(total, count, max(1, round(count_chars(text) * count / len(ids))))

@@ -197,7 +197,7 @@ def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: in
         raise RnncliError("the text has fewer than two tokens the model knows: nothing to look at")
     lay = Layout.plan(len(ids), train_cfg.seq, train_cfg.batch)
     keep = len(ids) * (4 * len(states) * model.cfg.hidden + 8 * top_k + 120)  # (120: a token's str in a list)
-    memory.require(keep + workspace_bytes(model.cfg, train_cfg.seq, lay.B, False, model.K.thread_count(threads)),
+    memory.require(keep + workspace_bytes(model.K, model.cfg, train_cfg.seq, lay.B, False, threads),
                    "looking inside this model over this text", "use a shorter text or ask for fewer units")
     tokens = token_texts(tokenizer, data, ids)
     out = probe_ids(model, ids, train_cfg.seq, train_cfg.batch, top_k, tuple(states))

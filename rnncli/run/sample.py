@@ -31,15 +31,14 @@ class Decoder:
 
     def __init__(self, model, cfg: SampleConfig, streams=(0,), root: np.random.SeedSequence | None = None,
                  threads: int | None = None):
-        from rnncli.kernels.cpu.decode import layout
         from rnncli.kernels.sampling import Sampling
 
-        K, p, c = model.K, model.params.host(), model.cfg
-        table0 = (K.to_host(model.layer0_table()) if c.vocab_size * c.gate_width <= TABLE_LIMIT
-                  else np.zeros((0, c.gate_width), np.float32))
-        w = layout([p.layer(k) for k in range(c.layers)], p["embedding.weight"], table0, p["head.weight"],
-                   p["head.bias"], rows=K.NAME == "cpu")  # (only the CPU's kernels read the weights' own layout)
-        self.weights = type(w)(*(K.asarray(a) for a in w))
+        K, p, c = model.K, model.params, model.cfg
+        small = c.vocab_size * c.gate_width <= TABLE_LIMIT
+        table0 = model.layer0_table() if small else K.zeros((0, c.gate_width))
+        # laid out by the backend, from the arrays it holds (on the GPU: on the device)
+        self.weights = K.decoder_weights([p.layer(k) for k in range(c.layers)], p["embedding.weight"], table0,
+                                         p["head.weight"], p["head.bias"])
         self.K, self.cell, self.mcfg, self.cfg, self.threads = K, c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
         self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),
@@ -53,8 +52,8 @@ class Decoder:
         self.h, self.c, self.rows = self._state(len(self.rngs))
 
     def _state(self, B: int):
-        """Zero state (L, B, H) and scratch for B rows (kernels/cpu/decode.py's Rows)."""
-        from rnncli.kernels.cpu.decode import Rows
+        """Zero state (L, B, H) and scratch for B rows (kernels/decoding.py's Rows)."""
+        from rnncli.kernels.decoding import Rows
 
         c, zeros = self.mcfg, self.K.zeros
         L, G, H, V, A, C = c.layers, c.gate_width, c.hidden, c.vocab_size, c.act_width, c.cstate_width

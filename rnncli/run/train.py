@@ -141,7 +141,7 @@ class Trainer:
         if len(val_ids) and self.world.lead:  # the lead rank alone validates
             check_val_split(len(val_ids), cfg.seq)
             self.val = val_streams(val_ids, cfg.batch, cfg.seq)
-        memory.require(workspace_bytes(mcfg, cfg.seq, self.streams.B, True, self.K.thread_count(self.threads)), *memory.TRAINING)
+        memory.require(workspace_bytes(self.K, mcfg, cfg.seq, self.streams.B, True, self.threads), *memory.TRAINING)
         self._start(mcfg, saved)
         if saved:
             runs.check_left(self, resume)

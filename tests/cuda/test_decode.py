@@ -217,3 +217,21 @@ def test_plan_threads_and_limits():
 def test_ptx_list_names_the_kernels():
     assert [name for name, _, _ in gpu.PTX] == ["decode"]
     assert all(callable(f) for _, f, _ in gpu.PTX)
+
+
+@pytest.mark.parametrize("L", [1, 2])
+def test_the_gpu_lays_out_its_own_weights(L):
+    """backend.decoder_weights on the device, from the parameters as the model holds them there, gives
+    the transposes the CPU's layout gives on the host (sample.Decoder no longer goes through the host)."""
+    from rnncli.kernels.cuda import backend as K
+
+    cfg = ModelConfig(vocab_size=11, cell="lstm", layers=L, hidden=5, embed=3)
+    p = init_params(cfg, np.random.default_rng(1))
+    d = p.to(K)
+    table0 = np.random.default_rng(2).standard_normal((11, cfg.gate_width)).astype(np.float32)
+    layers = [p.layer(k) for k in range(L)]
+    want = cpu.layout(layers, p["embedding.weight"], table0, p["head.weight"], p["head.bias"])
+    got = to_host(K.decoder_weights([d.layer(k) for k in range(L)], d["embedding.weight"], cuda.to_device(table0),
+                                    d["head.weight"], d["head.bias"]))
+    for name in ("table0", "emb", "W_ih0T", "W_ihT", "W_hhT", "b_ih", "b_hh", "W_outT", "b_out"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)

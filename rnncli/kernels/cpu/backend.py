@@ -16,7 +16,7 @@ import numpy as np
 
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu import decode as _decode
-from rnncli.kernels.cpu.gemm import ROWS, ROWS4, padded
+from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
@@ -29,6 +29,16 @@ SHARE_ROWS_BELOW = 1 << 18
 # A layer's time loop shares each step's product by columns above this many bytes of W_hh, given
 # at least COLUMNS_ROWS rows of the batch a thread (_by_columns).
 COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
+
+# the kernel API: kernels/cuda/backend.py exports the same names with the same parameters
+# (tests/cuda/test_api.py)
+__all__ = [
+    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode",
+    "decoder_weights", "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply",
+    "prepare_decoding", "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward",
+    "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host", "transpose_view",
+    "use_threads", "weight_grad", "zeros",
+]
 
 
 # --- arrays --------------------------------------------------------------------------------------
@@ -59,6 +69,16 @@ def copy_into(dst: np.ndarray, src: np.ndarray) -> None:
 def transpose_view(a: np.ndarray) -> np.ndarray:
     """a.T, no copy (what matmul reads through its strides)."""
     return a.T
+
+
+def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | None) -> int:
+    """About the bytes a Scratch takes for running (T, B) windows on n_threads (None: all cores):
+    each layer's W_hh.T, rows padded for the dot-product kernel, and when training each thread's
+    partial sums of the widest weight gradient and its bias. (model.workspace_bytes adds the rest.)"""
+    c = model_cfg
+    G, I = c.gate_width, max(c.embed, c.hidden)
+    parts = thread_count(n_threads) * G * (I + 1) if training else 0
+    return 4 * (c.layers * c.hidden * (G + PAD) + parts)
 
 
 class Scratch:
@@ -211,6 +231,13 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
         return parts, paths
     threadpool_limits(thread_count(n_threads), user_api="blas")
     return 1, _decode.blas_paths(L)
+
+
+def decoder_weights(layers, emb, table0, head_weight, head_bias):
+    """The decoder's Weights (kernels/decoding.py) from each layer's (W_ih, W_hh, b_ih, b_hh), the
+    embedding, layer 0's token table ((0, G) for none) and the head: stacked per layer, transposed
+    and with padded rows, as cpu/decode.py's products read them."""
+    return _decode.layout(layers, emb, table0, head_weight, head_bias)
 
 
 def feed(plan, cell: int, w, h, c, r, prompt) -> None:

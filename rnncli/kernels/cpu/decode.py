@@ -6,43 +6,30 @@ loop on its own share of the rows (decode), every product by the path (gemm.PATH
 chose for its shape, as the training drivers do; kernels/cpu/backend.py's prepare_decoding decides.
 
 The cell math is the same forward_step the training driver uses, run on (B, H) rows in place.
-Weights arrive stacked per layer, in both layouts the products read (`layout` builds them).
+Weights arrive stacked per layer, in both layouts the products read (`layout` builds them; the
+records are kernels/decoding.py's).
 """
-from collections import namedtuple
-
 import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import forward_step
+from rnncli.kernels.decoding import Rows, Weights  # noqa: F401 (Rows: for this decoder's callers)
 from rnncli.kernels.cpu.steps import _share
 from rnncli.kernels.cpu.gemm import BLAS, padded, product
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
 
-# table0 (V, G) or (0, G): E W_ih0^T + b_ih0, so that layer 0's projection is a row copy;
-# emb (V, E); W_ih0T (E, G); W_ihT (L-1, H, G); W_hhT (L, H, G); b_ih, b_hh (L, G); W_outT (H, V); b_out (V,);
-# and W_ih0, W_ih, W_hh, W_out: the same weights as PyTorch lays them out, (G, E) ... (V, H), rows
-# padded (gemm.padded) for our dot-product kernels
-Weights = namedtuple("Weights", "table0 emb W_ih0T W_ihT W_hhT b_ih b_hh W_outT b_out W_ih0 W_ih W_hh W_out")
-# per-row scratch: toks (B,) int64; x (B, E); gx, gh (B, G); act (B, A); hn (B, H), cn (B, C) the new
-# state; logits, probs (B, V); recent (B, R) int64 ring of the last tokens (R = 0: no penalty);
-# counts (B, V) int32 how often each token is in the ring (0 columns when R = 0); seen (B,) how
-# many tokens went in
-Rows = namedtuple("Rows", "toks x gx gh act hn cn logits probs recent counts seen")
 
-
-def layout(layers, emb, table0, head_weight, head_bias, rows: bool = True) -> Weights:
+def layout(layers, emb, table0, head_weight, head_bias) -> Weights:
     """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
-    ((0, G) for none) and the head. rows=False leaves the padded row layout empty (a backend whose
-    decoder reads only the transposes: the GPU's)."""
+    ((0, G) for none) and the head (the CPU backend's decoder_weights)."""
     c = np.ascontiguousarray
-    pad = padded if rows else (lambda a: np.zeros((0,) * a.ndim, np.float32))
     W_ih = np.stack([w[0] for w in layers[1:]]) if len(layers) > 1 else np.zeros((0,) + layers[0][1].shape, np.float32)
     W_hh = np.stack([w[1] for w in layers])
     return Weights(c(table0, dtype=np.float32), c(emb), c(layers[0][0].T), c(W_ih.transpose(0, 2, 1)),
                    c(W_hh.transpose(0, 2, 1)), np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
                    c(head_weight.T), head_bias.copy(),
-                   pad(layers[0][0]), pad(W_ih), pad(W_hh), pad(head_weight))
+                   padded(layers[0][0]), padded(W_ih), padded(W_hh), padded(head_weight))
 
 
 def blas_paths(layers: int) -> np.ndarray:

@@ -20,7 +20,8 @@ from rnncli.kernels.cuda.ops import (
     adam_update, embedding_backward, gather_rows, matmul, multiply, scatter_rows, softmax_xent, sum_squares,
     weight_grad,
 )
-from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward
+from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward, transpose_into
+from rnncli.kernels.decoding import Weights
 
 NAME = "cuda"
 
@@ -30,11 +31,38 @@ NAME = "cuda"
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
 __all__ = [
-    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode", "embedding_backward", "empty",
-    "feed", "gather_rows", "matmul", "multiply", "prepare_decoding", "scatter_rows", "sequence_backward",
-    "sequence_forward", "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host",
-    "transpose_view", "use_threads", "weight_grad", "zeros",
+    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode",
+    "decoder_weights", "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply",
+    "prepare_decoding", "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward",
+    "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host", "transpose_view",
+    "use_threads", "weight_grad", "zeros",
 ]
+
+
+def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | None) -> int:
+    """About the device bytes a Scratch keeps for (T, B) windows: each layer's W_hh.T (cuda/recur.py).
+    (model.workspace_bytes adds the rest.)"""
+    return 4 * model_cfg.layers * model_cfg.hidden * model_cfg.gate_width
+
+
+def decoder_weights(layers, emb, table0, head_weight, head_bias) -> Weights:
+    """The decoder's Weights (kernels/decoding.py) laid out on the device from device arrays (the
+    model's own parameters): each layer's (W_ih, W_hh, b_ih, b_hh) stacked and transposed by
+    kernels, as cuda/decode.py's products read them; no host round trip. The CPU's padded row
+    layouts are left empty: this decoder reads only the transposes."""
+    L, (G, H), (V, E) = len(layers), layers[0][1].shape, emb.shape
+    W_ih0T, W_ihT, W_hhT = empty((E, G)), empty((L - 1, H, G)), empty((L, H, G))
+    b_ih, b_hh, W_outT = empty((L, G)), empty((L, G)), empty((H, V))
+    transpose_into(layers[0][0], W_ih0T)
+    for k, (W_ih, W_hh, bias_ih, bias_hh) in enumerate(layers):
+        if k > 0:
+            transpose_into(W_ih, W_ihT[k - 1])
+        transpose_into(W_hh, W_hhT[k])
+        copy_into(b_ih[k], bias_ih)
+        copy_into(b_hh[k], bias_hh)
+    transpose_into(head_weight, W_outT)
+    return Weights(table0, copy(emb), W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, copy(head_bias),
+                   empty((0, 0)), empty((0, 0, 0)), empty((0, 0, 0)), empty((0, 0)))
 
 
 def threads() -> int:

@@ -30,7 +30,7 @@ import numpy as np
 from numba import cuda, float32, float64, int32, int64
 from numba.cuda.core import config as cuda_config
 
-from rnncli.kernels.cells import expneg32, gru_h, gru_n, lstm_c, lstm_h, sigmoid32, tanh32
+from rnncli.kernels.cells import CSTATE, GATES, expneg32, unit_forward
 from rnncli.base.errors import RnncliError
 from rnncli.kernels.jit import gpu_kernel
 from rnncli.kernels.sampling import Sampling
@@ -148,10 +148,10 @@ def _matvec(x, W, out, part, tid, nt):
 
 @gpu_kernel(device=True)
 def _pre(layer, q, tok, table0, gx, gh, b_ih, b_hh):
-    """Pre-activation q's two sides: input (layer 0's table row, or the product plus b_ih) and
-    recurrent (the product plus b_hh: the gru's n gate needs it apart)."""
+    """Pre-activation q's three parts, as cells.unit_forward takes them: input side (layer 0's table
+    row, or the product plus b_ih), the recurrent product, and b_hh."""
     x = table0[tok, q] if layer == 0 and table0.shape[0] > 0 else gx[q] + b_ih[layer, q]
-    return x, gh[q] + b_hh[layer, q]
+    return x, gh[q], b_hh[layer, q]
 
 
 @gpu_kernel(device=True)
@@ -170,20 +170,22 @@ def _step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_ou
                 x[e] = emb[tok, e]
             cuda.syncthreads()
             _matvec(x, W_ih0T, gx, part, tid, nt)
+        n, zero = GATES[cell], np.float32(0.0)
         for j in range(tid, H, nt):  # unit j reads its own gates and writes its own h, c
-            xr, hr = _pre(layer, j, tok, table0, gx, gh, b_ih, b_hh)
-            if cell == 0:
-                h_l[j] = tanh32(xr + hr)
-                continue
-            xz, hz = _pre(layer, H + j, tok, table0, gx, gh, b_ih, b_hh)
-            xn, hn = _pre(layer, 2 * H + j, tok, table0, gx, gh, b_ih, b_hh)
-            if cell == 1:
-                h_l[j] = gru_h(sigmoid32(xz + hz), gru_n(xn, sigmoid32(xr + hr), hn), h_l[j])
-                continue
-            xo, ho = _pre(layer, 3 * H + j, tok, table0, gx, gh, b_ih, b_hh)
-            cn = lstm_c(sigmoid32(xr + hr), sigmoid32(xz + hz), tanh32(xn + hn), cs[layer * H + j])
-            cs[layer * H + j] = cn
-            h_l[j] = lstm_h(sigmoid32(xo + ho), cn)
+            x0, g0, b0 = _pre(layer, j, tok, table0, gx, gh, b_ih, b_hh)
+            x1 = g1 = b1 = x2 = g2 = b2 = x3 = g3 = b3 = zero
+            if n > 1:
+                x1, g1, b1 = _pre(layer, H + j, tok, table0, gx, gh, b_ih, b_hh)
+            if n > 2:
+                x2, g2, b2 = _pre(layer, 2 * H + j, tok, table0, gx, gh, b_ih, b_hh)
+            if n > 3:
+                x3, g3, b3 = _pre(layer, 3 * H + j, tok, table0, gx, gh, b_ih, b_hh)
+            c_prev = cs[layer * H + j] if CSTATE[cell] > 0 else zero
+            h, c, _, _, _, _ = unit_forward(cell, x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_l[j],
+                                            c_prev)
+            if CSTATE[cell] > 0:
+                cs[layer * H + j] = c
+            h_l[j] = h
         cuda.syncthreads()
     _matvec(hs[(L - 1) * H:L * H], W_outT, logits, part, tid, nt)
     for v in range(tid, logits.shape[0], nt):
@@ -373,8 +375,8 @@ class DecodePlan:
         return a
 
 
-def prepare_decoding(model_cfg, rows: int, threads=None, *, block: int | None = None) -> DecodePlan:
-    """The plan for `rows` rows (one block each; `threads`, the CPU's thread count, is unused).
+def prepare_decoding(model_cfg, rows: int, n_threads: int | None, *, block: int | None = None) -> DecodePlan:
+    """The plan for `rows` rows (one block each; `n_threads`, the CPU's thread count, is unused).
     block: threads per block, a multiple of 32 (default MAX_THREADS)."""
     nt = block or MAX_THREADS
     if nt % 32 or not 32 <= nt <= 1024:

@@ -9,8 +9,8 @@ phases separated by cuda.syncthreads():
            contiguous slices of k for all R rows at once (each weight read once for R rows),
            leaving S partial sums per output in shared memory. A warp's threads share s and read
            neighbouring columns of one weight row: coalesced. S > 1 gives small layers more threads.
-  cells:   a thread per (row, hidden unit), all rows at once: adds the S partials, applies cells.py's scalar functions
-           (the CPU's very cell math), writes hs/cs/act (or the gradients) and the new state.
+  cells:   a thread per (row, hidden unit), all rows at once: adds the S partials, applies cells.py's per-unit
+           functions (the cell table's), writes hs/cs/act (or the gradients) and the new state.
 Forward reads W_hh^T (H, G), a copy refreshed by one transpose launch on every forward call (the
 weights change every training step) and kept per layer in Scratch.store; backward reads W_hh
 (G, H) itself, whose rows already are what its product runs along (dh_prev = dgh @ W_hh), so it
@@ -37,10 +37,7 @@ from functools import lru_cache
 import numpy as np
 from numba import cuda, float32, int64
 
-from rnncli.kernels.cells import (
-    gru_dan, gru_dar, gru_daz, gru_h, gru_n, lstm_c, lstm_dc, lstm_df, lstm_dg, lstm_di, lstm_do, lstm_h, rnn_da,
-    sigmoid32, tanh32,
-)
+from rnncli.kernels.cells import ACTS, CSTATE, GATES, unit_backward, unit_forward
 from rnncli.base.errors import RnncliError
 from rnncli.kernels.jit import gpu_kernel
 
@@ -129,38 +126,29 @@ def _sum(part, S, R, N, r, n):
 
 @gpu_kernel(device=True)
 def _cell_forward(cell, part, S, R, r, H, G, j, x, y, gx, b_hh, h_prev, hs, cs, act):
-    """Hidden unit j of one row at one step, as cells.forward_step computes it; returns the new h.
-    Flat arrays (see _forward): x = t * B + b numbers the (step, row) pair, y = x + B the next step's,
-    so that gx[t, b, k] is gx[x * G + k], act[t, b, k] act[x * 4H + k], h_prev and c_prev hs and
-    cs[x * H + j], and the new h and c hs and cs[y * H + j]."""
-    g = x * G + j
-    if cell == 0:
-        h = tanh32(gx[g] + _sum(part, S, R, G, r, j) + b_hh[j])
-    elif cell == 1:
-        ar = _sum(part, S, R, G, r, j) + b_hh[j]
-        az = _sum(part, S, R, G, r, H + j) + b_hh[H + j]
-        hn = _sum(part, S, R, G, r, 2 * H + j) + b_hh[2 * H + j]
-        rg = sigmoid32(gx[g] + ar)
-        z = sigmoid32(gx[g + H] + az)
-        n = gru_n(gx[g + 2 * H], rg, hn)
-        a = x * 4 * H + j
-        act[a] = rg
-        act[a + H] = z
-        act[a + 2 * H] = n
-        act[a + 3 * H] = hn
-        h = gru_h(z, n, h_prev)
-    else:
-        i = sigmoid32(_sum(part, S, R, G, r, j) + (gx[g] + b_hh[j]))
-        f = sigmoid32(_sum(part, S, R, G, r, H + j) + (gx[g + H] + b_hh[H + j]))
-        gg = tanh32(_sum(part, S, R, G, r, 2 * H + j) + (gx[g + 2 * H] + b_hh[2 * H + j]))
-        o = sigmoid32(_sum(part, S, R, G, r, 3 * H + j) + (gx[g + 3 * H] + b_hh[3 * H + j]))
-        act[g] = i  # for the lstm, act's rows are gx's (4H)
-        act[g + H] = f
-        act[g + 2 * H] = gg
-        act[g + 3 * H] = o
-        c = lstm_c(i, f, gg, cs[x * H + j])
+    """Hidden unit j of one row at one step: cells.unit_forward on its gates' three parts, the table
+    saying which slots the cell has; returns the new h. Flat arrays (see _forward): x = t * B + b
+    numbers the (step, row) pair, y = x + B the next step's, so that gx[t, b, k] is gx[x * G + k],
+    act[t, b, k] act[x * A + k], c_prev cs[x * H + j], and the new h and c hs and cs[y * H + j]."""
+    g, n, A, zero = x * G + j, GATES[cell], ACTS[cell] * H, float32(0.0)
+    x0, g0, b0 = gx[g], _sum(part, S, R, G, r, j), b_hh[j]
+    x1 = g1 = b1 = x2 = g2 = b2 = x3 = g3 = b3 = zero
+    if n > 1:
+        x1, g1, b1 = gx[g + H], _sum(part, S, R, G, r, H + j), b_hh[H + j]
+    if n > 2:
+        x2, g2, b2 = gx[g + 2 * H], _sum(part, S, R, G, r, 2 * H + j), b_hh[2 * H + j]
+    if n > 3:
+        x3, g3, b3 = gx[g + 3 * H], _sum(part, S, R, G, r, 3 * H + j), b_hh[3 * H + j]
+    c_prev = cs[x * H + j] if CSTATE[cell] > 0 else zero
+    h, c, a0, a1, a2, a3 = unit_forward(cell, x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_prev, c_prev)
+    if CSTATE[cell] > 0:
         cs[y * H + j] = c
-        h = lstm_h(o, c)
+    if A > 0:
+        a = x * A + j
+        act[a] = a0
+        act[a + H] = a1
+        act[a + 2 * H] = a2
+        act[a + 3 * H] = a3
     hs[y * H + j] = h
     return h
 
@@ -175,39 +163,28 @@ def _put(dgx, dgh, d_sh, g, q, vx, vh):
 
 @gpu_kernel(device=True)
 def _cell_backward(cell, dh, H, G, j, x, y, n, q, hs, cs, act, dh_next, dc_next, dgx, dgh, d_sh):
-    """Hidden unit j of one row at one step, as cells.backward_step computes it from dh, the whole
-    gradient of h: writes dgx, dgh (both, so that one array or two both work) and their shared copy
-    (from d_sh[q]), leaves in dh_next[n] the part of dh_prev that bypasses W_hh and in dc_next[n]
-    that of c_prev. Flat arrays, x and y as in _cell_forward; n = b * H + j."""
-    g = x * G + j
-    if cell == 0:
-        da = rnn_da(dh, hs[y * H + j])
-        _put(dgx, dgh, d_sh, g, q, da, da)
-        dh_next[n] = 0.0
-    elif cell == 1:
-        a = x * 4 * H + j
-        rg, z, nn, hn = act[a], act[a + H], act[a + 2 * H], act[a + 3 * H]
-        dan = gru_dan(dh, z, nn)
-        daz = gru_daz(dh, hs[x * H + j], nn, z)
-        dar = gru_dar(dan, hn, rg)
-        _put(dgx, dgh, d_sh, g, q, dar, dar)
-        _put(dgx, dgh, d_sh, g + H, q + H, daz, daz)
-        _put(dgx, dgh, d_sh, g + 2 * H, q + 2 * H, dan, dan * rg)
-        dh_next[n] = dh * z
-    else:
-        i, f, gg, o = act[g], act[g + H], act[g + 2 * H], act[g + 3 * H]
-        tc = tanh32(cs[y * H + j])
-        do = lstm_do(dh, tc, o)
-        dc = lstm_dc(dc_next[n], dh, o, tc)
-        di = lstm_di(dc, gg, i)
-        df = lstm_df(dc, cs[x * H + j], f)
-        dg = lstm_dg(dc, i, gg)
-        _put(dgx, dgh, d_sh, g, q, di, di)
-        _put(dgx, dgh, d_sh, g + H, q + H, df, df)
-        _put(dgx, dgh, d_sh, g + 2 * H, q + 2 * H, dg, dg)
-        _put(dgx, dgh, d_sh, g + 3 * H, q + 3 * H, do, do)
-        dc_next[n] = dc * f
-        dh_next[n] = 0.0
+    """Hidden unit j of one row at one step: cells.unit_backward from dh, the whole gradient of h.
+    Writes dgx, dgh (both, so that one array or two both work) and their shared copy (from
+    d_sh[q]), leaves in dh_next[n] the part of dh_prev that bypasses W_hh and in dc_next[n] that of
+    c_prev. Flat arrays, x and y as in _cell_forward; n = b * H + j."""
+    g, k, A, zero = x * G + j, GATES[cell], ACTS[cell] * H, float32(0.0)
+    a0 = a1 = a2 = a3 = dc = c_prev = c = zero
+    if A > 0:
+        a = x * A + j
+        a0, a1, a2, a3 = act[a], act[a + H], act[a + 2 * H], act[a + 3 * H]
+    if CSTATE[cell] > 0:
+        dc, c_prev, c = dc_next[n], cs[x * H + j], cs[y * H + j]
+    d = unit_backward(cell, dh, dc, hs[x * H + j], hs[y * H + j], c_prev, c, a0, a1, a2, a3)
+    _put(dgx, dgh, d_sh, g, q, d[0], d[4])
+    if k > 1:
+        _put(dgx, dgh, d_sh, g + H, q + H, d[1], d[5])
+    if k > 2:
+        _put(dgx, dgh, d_sh, g + 2 * H, q + 2 * H, d[2], d[6])
+    if k > 3:
+        _put(dgx, dgh, d_sh, g + 3 * H, q + 3 * H, d[3], d[7])
+    dh_next[n] = d[8]
+    if CSTATE[cell] > 0:
+        dc_next[n] = d[9]
 
 
 # --- kernels -------------------------------------------------------------------------------------
