@@ -6,15 +6,17 @@ at the end of this file (kernels/cpu's drivers call them) run the same equations
 that vectorize; tests/test_cells.py holds them to the per-unit functions.
 
 Everything here is per element; the matrix products live in the drivers. A cell is known by its
-code, its index in NAMES (model/config.CELLS): 0 rnn, 1 gru, 2 lstm. The equations are in
-reference.py; this file follows them line for line. A new cell is: its row in the table, its
-<name>_forward and <name>_backward, a branch in unit_forward, unit_backward and the CPU's step
-loops below, its equations in reference.py and its name and widths in the settings
-(model/config.py); tests/test_cells.py says what a cell must define.
+code, its index in table.NAMES (which the settings, model/config.py, read too): 0 rnn, 1 gru,
+2 lstm. The equations are in reference.py; this file follows them line for line. A new cell is: its
+row in table.py, its <name>_forward and <name>_backward, a branch in unit_forward, unit_backward and
+the CPU's step loops below, and its equations in reference.py; tests/test_cells.py says what a cell
+must define.
 """
 import numpy as np
 
 from rnncli.kernels.jit import kernel
+# (the table is read by the kernels here, and by cuda/ and the tests through this module)
+from rnncli.kernels.table import ACTS, APART, CSTATE, GATES, MAX_GATES, NAMES  # noqa: F401
 
 
 @kernel(inline=True)
@@ -59,21 +61,7 @@ def expneg32(x):
     return w if w > np.float32(0.0) and x > np.float32(-15.8) else np.float32(0.0)
 
 
-# --- the cell table ------------------------------------------------------------------------------
-# Per cell code: GATES blocks of H gate pre-activations (in gx, gh and the rows of W_ih, W_hh; in
-# PyTorch's order), ACTS blocks of H that `act` keeps for backward, CSTATE blocks of H of cell state
-# c, and APART: 1 when the recurrent side of a step's gradient differs from its input side (dgh an
-# array of its own). Slot k of a unit j is at k * H + j in each. What the slots hold:
-#   rnn  gates a                     act: nothing (h is enough)
-#   gru  gates r, z, n               act: r, z, n, hn (hn = W_hn h + b_hn)
-#   lstm gates i, f, g, o            act: i, f, g, o (after their nonlinearities);  c
-# Module-level tuples: numba freezes them into the compiled code as constants.
-NAMES = ("rnn", "gru", "lstm")
-GATES = (1, 3, 4)
-ACTS = (0, 4, 4)
-CSTATE = (0, 0, 1)
-APART = (0, 1, 0)
-MAX_GATES = 4  # the per-unit functions take and return this many slots (unused ones 0)
+# --- the cell table: kernels/table.py (NAMES, GATES, ACTS, CSTATE, APART, MAX_GATES) -----------------
 
 # --- the cell equations, one element at a time -------------------------------------------------
 # Arguments are float32.

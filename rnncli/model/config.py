@@ -10,10 +10,11 @@ from dataclasses import dataclass, fields
 
 from rnncli.base.errors import RnncliError
 from rnncli.data.text import UNK
+from rnncli.kernels import table
 from rnncli.kernels.device import DEVICES, check_device
 
-CELLS = ("rnn", "gru", "lstm")  # the kernels know a cell by its index in this tuple
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of `hidden` rows in weight_ih / weight_hh
+CELLS = table.NAMES  # the kernels know a cell by its index in this tuple
+GATES = dict(zip(table.NAMES, table.GATES))  # blocks of `hidden` rows in weight_ih / weight_hh
 TOKENIZERS = ("char", "byte", "word")
 SCHEDULES = ("constant", "cosine", "linear")
 RECIPES = ("auto", "plain")  # auto: chosen from the corpus, budget and speed (recipe.py); plain: char-rnn's
@@ -62,14 +63,19 @@ class ModelConfig:
 
     @property
     def act_width(self) -> int:
-        """A: what a step keeps for backward per row (kernels/cells.py): gru r, z, n, hn; lstm i, f,
+        """A: what a step keeps for backward per row (kernels/table.py): gru r, z, n, hn; lstm i, f,
         g, o; the rnn nothing (its h is enough)."""
-        return 0 if self.cell == "rnn" else 4 * self.hidden
+        return table.ACTS[self.cell_code] * self.hidden
 
     @property
     def cstate_width(self) -> int:
         """C: the width of the cell state c (the lstm's alone; 0 for the others)."""
-        return self.hidden if self.cell == "lstm" else 0
+        return table.CSTATE[self.cell_code] * self.hidden
+
+    @property
+    def apart(self) -> bool:
+        """Whether a step's recurrent-side gradient is an array apart from its input side's (the gru's)."""
+        return bool(table.APART[self.cell_code])
 
     def tensor_shapes(self) -> list[tuple[str, tuple[int, ...]]]:
         """Every parameter's PyTorch name and shape, in the order they sit in the flat buffer."""

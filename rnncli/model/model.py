@@ -48,7 +48,7 @@ class Model:
                 cs=self.K.zeros((L, T + 1, B, C)),
                 act=z((L, T, B, A)),
                 gx=z((T, B, G)),
-                dgh=z((T, B, G)) if c.cell == "gru" else None,
+                dgh=z((T, B, G)) if c.apart else None,
                 gh=z((B, G)), tmp=z((B, H)), dh=z((B, H)), dc=z((B, H)),
                 x0=z((T, B, E)),  # layer 0's inputs, when it reads embedding rows
                 inputs=[None] * L,  # what each layer read, (T, B, I)
@@ -94,7 +94,7 @@ class Model:
                 w.inputs[k] = x
                 K.matmul(x.reshape(T * B, -1), K.transpose_view(W_ih), b_ih, w.gx.reshape(T * B, G))
             K.copy_into(w.hs[k, 0], h0[k])
-            if c.cell == "lstm":
+            if c.cstate_width:
                 K.copy_into(w.cs[k, 0], c0[k])
             K.sequence_forward(self.scratch, k, c.cell_code, w.gx, W_hh, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh)
             x = w.hs[k, 1:]
@@ -107,7 +107,7 @@ class Model:
         """h_T, c_T of the last forward on a (T, B) window, as fresh arrays."""
         w = self._buffers(T, B)
         h = self.K.copy(w.hs[:, T])
-        c = self.K.copy(w.cs[:, T]) if self.cfg.cell == "lstm" else self.K.zeros(h.shape)
+        c = self.K.copy(w.cs[:, T]) if self.cfg.cstate_width else self.K.zeros(h.shape)
         return h, c
 
     def states(self, T: int, B: int):
@@ -206,7 +206,7 @@ def workspace_bytes(K, cfg, T: int, B: int, training: bool, threads: int | None)
     the transposes, per-thread partial sums). For refusing what will not fit, before allocating."""
     L, H, G, V, E = cfg.layers, cfg.hidden, cfg.gate_width, cfg.vocab_size, cfg.embed
     A, C, N = cfg.act_width, cfg.cstate_width, T * B
-    floats = L * (T + 1) * B * (H + C) + L * N * A + N * G * (2 if cfg.cell == "gru" else 1) + B * (G + 4 * H)
+    floats = L * (T + 1) * B * (H + C) + L * N * A + N * G * (2 if cfg.apart else 1) + B * (G + 4 * H)
     floats += N * (2 * V + 2 * H + 2 * E) + (L - 1) * N * H + 2 * V * G
     floats += cfg.n_params * (5 if training else 1)
     if training:
