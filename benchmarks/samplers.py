@@ -3,6 +3,7 @@ penalty on, against plain sampling, side by side in one process (each pair neigh
 
     python benchmarks/samplers.py [CONFIG ...]     # default: small-rnn small-gru small-lstm medium-lstm
 """
+
 import statistics
 import sys
 import time
@@ -36,8 +37,10 @@ def main(names):
         rate(model, PLAIN, 100), rate(model, BOTH, 100)  # compile, warm caches
         pairs = [(rate(model, PLAIN, n), rate(model, BOTH, n)) for _ in range(7)]
         ratio = statistics.median(b / a for a, b in pairs)
-        print(f"{name:<12} plain {statistics.median(a for a, _ in pairs):>10,.0f} tok/s   "
-              f"min-p + penalty {statistics.median(b for _, b in pairs):>10,.0f} tok/s   ratio {ratio:.3f}")
+        print(
+            f"{name:<12} plain {statistics.median(a for a, _ in pairs):>10,.0f} tok/s   "
+            f"min-p + penalty {statistics.median(b for _, b in pairs):>10,.0f} tok/s   ratio {ratio:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Tokenizers, corpus reading and the stream layout."""
+
 import numpy as np
 import pytest
 
