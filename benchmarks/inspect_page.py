@@ -23,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli.model.config import ModelConfig, TrainConfig
-from rnncli.data.text import Tokenizer, text_for
-from rnncli.model.model import Model
-from rnncli.store.load import load_model
-from rnncli.run.neurons import find_neurons
 from rnncli.cli.page import build_page, write_page
+from rnncli.data.text import Tokenizer, text_for
+from rnncli.model.config import ModelConfig, TrainConfig
+from rnncli.model.model import Model
 from rnncli.model.params import init_params
+from rnncli.run.neurons import find_neurons
 from rnncli.run.probe import probe_text
+from rnncli.store.load import load_model
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 

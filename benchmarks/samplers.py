@@ -10,10 +10,10 @@ import time
 
 import numpy as np
 
-from rnncli.run.bench import CONFIGS
 from rnncli.model.config import SampleConfig
 from rnncli.model.model import Model
 from rnncli.model.params import init_params
+from rnncli.run.bench import CONFIGS
 from rnncli.run.sample import Decoder
 
 PLAIN = SampleConfig(rng_seed=0)

@@ -15,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from rnncli.run.bench_torch import TorchNet, detach
 from rnncli.model.config import ModelConfig
+from rnncli.run.bench_torch import TorchNet, detach
 
 
 def streams(ids, B, T):

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnncli.model.config import ModelConfig
 from rnncli.kernels import reference
+from rnncli.model.config import ModelConfig
 from rnncli.model.model import Model
 from rnncli.model.params import Params, init_params
 

@@ -13,9 +13,8 @@ import numpy as np
 import pytest
 
 from rnncli.base import paths
-from rnncli.kernels.cpu import tune
 from rnncli.kernels import cache
-from rnncli.kernels.cpu import gemm
+from rnncli.kernels.cpu import gemm, tune
 from rnncli.kernels.jit import kernel
 from tests.mounts import fill, tmpfs
 

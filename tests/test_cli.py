@@ -10,11 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncli.model.settings import ModelSettings, TrainSettings
-from rnncli.run.options import RunOptions
-
 from rnncli.cli import app as cli
+from rnncli.model.settings import ModelSettings, TrainSettings
 from rnncli.run.bench import CONFIGS
+from rnncli.run.options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")

@@ -13,10 +13,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnncli.base.errors import RnncliError
 from rnncli.data import corpus, streaming
 from rnncli.data.corpus import load_corpus
 from rnncli.data.text import Tokenizer, decode_text, read_bytes, text_for
-from rnncli.base.errors import RnncliError
 
 SAMPLES = sorted(str(p) for p in (Path(__file__).parent.parent / "sample_corpora").glob("*.txt"))
 KINDS = ("char", "byte", "word")

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rnncli.store import validate
 from rnncli.base.errors import RnncliError
 from rnncli.run.train import Trainer
+from rnncli.store import validate
 from tests.hostile import assert_clean, run_cli
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from rnncli.run import runs
-from rnncli.data.text import Tokenizer, missing_note
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import Tokenizer, missing_note
+from rnncli.run import runs
 from tests.hostile import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -250,8 +250,8 @@ def test_the_word_recipe_sizes_the_embedding_to_the_network_and_counts_the_vocab
 
 
 def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
-    from rnncli.run import sample
     from rnncli.kernels import jit
+    from rnncli.run import sample
 
     asked = []
     monkeypatch.setattr(

@@ -8,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from rnncli.store import checkpoint
 from rnncli.base.errors import RnncliError
-from rnncli.store.load import load_model
 from rnncli.run.train import Trainer
+from rnncli.store import checkpoint
+from rnncli.store.load import load_model
 from tests.hostile import assert_clean, edited, run_cli, take_apart
 
 SMALL = dict(hidden=12, embed=6, layers=2)
@@ -216,8 +216,8 @@ def test_weights_only_and_version_1_checkpoints_still_load(base, tmp_path):
 
 
 def test_kernels_never_receive_an_id_outside_the_vocabulary(base):
-    from rnncli.run.sample import Decoder
     from rnncli.model.config import SampleConfig
+    from rnncli.run.sample import Decoder
 
     model, tok, _ = load_model(str(base))
     V = model.cfg.vocab_size

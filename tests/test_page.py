@@ -16,12 +16,12 @@ import zipfile
 import numpy as np
 import pytest
 
-from rnncli.model.config import ModelConfig
 from rnncli.base.errors import RnncliError
-from rnncli.model.model import Model
-from rnncli.run.neurons import Found, find_neurons, match_span
 from rnncli.cli.page import build_page, write_page
+from rnncli.model.config import ModelConfig
+from rnncli.model.model import Model
 from rnncli.model.params import init_params
+from rnncli.run.neurons import Found, find_neurons, match_span
 from rnncli.run.probe import Probe, probe_ids
 
 TEXT = (

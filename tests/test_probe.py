@@ -7,14 +7,14 @@ import json
 import numpy as np
 import pytest
 
-from rnncli.store import checkpoint
-from rnncli.model.config import ModelConfig, TrainConfig, to_dict
 from rnncli.data.text import Tokenizer
 from rnncli.kernels import reference
+from rnncli.model.config import ModelConfig, TrainConfig, to_dict
 from rnncli.model.model import Model
-from rnncli.run.neurons import correlations, find_neurons, match_span, text_properties, PROPERTIES
 from rnncli.model.params import init_params
+from rnncli.run.neurons import PROPERTIES, correlations, find_neurons, match_span, text_properties
 from rnncli.run.probe import Layout, probe_ids, token_texts
+from rnncli.store import checkpoint
 from tests.helpers import CELLS, as64, assert_close
 from tests.hostile import assert_clean, run_cli
 

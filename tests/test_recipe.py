@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from rnncli.base.errors import RnncliError
 from rnncli.model import recipe
 from rnncli.model.config import ModelConfig, TrainConfig, from_dict, to_dict
-from rnncli.base.errors import RnncliError
 from rnncli.model.recipe import Corpus, choose
 from tests.helpers import FakeClock
 from tests.hostile import run_cli

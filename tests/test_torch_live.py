@@ -4,8 +4,8 @@ logits. Skipped without torch (rnncli never needs it); the committed fixtures co
 import numpy as np
 import pytest
 
-from rnncli.store.load import load_model
 from rnncli.run.train import Trainer
+from rnncli.store.load import load_model
 
 torch = pytest.importorskip("torch")
 safetensors_torch = pytest.importorskip("safetensors.torch")
@@ -39,8 +39,8 @@ def test_pytorch_reproduces_rnncli_logits(tmp_path, cell):
 def test_the_benchmarks_scripted_generation_runs_the_same_network(cell):
     """bench_torch's TorchScript loop over nn.*Cell: fed back its own tokens, TorchNet (nn.LSTM and
     the others) reaches the same state, so the loop that generation is compared with is the model."""
-    from rnncli.run.bench_torch import cells_loop
     from rnncli.model.config import ModelConfig
+    from rnncli.run.bench_torch import cells_loop
 
     cfg = ModelConfig(vocab_size=11, cell=cell, layers=2, hidden=9, embed=5)
     torch.manual_seed(0)

@@ -6,11 +6,11 @@ import math
 import numpy as np
 import pytest
 
-from rnncli.store import checkpoint
 from rnncli.base.errors import RnncliError
-from rnncli.store.load import load_model
 from rnncli.run.runs import More
 from rnncli.run.train import Trainer
+from rnncli.store import checkpoint
+from rnncli.store.load import load_model
 from tests.helpers import FakeClock
 
 TINY = {"hidden": 16, "embed": 8}
@@ -181,8 +181,8 @@ def test_patience_settings_are_checked(corpus, tmp_path, settings, message):
 
 
 def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(corpus, tmp_path):
-    from rnncli.run.curve import MAX_POINTS, LossCurve
     from rnncli.cli.report import chart, describe
+    from rnncli.run.curve import MAX_POINTS, LossCurve
 
     c = LossCurve()
     for step in range(1, 3001):

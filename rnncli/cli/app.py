@@ -476,8 +476,8 @@ def bench(
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Measure training, scoring and generation speed (optionally beside PyTorch)."""
-    from rnncli.run.bench import MEASURES, expand
     from rnncli.cli.ui import run_bench
+    from rnncli.run.bench import MEASURES, expand
 
     if tune and no_tune:
         raise RnncliError("--tune and --no-tune: give one or the other")

@@ -82,11 +82,11 @@ def run_probe(
     model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning, tune=True, notes=None
 ) -> None:
     """Load, probe (the API's Model.probe), then show what cfg asks for (and write the page)."""
-    from rnncli.base import pathcheck
-    from rnncli.model.config import to_dict
-    from rnncli.data.text import read_bytes, text_for
-    from rnncli.base.errors import RnncliError
     from rnncli.api.model import load
+    from rnncli.base import pathcheck
+    from rnncli.base.errors import RnncliError
+    from rnncli.data.text import read_bytes, text_for
+    from rnncli.model.config import to_dict
     from rnncli.run.neurons import find_neurons, match_span
 
     if cfg.html:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from rnncli.run.curve import LossCurve
 from rnncli.store import validate
 from rnncli.store.checkpoint import TRAINING_PREFIXES
-from rnncli.run.curve import LossCurve
 
 
 def describe(path: str) -> dict:

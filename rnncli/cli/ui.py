@@ -188,8 +188,8 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
 def warm_generation(trainer) -> None:
     """A first run compiles generation's kernels too, after training (so that the first `generate`
     starts at once): two tokens of the trained model, thrown away."""
-    from rnncli.model.config import SampleConfig
     from rnncli.kernels.jit import compiled_on_disk
+    from rnncli.model.config import SampleConfig
     from rnncli.run.sample import generate
 
     if trainer.K.NAME != "cpu" or compiled_on_disk("decode"):
@@ -313,8 +313,8 @@ def run_generation(
     """Run `rnncli generate`: one sample streamed as it is made; with -N, samples one after another
     under a `--- sample i ---` line (the first streamed); with --prompts, one line per answer
     (newlines escaped); with --json, one JSON object per answer. --stats: speed on stderr."""
-    from rnncli.data.text import decode_text, read_bytes
     from rnncli.base.errors import RnncliError
+    from rnncli.data.text import decode_text, read_bytes
 
     if prompts_file is not None:
         if seed:
@@ -381,8 +381,8 @@ def run_bench(
     """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
     import os
 
-    from rnncli.run import bench
     from rnncli.kernels.device import backend
+    from rnncli.run import bench
 
     device = backend(device).NAME  # auto resolved here, once, for every child process
 

@@ -19,12 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli.data import streaming, word_split
-from rnncli.data.text import BOMS, Tokenizer, _id_dtype, decode_text, open_file, reading
 from rnncli.base.errors import RnncliError
 from rnncli.base.files import replace_atomic
 from rnncli.base.paths import cache_root
+from rnncli.data import streaming, word_split
 from rnncli.data.streaming import check
+from rnncli.data.text import BOMS, Tokenizer, _id_dtype, decode_text, open_file, reading
 
 FORMAT = 2  # bump when the cache's files or the tokenization change (2: a CRC-32 of the ids)
 EDGE = 1 << 20  # bytes hashed at each end of a file for the cache key

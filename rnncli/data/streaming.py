@@ -9,8 +9,8 @@ import tempfile
 
 import numpy as np
 
-from rnncli.data.text import Tokenizer, _id_dtype, char_vocab, word_vocab
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import Tokenizer, _id_dtype, char_vocab, word_vocab
 
 STEP = 1 << 16  # bytes tokenized at a time, so that numpy's temporaries stay in the CPU's cache
 FLUSH = 1 << 22  # provisional word ids gathered before they are counted and written

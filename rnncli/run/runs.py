@@ -16,8 +16,8 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from rnncli.model.config import require
 from rnncli.base.errors import RnncliError
+from rnncli.model.config import require
 
 STOPS = ("time", "steps", "epochs")
 UNITS = {

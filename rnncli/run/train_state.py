@@ -10,11 +10,11 @@ import os
 import numpy as np
 
 from rnncli import __version__
-from rnncli.store import checkpoint
 from rnncli.model.config import to_dict
-from rnncli.run.curve import LossCurve
 from rnncli.model.params import Params
+from rnncli.run.curve import LossCurve
 from rnncli.run.runs import extend
+from rnncli.store import checkpoint
 
 
 def restore(run, contents, tensors: dict) -> None:

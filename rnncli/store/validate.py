@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnncli.store.checkpoint import TRAINING_PREFIXES, Reader, read_header
+from rnncli.base.errors import RnncliError
 from rnncli.model.config import TOKENIZERS, UNK, ModelConfig, TrainConfig, check_kind, from_dict
 from rnncli.model.config import require as _require
-from rnncli.base.errors import RnncliError
+from rnncli.store.checkpoint import TRAINING_PREFIXES, Reader, read_header
 
 PROGRESS = {
     "step": "int",
