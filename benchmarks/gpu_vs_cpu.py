@@ -4,7 +4,7 @@ cell and exits 1 if any differs by more than --tol.
 
     python benchmarks/gpu_vs_cpu.py --steps 100 [--corpus sample_corpora/dialogues.txt]
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu_vs_cpu.py --steps 2 --hidden 6 --embed 3 --batch 2 --seq 4 \
-        --val-frac 0                                                          # (a smoke test of this script, simulated)
+        --val-frac 0                                            # (a smoke test of this script, simulated)
 """
 
 from __future__ import annotations

@@ -116,10 +116,12 @@ def main():
     kept = re.search(r"this page keeps (\d+) of (\d+) units", page)
     print(
         f"text {len(raw):,} bytes, {probe.n:,} tokens; model {cfg.cell} {cfg.layers}x{cfg.hidden}"
-        f"{' (random init)' if not args.checkpoint else ''}; probe {probe_s:.1f} s, find_neurons {find_s:.1f} s"
+        f"{' (random init)' if not args.checkpoint else ''}; probe {probe_s:.1f} s, "
+        f"find_neurons {find_s:.1f} s"
     )
     print(
-        f"page {len(page.encode()):,} bytes, {kept.group(1) + ' of ' + kept.group(2) if kept else 'all'} units kept; "
+        f"page {len(page.encode()):,} bytes, "
+        f"{kept.group(1) + ' of ' + kept.group(2) if kept else 'all'} units kept; "
         f"build median {statistics.median(builds):.2f} s ({', '.join(f'{b:.2f}' for b in builds)})"
     )
 
@@ -138,7 +140,8 @@ def main():
             ready.append(result.get("ready_ms") or float("nan"))
             walls.append(wall)
         print(
-            f"chromium: ready_ms median {statistics.median(ready):.0f} ({', '.join(f'{x:.0f}' for x in ready)}); "
+            f"chromium: ready_ms median {statistics.median(ready):.0f} "
+            f"({', '.join(f'{x:.0f}' for x in ready)}); "
             f"process wall median {statistics.median(walls):.2f} s ({', '.join(f'{w:.2f}' for w in walls)}) "
             f"[headless start, load, #selftest, DOM dump]"
         )

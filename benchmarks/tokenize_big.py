@@ -1,5 +1,6 @@
-"""Streaming tokenization of a 1 GB corpus (rnncli/data/corpus.py): cold build speed and peak memory, then a cache hit,
-for char, byte and word, each in a fresh child process. Not a test: it prints a table against the issue's targets.
+"""Streaming tokenization of a 1 GB corpus (rnncli/data/corpus.py): cold build speed and peak memory,
+then a cache hit, for char, byte and word, each in a fresh child process. Not a test: it prints a
+table against the issue's targets.
 
     .venv/bin/python benchmarks/tokenize_big.py [--folder /tmp] [--mb 1000] [--kinds char,byte,word]
 """

@@ -65,7 +65,8 @@ def assert_close(actual, expected, atol, rtol=0.0, what=""):
     bound = atol + rtol * np.abs(expected)
     worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.size else ()
     assert np.all(err <= bound), (
-        f"{what}: worst error {err[worst]:.3g} at {worst} (actual {actual[worst]}, expected {expected[worst]})"
+        f"{what}: worst error {err[worst]:.3g} at {worst} "
+        f"(actual {actual[worst]}, expected {expected[worst]})"
     )
 
 

@@ -7,6 +7,7 @@ import pydoc
 import re
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_train_yields_typed_events_and_a_last_done(trained):
         and done.best_val_loss == min(e.val_loss for e in steps if e.val_loss is not None)
     )
     assert "val_loss" not in steps[0].to_json() and steps[4].to_json()["event"] == "step"
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         steps[0].step = 3  # frozen
 
 

@@ -7,7 +7,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from rnncli.cli import app as cli
@@ -324,7 +323,10 @@ def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(
 def test_bench_names_the_cpu_and_its_vector_width():
     from rnncli.base.machine import cpu_description
 
-    zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    zen2 = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\n"
+        "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    )
     assert cpu_description(zen2) == ("AMD EPYC (family 23 model 49)", 8)
     assert cpu_description(zen2.replace("avx2", "avx2 avx512f"))[1] == 16
     assert cpu_description("processor : 0\nFeatures : fp asimd\nCPU part : 0xd0c\n")[1] == 4

@@ -87,7 +87,7 @@ def test_processes_at_once_on_a_cold_cache_one_of_them_killed_while_writing_it(t
 
     together = {name: _start(argv, cold) for name, argv in commands.items()}
     results = {name: p.communicate(timeout=600) + (p.returncode,) for name, p in together.items()}
-    for name, (out, err, code) in results.items():
+    for name, (_out, err, code) in results.items():
         assert code == 0 and b"Traceback" not in err, (name, err.decode())
     assert any(b"damaged compiled kernels" in err for _, err, _ in results.values())  # (whoever met it first)
     assert b"compiling the kernels" in results["generate"][1]  # (the decoder's: no other process compiles it)

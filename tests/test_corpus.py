@@ -1,5 +1,5 @@
-"""The streaming tokenizer and its token cache (rnncli/data/corpus.py, rnncli/data/streaming.py) against the in-memory
-path it replaces (Tokenizer.build + encode over read_bytes, hashlib).
+"""The streaming tokenizer and its token cache (rnncli/data/corpus.py, rnncli/data/streaming.py)
+against the in-memory path it replaces (Tokenizer.build + encode over read_bytes, hashlib).
 The slow test: python -m pytest --run-slow tests/test_corpus.py"""
 
 import hashlib
@@ -296,7 +296,8 @@ def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
         for i in range(300_000_000 // len(unit) + 1):
             f.write(unit.replace(b"the", b"teh") if i % 3 else unit)
     child = (
-        "import json, resource, sys, time; from rnncli.data.corpus import load_corpus; t = time.perf_counter(); "
+        "import json, resource, sys, time; from rnncli.data.corpus import load_corpus; "
+        "t = time.perf_counter(); "
         "c = load_corpus([sys.argv[1]], sys.argv[2], 20000); s = time.perf_counter() - t; "
         "print(json.dumps({'hit': c.hit, 'n': len(c.ids), 'seconds': s, "
         "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "

@@ -186,7 +186,8 @@ def test_early_stopping_is_decided_alike_on_every_rank(tmp_path):
 
 @needs_mpi
 def test_a_launcher_of_another_mpi_is_named_not_run_n_times(tmp_path):
-    """Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; the MPICH that mpi4py uses then sees each process alone."""
+    """Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; the MPICH that mpi4py uses then sees each process
+    alone."""
     env = dict(os.environ, OMPI_COMM_WORLD_SIZE="2")
     argv = [sys.executable, "-m", "rnncli", "train", CORPUS, "--steps", "1", "--out", str(tmp_path / "x.st")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)

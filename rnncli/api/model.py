@@ -63,7 +63,10 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"<rnncli.Model {c.cell} {c.layers}x{c.hidden}, vocabulary {c.vocab_size} ({self.tokenizer}) from {self.path}>"
+        return (
+            f"<rnncli.Model {c.cell} {c.layers}x{c.hidden}, vocabulary {c.vocab_size} ({self.tokenizer}) "
+            f"from {self.path}>"
+        )
 
     @property
     def config(self) -> ModelConfig:

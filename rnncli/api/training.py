@@ -155,8 +155,8 @@ class Run:
     def finish(self) -> DoneEvent | None:
         """Train to the end; the last event (None if stopped first)."""
         last = None
-        for last in self:
-            pass
+        for event in self:
+            last = event
         return last if isinstance(last, DoneEvent) else None
 
     def save(self) -> str:

@@ -124,7 +124,8 @@ def _device_option(default: Optional[str] = "auto"):
 
 
 def _utf8(option: str, *values: str) -> None:
-    """Text options hold text: bytes that are not UTF-8 (which Python keeps as lone surrogates) are refused."""
+    """Text options hold text: bytes that are not UTF-8 (which Python keeps as lone surrogates) are
+    refused."""
     for value in values:
         try:
             value.encode()
@@ -242,7 +243,8 @@ def train(
     recipe: Optional[str] = typer.Option(
         None,
         help=_d(
-            "auto: settings not given are chosen from the corpus, the budget and this machine's speed; plain: char-rnn's",
+            "auto: settings not given are chosen from the corpus, the budget and this machine's speed; "
+            "plain: char-rnn's",
             f"{T.recipe}",
         ),
         show_default=False,

@@ -115,7 +115,8 @@ def run_probe(
         matched = (a, b, units, spans)
     mean = probe.mean_loss()
     print(
-        f"rnncli: {probe.n} tokens, mean surprise {mean:.4f} nats/token ({mean / math.log(2):.4f} bits/token)",
+        f"rnncli: {probe.n} tokens, mean surprise {mean:.4f} nats/token "
+        f"({mean / math.log(2):.4f} bits/token)",
         file=sys.stderr,
     )
     if cfg.html:
@@ -231,7 +232,8 @@ def _print_match(console, probe, cfg, matched) -> None:
     query = "".join(probe.tokens[matched[0] : matched[1]])
     if not m["units"]:
         console.print(
-            f"no {cfg.state} unit stays >= {cfg.threshold:g} across {s}:{e} {query!r}; try a lower --threshold"
+            f"no {cfg.state} unit stays >= {cfg.threshold:g} across {s}:{e} {query!r}; "
+            "try a lower --threshold"
         )
         return
     console.print(

@@ -77,7 +77,8 @@ def render(info: dict) -> None:
     if t:
         out.print(
             f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {_n(t.get('lr'))} "
-            f"({t.get('lr_schedule')}), clip {_n(t.get('clip'))}, val {_n(t.get('val_frac'))}, seed {t.get('rng_seed')}"
+            f"({t.get('lr_schedule')}), clip {_n(t.get('clip'))}, val {_n(t.get('val_frac'))}, "
+            f"seed {t.get('rng_seed')}"
         )
     why = info.get("recipe", {}).get("why") if isinstance(info.get("recipe"), dict) else None
     if isinstance(why, str):

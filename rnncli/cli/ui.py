@@ -49,10 +49,11 @@ def recipe_lines(recipe: dict) -> list[str]:
     stop = describe_stop({k: t.get(k) for k in ("time", "steps", "epochs")})
     yours = [k for k in (*m, *t) if k not in recipe["chosen"]]
     return [
-        f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, dropout {m['dropout']:g}; "
-        f"batch {t['batch']}x{t['seq']}, lr {t['lr']:g} ({t['lr_schedule']} to {t['lr_min_frac']:g}x, {t['warmup']} "
-        f"warm-up steps), validation every {t['eval_every']} steps, patience {t['patience'] or 'off'}; {stop}"
-        + (f" (yours: {', '.join(yours)})" if yours else ""),
+        f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, "
+        f"dropout {m['dropout']:g}; "
+        f"batch {t['batch']}x{t['seq']}, lr {t['lr']:g} ({t['lr_schedule']} to {t['lr_min_frac']:g}x, "
+        f"{t['warmup']} warm-up steps), validation every {t['eval_every']} steps, "
+        f"patience {t['patience'] or 'off'}; {stop}" + (f" (yours: {', '.join(yours)})" if yours else ""),
         f"why: {recipe['why']}",
     ]
 
@@ -71,7 +72,8 @@ def show_plan(run, json_out: bool) -> None:
         print(line)
     seconds = f", about {recipe['seconds']:.0f} s of training" if recipe["seconds"] else ""
     print(
-        f"predicted: {recipe['tokens'] / (cfg.batch * cfg.seq):,.0f} steps, {recipe['tokens'] / 1e6:.3g}M tokens, "
+        f"predicted: {recipe['tokens'] / (cfg.batch * cfg.seq):,.0f} steps, "
+        f"{recipe['tokens'] / 1e6:.3g}M tokens, "
         f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters"
     )
 
@@ -85,7 +87,8 @@ def show_resume_plan(run, json_out: bool) -> None:
     stop, rate = plan["stop"], plan["tokens_per_s"]
     ends = ", ".join(f"{v:.0f} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
     print(
-        f"resume: step {plan['step']:,}, {plan['elapsed_s']:.0f} s of training so far; stops at {ends} (whole run)"
+        f"resume: step {plan['step']:,}, {plan['elapsed_s']:.0f} s of training so far; "
+        f"stops at {ends} (whole run)"
     )
     left = "-" if plan["steps_left"] is None else f"{plan['steps_left']:,}"
     secs = (
@@ -101,9 +104,10 @@ def show_resume_plan(run, json_out: bool) -> None:
 
 
 def run_training(corpus: list[str], model, train, options, json_out: bool, plan: bool = False) -> None:
-    """Set the run up (api.training.train: ModelSettings, TrainSettings, RunOptions) and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
-    the step under way, save it and exit 128 + the signal (a second one stops at once, without
-    saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
+    """Set the run up (api.training.train: ModelSettings, TrainSettings, RunOptions) and show its
+    events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of the step under way, save it
+    and exit 128 + the signal (a second one stops at once, without saving); a signal the run was
+    started with ignored (nohup, a background job) stays ignored.
     Standard output failing (`--json | head`, a full disk) saves too, then ends as main says for
     output errors. In an MPI job every rank trains; the lead (rank 0) alone shows anything, and a
     signal to any rank stops all of them after the same step."""
@@ -125,7 +129,10 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
         from rnncli.run.runs import resume_command
 
         path = trainer.save()
-        return f"stopped {why} at step {trainer.step}; saved {path} (continue with `{resume_command(corpus, path)}`)"
+        return (
+            f"stopped {why} at step {trainer.step}; saved {path} "
+            f"(continue with `{resume_command(corpus, path)}`)"
+        )
 
     said = []  # (the automatic recipe's speed probe may be what compiles: it says so then)
     with start(
@@ -143,7 +150,8 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
             return
         if lead and not said:
             notice_compiling("sequence_backward")
-        head = []  # JSON lines that go out with the first step's (so that an output failure finds a step to save)
+        # JSON lines that go out with the first step's (so that an output failure finds a step to save)
+        head = []
         if lead and trainer.recipe is not None and not options.resume:
             if json_out:
                 head.append({"event": "recipe", **trainer.recipe})
@@ -246,7 +254,8 @@ def _show(trainer, console: Console, events) -> None:
                     else ""
                 )
                 console.print(
-                    f"rnncli: saved {ev['checkpoint']} after {ev['step']:,} steps in {ev['run_elapsed_s']:.0f} s{session}"
+                    f"rnncli: saved {ev['checkpoint']} after {ev['step']:,} steps "
+                    f"in {ev['run_elapsed_s']:.0f} s{session}"
                     + (
                         f" (+ {ev['compile_s']:.0f} s compiling the kernels, once)"
                         if ev["compile_s"] > 1

@@ -1,5 +1,6 @@
-"""Corpora larger than memory: token ids made in a streaming pass or two over the files, kept in a per-user
-cache file that later runs memory-map. The rules stay data.Tokenizer's; this module only applies them in blocks."""
+"""Corpora larger than memory: token ids made in a streaming pass or two over the files, kept in a
+per-user cache file that later runs memory-map. The rules stay data.Tokenizer's; this module only
+applies them in blocks."""
 
 from __future__ import annotations
 
@@ -128,7 +129,8 @@ class _Source:
 
 
 def _raw(files: list[_Source], block: int, sha=None):
-    """The concatenated bytes, block by block; `sha` hashes them in a second thread (hashlib lets go of the GIL)."""
+    """The concatenated bytes, block by block; `sha` hashes them in a second thread (hashlib lets go
+    of the GIL)."""
     if sha is None:
         for f in files:
             yield from f.blocks(block)
@@ -336,7 +338,8 @@ def _map(path, dtype: np.dtype, n: int) -> np.ndarray:
 
 
 def _clear(path: Path) -> None:
-    """A folder where a cache file belongs is removed (the cache folder is ours), so that the file can replace it."""
+    """A folder where a cache file belongs is removed (the cache folder is ours), so that the file
+    can replace it."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
 

@@ -1,5 +1,6 @@
-"""The char and word tokenizers applied to text that streams by in pieces, for rnncli/data/corpus.py: the vocabulary
-and ids data.Tokenizer.build + encode would give for the whole text, in memory bounded by the piece size."""
+"""The char and word tokenizers applied to text that streams by in pieces, for rnncli/data/corpus.py:
+the vocabulary and ids data.Tokenizer.build + encode would give for the whole text, in memory
+bounded by the piece size."""
 
 from __future__ import annotations
 

@@ -10,8 +10,7 @@ import math
 from dataclasses import dataclass, fields
 
 from rnncli.base.errors import RnncliError
-from rnncli.data.text import UNK
-from rnncli.kernels.device import DEVICES, check_device
+from rnncli.kernels.device import check_device
 
 CELLS = ("rnn", "gru", "lstm")  # the kernels know a cell by its index in this tuple
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}  # blocks of `hidden` rows in weight_ih / weight_hh
@@ -294,7 +293,8 @@ class ProbeConfig:
         for layer, unit in self.neurons:
             require(
                 layer < cfg.layers and unit < cfg.hidden,
-                f"--neuron {layer}:{unit}: this model has layers 0..{cfg.layers - 1} of units 0..{cfg.hidden - 1}",
+                f"--neuron {layer}:{unit}: this model has layers 0..{cfg.layers - 1} "
+                f"of units 0..{cfg.hidden - 1}",
             )
 
 

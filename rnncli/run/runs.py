@@ -144,7 +144,8 @@ def extend(run, more: More) -> None:
 
 
 def check_left(run, path: str) -> None:
-    """A resumed run with nothing left to do (its stop reached, or stopped early) says so, and how to ask for more."""
+    """A resumed run with nothing left to do (its stop reached, or stopped early) says so, and how
+    to ask for more."""
     cfg = run.cfg
     reached = [k for k in STOPS if getattr(cfg, k) is not None and run.done_in(k, 0.0) >= getattr(cfg, k)]
     if cfg.stop_steps and not reached and run.step >= cfg.stop_steps:

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rnncli.base.errors import RnncliError
-from rnncli.model.config import TOKENIZERS, UNK, ModelConfig, TrainConfig, check_kind, from_dict
+from rnncli.data.text import UNK
+from rnncli.model.config import TOKENIZERS, ModelConfig, TrainConfig, check_kind, from_dict
 from rnncli.model.config import require as _require
 from rnncli.store.checkpoint import TRAINING_PREFIXES, Reader, read_header
 
