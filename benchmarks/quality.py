@@ -108,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
         file=sys.stderr,
     )
     with tempfile.TemporaryDirectory() as workdir:
+        # compiles, if needed
         subprocess.run(
             [
                 sys.executable,
@@ -123,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
                 os.path.join(workdir, "warm.st"),
             ],
             capture_output=True,
-        )  # compiles, if needed
+        )
         for corpus in args.corpus:
             for recipe in args.recipe or ["auto"]:
                 result = run(corpus, args.time, recipe, extra, workdir)

@@ -97,9 +97,8 @@ def main() -> None:
         rate = size / 1e6 / cold["seconds"]
         from rnncli.data.word_split import workers_for
 
-        workers = (
-            workers_for(size) if kind == "word" else 0
-        )  # the word pass's processes: each counted at the largest's peak
+        # the word pass's processes: each counted at the largest's peak
+        workers = workers_for(size) if kind == "word" else 0
         cold["rss_mb"] += workers * cold["worker_rss_mb"]
         print(
             f"{kind:5} {cold['tokens']:>11} {cold['vocab']:>6} {cold['seconds']:>7.1f} {rate:>6.0f} "

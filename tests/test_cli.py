@@ -183,17 +183,15 @@ def test_flags_become_settings(monkeypatch):
         and options.resume is None
         and json_out is True
     )
-    assert (
-        options.allow_new_corpus is False and options.distributed is None and plan is False
-    )  # None: as mpiexec says
+    # None: as mpiexec says
+    assert options.allow_new_corpus is False and options.distributed is None and plan is False
     assert (
         options.force is False and options.more is None and options.tune is True and options.device == "auto"
     )
     with pytest.raises(SystemExit):
         cli.main(["train", "a.txt", "--time", "60", "--plan", "--no-tune", "--threads", "1"])
-    assert (
-        seen["args"][2].given() == {"time": 60.0} and seen["args"][5] is True
-    )  # (the recipe's default is TrainConfig's)
+    # (the recipe's default is TrainConfig's)
+    assert seen["args"][2].given() == {"time": 60.0} and seen["args"][5] is True
     assert seen["args"][3].tune is False and seen["args"][3].threads == 1 and "RNNCLI_TUNE" not in os.environ
     with pytest.raises(SystemExit):
         cli.main(["train", "a.txt", "--resume", "r.st", "--more", "10m", "--force"])

@@ -69,9 +69,8 @@ def test_processes_at_once_on_a_cold_cache_one_of_them_killed_while_writing_it(t
         "generate": ["generate", "-m", str(model), "-n", "60", "--rng-seed", "5"],
         "inspect": ["inspect", str(model), "--text", str(text), "--json"],
     }
-    warm = dict(
-        os.environ, RNNCLI_TUNE="0"
-    )  # (the rules' products: no timing, the same sums in every process)
+    # (the rules' products: no timing, the same sums in every process)
+    warm = dict(os.environ, RNNCLI_TUNE="0")
     cold = dict(warm, RNNCLI_CACHE_DIR=str(tmp_path / "cache"))
 
     killed = _start(commands["train a"], cold)  # killed as the first kernels reach the disk
@@ -95,9 +94,8 @@ def test_processes_at_once_on_a_cold_cache_one_of_them_killed_while_writing_it(t
         [sys.executable, "-m", "rnncli", *commands["generate"]], env=cold, capture_output=True
     )
     assert again.returncode == 0 and again.stderr == b"" and again.stdout == results["generate"][0]
-    assert not list(
-        ROOT.glob("rnncli/**/__pycache__/*.nb[ic]")
-    )  # (the cache folder only, never the install's)
+    # (the cache folder only, never the install's)
+    assert not list(ROOT.glob("rnncli/**/__pycache__/*.nb[ic]"))
     for name, argv in commands.items():  # each alone, on the warm cache
         if name.startswith("train"):
             continue

@@ -169,9 +169,8 @@ def test_byte_order_marks(tmp_path, kind):
         write(tmp_path, "a", b"\xef\xbb"),
         write(tmp_path, "b", b"\xbf" + TRICKY.encode() + b"\xef\xbb\xbfx"),
     ]
-    assert_same(
-        load_corpus(utf8, kind, 100, block=2), utf8, kind, 100
-    )  # the first mark dropped, the second kept
+    # the first mark dropped, the second kept
+    assert_same(load_corpus(utf8, kind, 100, block=2), utf8, kind, 100)
     utf16 = [write(tmp_path, "c", TRICKY.encode("utf-16")), write(tmp_path, "d", "more".encode("utf-16-le"))]
     assert_same(load_corpus(utf16, kind, 100, block=5), utf16, kind, 100)
 

@@ -49,9 +49,8 @@ SMALL = [
 
 def train(tmp_path, ranks: int, out: str, *args: str) -> list[dict]:
     """The step events of `rnncli train` under `mpiexec -n ranks` (ranks 0: one plain process)."""
-    settings = (
-        SMALL if "--resume" not in args else SMALL[10:14]
-    )  # a resumed run keeps its own (but for these)
+    # a resumed run keeps its own (but for these)
+    settings = SMALL if "--resume" not in args else SMALL[10:14]
     argv = [
         sys.executable,
         "-m",

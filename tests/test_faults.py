@@ -55,9 +55,8 @@ def test_a_full_disk_on_stdout_is_one_line_and_a_closed_pipe_is_silence(ckpt, tm
         err = p.communicate(timeout=300)[1].decode()
     assert p.returncode == 1 and "Traceback" not in err
     assert err.count("\n") == 1 and "cannot write the output" in err and "No space left" in err
-    (tmp_path / "t.safetensors").unlink(
-        missing_ok=True
-    )  # (the full-disk run's: train would refuse to replace it)
+    # (the full-disk run's: train would refuse to replace it)
+    (tmp_path / "t.safetensors").unlink(missing_ok=True)
     read_end, write_end = os.pipe()
     os.close(read_end)  # the reader is gone before anything is written
     p = rnncli_popen(*argv, stdout=write_end, stderr=subprocess.PIPE)

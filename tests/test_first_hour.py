@@ -159,9 +159,8 @@ def test_eval_prints_a_line_per_file_and_a_total_and_scores_the_held_out_split(m
     assert both["nats_per_token"] == pytest.approx(total)
     held = json.loads(run_cli("eval", str(model), "--held-out", CORPUS, "--json")[1])
     best = json.loads(run_cli("inspect", str(model), "--json")[1])["progress"]["best_val_loss"]
-    assert held["held_out"] and held["nats_per_token"] == pytest.approx(
-        best, abs=1e-5
-    )  # what training measured
+    # what training measured
+    assert held["held_out"] and held["nats_per_token"] == pytest.approx(best, abs=1e-5)
     code, _, err = run_cli("eval", str(model), "--held-out", str(a))
     assert code == 1 and "is not the text this model was trained on" in err
 
@@ -254,9 +253,8 @@ def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
     from rnncli.run import sample
 
     asked = []
-    monkeypatch.setattr(
-        jit, "compiled_on_disk", lambda name="", exact=False: name != "decode"
-    )  # decode: cold
+    # decode: cold
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: name != "decode")
     real = sample.generate
     monkeypatch.setattr(sample, "generate", lambda *a, **k: asked.append(a[1]) or real(*a, **k))
     code, _, err = train("--steps", "2", "--out", str(tmp_path / "m.st"))

@@ -195,9 +195,9 @@ paths = (
             "m.safetensors",
             "a\0b",
             "x" * 5000,
-            "/proc/rnncli",
+            "/proc/rnncli",  # (not a FIFO: reading one waits for a writer, as cat does)
         ]
-    )  # (not a FIFO: reading one waits for a writer, as cat does)
+    )
     | st.text(max_size=12).map(lambda t: "f" + t.replace("/", "_"))
     | not_utf8.map(lambda t: "f" + t.replace("/", "_"))
 )

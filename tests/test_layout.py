@@ -127,9 +127,8 @@ def anchors(markdown: str) -> set[str]:
 
 
 def relative_links(path: Path) -> list[str]:
-    text = re.sub(
-        r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S
-    )  # code is not prose
+    # code is not prose
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
     text = re.sub(r"`[^`\n]*`", "", text)
     return [t for t in LINK.findall(text) if not re.match(r"[a-z][a-z0-9+.-]*:", t, re.I)]
 

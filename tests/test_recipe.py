@@ -55,16 +55,14 @@ def test_size_follows_the_tokens_a_budget_buys_and_the_text_can_fill():
     assert long.model["dropout"] == 0.5 and long.epochs > 100 and "what the text can fill" in long.why
     huge = choose(Corpus(500_000_000, 262_144, 65), {}, {"time": 1e6}, RATE)
     assert huge.model["hidden"] == recipe.HIDDEN[-1] and "widest candidate" in huge.why
-    words = choose(
-        Corpus(250_000, 10_000, 20_000), {}, {"time": 300}, RATE
-    )  # a word vocabulary on little text
+    # a word vocabulary on little text
+    words = choose(Corpus(250_000, 10_000, 20_000), {}, {"time": 300}, RATE)
     assert words.model["hidden"] == recipe.HIDDEN[0] and "what the text can fill" in words.why
     assert words.model["embed"] == recipe.HIDDEN[0]  # (its word vectors no wider than the network)
     wordy = choose(Corpus(100_000, 10_000, 20_000), {}, {"time": 300}, RATE)
     assert wordy.model["hidden"] == recipe.HIDDEN[0] and "even it exceeds" in wordy.why
-    assert (
-        choose(SHAKESPEARE, {}, {"epochs": 1}, None).model["dropout"] == 0.0
-    )  # one pass: nothing to overfit
+    # one pass: nothing to overfit
+    assert choose(SHAKESPEARE, {}, {"epochs": 1}, None).model["dropout"] == 0.0
 
 
 def test_steps_and_epochs_need_no_speed_and_the_nearest_stop_counts():
@@ -116,9 +114,8 @@ def test_windows_keep_enough_of_them_per_epoch_and_a_stream_per_rank():
     # one of batch and seq given: the other fitted to it, keeping 50 windows an epoch
     assert recipe.layout(SMALL, {"batch": 256}) == (256, 8) and recipe.layout(SMALL, {"batch": 8}) == (8, 100)
     assert recipe.layout(SMALL, {"seq": 10}) == (64, 10) and recipe.layout(SMALL, {"seq": 100}) == (16, 100)
-    assert (
-        choose(Corpus(10_000, 0, 30), {}, {"steps": 10}, None).train["patience"] is None
-    )  # nothing to validate on
+    # nothing to validate on
+    assert choose(Corpus(10_000, 0, 30), {}, {"steps": 10}, None).train["patience"] is None
 
 
 def test_the_speed_is_read_from_two_probes_and_an_optimizer_step(monkeypatch):
@@ -140,9 +137,8 @@ def test_the_speed_is_read_from_two_probes_and_an_optimizer_step(monkeypatch):
     assert speed.macs_per_s == pytest.approx(1 / per_mac)
     assert speed.vocab_s == pytest.approx(max(0.0, 0.05 - per_mac * mn) / (tokens * 40))
     assert speed.param_s == pytest.approx(0.001 / wide.n_params)
-    assert speed.token_seconds(wide, tokens) * tokens == pytest.approx(
-        0.25 + 0.001, rel=0.3
-    )  # (what it was measured on)
+    # (what it was measured on)
+    assert speed.token_seconds(wide, tokens) * tokens == pytest.approx(0.25 + 0.001, rel=0.3)
 
 
 def test_train_takes_the_recipe_stores_it_and_resume_keeps_it(tmp_path):
@@ -178,9 +174,8 @@ def test_plan_prints_the_recipe_and_trains_nothing(tmp_path):
     assert (
         plan["train"]["steps"] == 40 and plan["seconds"] > 0 and plan["parameters"] > 0 and not out.exists()
     )
-    code, _, err = run_cli(
-        "train", CORPUS, "--plan", "--resume", str(out)
-    )  # (a resumed run's plan: test_first_hour)
+    # (a resumed run's plan: test_first_hour)
+    code, _, err = run_cli("train", CORPUS, "--plan", "--resume", str(out))
     assert code == 1 and "no such checkpoint" in err
 
 
@@ -230,9 +225,8 @@ def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chose
     from rnncli.model.model import Model
     from rnncli.run.train import Trainer
 
-    monkeypatch.setattr(
-        jit, "compiled_on_disk", lambda name="", exact=False: True
-    )  # (no first step set apart)
+    # (no first step set apart)
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)
     clock, step = FakeClock(), Model.loss_and_grads
     monkeypatch.setattr(
         Model, "loss_and_grads", lambda self, *a, **kw: clock.advance(0.25) or step(self, *a, **kw)

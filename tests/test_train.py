@@ -133,9 +133,8 @@ def test_patience_stops_after_that_many_validations_without_a_new_best(corpus, t
     assert done["early_stop"] and done["step"] == 5 and done["best_step"] == 2  # steps 3, 4, 5: no new best
     assert done["best_val_loss"] == 1.5
     with Trainer([str(corpus)], {}, {"patience": 4}, resume=str(tmp_path / "p.st")) as t:
-        again = run(
-            t
-        )  # resumed with a larger patience alone: the count goes on from the history (4th at step 6)
+        # resumed with a larger patience alone: the count goes on from the history (4th at step 6)
+        again = run(t)
     assert again[-1]["early_stop"] and again[-1]["step"] == 6
     with pytest.raises(RnncliError, match=r"nothing left to do: .*stopped early \(4 validations.*--more"):
         Trainer([str(corpus)], {}, {}, resume=str(tmp_path / "p.st"))
@@ -190,9 +189,8 @@ def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(co
     assert len(c.points) < MAX_POINTS and c.points[-1][0] <= 3000 and c.all_points()[-1][0] == 3000
     covered = c.stride * len(c.points) + c.count
     assert covered == 3000 and abs(sum(p[1] for p in c.points) * c.stride + c.sum - 3000 * 3001 / 2) < 1e-6
-    settings = dict(
-        batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"), recipe="plain"
-    )  # (a constant lr: 3+4 steps = 7)
+    # (a constant lr: 3+4 steps = 7)
+    settings = dict(batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"), recipe="plain")
     with Trainer([str(corpus)], TINY, dict(settings, steps=7)) as t:
         losses = [e["train_loss"] for e in run(t) if e["event"] == "step"]
     with Trainer([str(corpus)], TINY, dict(settings, steps=3, out=str(tmp_path / "d.st"))) as t:

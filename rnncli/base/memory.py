@@ -39,10 +39,11 @@ def human(n: float) -> str:
     return ""
 
 
+# require's words for a run
 TRAINING = (
     "training this model",
     "lower --hidden, --layers, --embed, --batch or --seq",
-)  # require's words for a run
+)
 
 
 def require(need: int, what: str, advice: str) -> None:

@@ -43,9 +43,8 @@ def build_page(probe, found, info: dict, max_bytes: int = 20_000_000) -> str:
     }
     total = sum(a.shape[1] for a in probe.acts.values())
     template = _asset("page.html")
-    fixed = len(
-        _fill(template, {**parts, "keep": _keep_note(total, total), "units": ""}).encode()
-    )  # the longest note
+    # the longest note
+    fixed = len(_fill(template, {**parts, "keep": _keep_note(total, total), "units": ""}).encode())
     room = max_bytes - fixed
     if room < 0:
         raise RnncliError(
@@ -94,9 +93,8 @@ def _meta(probe, found, info: dict) -> dict:
         "found": [f.to_json() for f in found],
         "properties": PROPERTIES,
         "absent": list(info.get("absent") or ()),
-        "threshold": float(
-            info.get("threshold", 0.3)
-        ),  # the CLI's --threshold and --state, as the page starts
+        # the CLI's --threshold and --state, as the page starts
+        "threshold": float(info.get("threshold", 0.3)),
         "state": info.get("state", "h"),
     }
 

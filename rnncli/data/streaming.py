@@ -21,9 +21,8 @@ _WORD = re.compile(r"\w")  # data.WORD_RE's runs are made of these; any other ch
 _WORD_RUN = re.compile(r"\w*")
 WORD8 = np.array([bool(_WORD.match(chr(b))) for b in range(256)])  # for code points 0-255
 WORD_BYTES = bytes(np.flatnonzero(WORD8[:128]).astype(np.uint8))
-MASK8 = bytes(
-    b if WORD8[b] else 32 for b in range(256)
-)  # other characters become spaces, which split() drops
+# other characters become spaces, which split() drops
+MASK8 = bytes(b if WORD8[b] else 32 for b in range(256))
 
 
 def check(empty: bool, blank: bool) -> None:
@@ -136,9 +135,8 @@ class Provisional(dict):
         """Provisional ids of the tokens of `b` (whole UTF-8 characters, starting at a token's start), up to
         its last non-word character (all of it when final), and how many bytes that is."""
         if b.isascii():
-            used = (
-                len(b) if final else len(b.rstrip(WORD_BYTES))
-            )  # a word at the end may go on in the next piece
+            # a word at the end may go on in the next piece
+            used = len(b) if final else len(b.rstrip(WORD_BYTES))
             masked = b[:used].translate(MASK8)
             codes = np.frombuffer(b, np.uint8, count=used)
             isw = np.frombuffer(masked, np.uint8) != 32  # (n,) word characters
@@ -155,9 +153,8 @@ class Provisional(dict):
                 np.repeat(isw, lens), np.frombuffer(b, np.uint8, count=used), np.uint8(32)
             ).tobytes()
         words = masked.split()
-        start = np.empty(
-            len(isw), bool
-        )  # a token starts at every character but the second and later of a run
+        # a token starts at every character but the second and later of a run
+        start = np.empty(len(isw), bool)
         np.logical_and(isw[1:], isw[:-1], out=start[1:])
         np.logical_not(start, out=start)
         start[:1] = True

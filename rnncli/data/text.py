@@ -226,9 +226,8 @@ class Streams:
         self.B, self.T = b1 - b0, seq
         self.length = (len(ids) - 1) // batch  # tokens per stream
         n = self.length * batch
-        shape = (
-            (batch, self.length) if self.length else (0, 0)
-        )  # (more streams than tokens: no window; and numpy caps an axis)
+        # (more streams than tokens: no window; and numpy caps an axis)
+        shape = (batch, self.length) if self.length else (0, 0)
         self.x = ids[:n].reshape(shape)[b0:b1]
         self.y = ids[1 : n + 1].reshape(shape)[b0:b1]
         self.n_windows = self.length // seq

@@ -113,8 +113,8 @@ class Ours:
             self.model,
             SampleConfig(length=n, rng_seed=0),
             streams=range(rows),
-            threads=self.threads if rows > 1 else None,
-        )  # (streaming leaves threads alone)
+            threads=self.threads if rows > 1 else None,  # (streaming leaves threads alone)
+        )
         dec.prime([np.array([0])])
         for _ in dec.tokens(n):
             pass
