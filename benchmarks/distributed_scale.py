@@ -9,6 +9,7 @@ gradients (4 bytes x parameters); a ring all-reduce moves 2 (N-1)/N of that over
 takes 2 (N-1) latency hops; with no overlap of exchange and compute, efficiency = compute /
 (compute + exchange). Weak scaling: each node keeps the batch measured here (global batch N x B).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,10 +35,36 @@ def ring_seconds(nbytes: float, nodes: int, gbit: float) -> float:
 def train_rate(corpus: str, cfg, steps: int, ranks: int, threads: int, workdir: str) -> tuple[float, float]:
     """(tokens per second, seconds per step) of the run's steps, validation and saving left out."""
     m = cfg.model
-    argv = [sys.executable, "-m", "rnncli", "train", corpus, "--cell", m.cell, "--layers", str(m.layers),
-            "--hidden", str(m.hidden), "--embed", str(m.embed), "--batch", str(cfg.batch), "--seq", str(cfg.seq),
-            "--steps", str(steps), "--eval-every", str(10 * steps), "--val-frac", "0", "--threads", str(threads),
-            "--out", os.path.join(workdir, f"r{ranks}.st"), "--json"]
+    argv = [
+        sys.executable,
+        "-m",
+        "rnncli",
+        "train",
+        corpus,
+        "--cell",
+        m.cell,
+        "--layers",
+        str(m.layers),
+        "--hidden",
+        str(m.hidden),
+        "--embed",
+        str(m.embed),
+        "--batch",
+        str(cfg.batch),
+        "--seq",
+        str(cfg.seq),
+        "--steps",
+        str(steps),
+        "--eval-every",
+        str(10 * steps),
+        "--val-frac",
+        "0",
+        "--threads",
+        str(threads),
+        "--out",
+        os.path.join(workdir, f"r{ranks}.st"),
+        "--json",
+    ]
     if ranks > 1:
         mpiexec = shutil.which("mpiexec", path=os.path.dirname(sys.executable)) or "mpiexec"
         argv = [mpiexec, "-n", str(ranks)] + argv
@@ -61,20 +88,27 @@ def measure(corpus: str, name: str, steps: int, repeats: int) -> float:
             rate1, s1 = train_rate(corpus, cfg, steps, 1, 2, work)
             rate2, _ = train_rate(corpus, cfg, steps, 2, 1, work)
             one.append(rate1), two.append(rate2), step_s.append(s1)
-            print(f"{name} repeat {r + 1}: 1 rank x 2 threads {rate1:,.0f} tok/s, 2 ranks x 1 thread "
-                  f"{rate2:,.0f} tok/s, ratio {rate2 / rate1:.3f}", file=sys.stderr)
+            print(
+                f"{name} repeat {r + 1}: 1 rank x 2 threads {rate1:,.0f} tok/s, 2 ranks x 1 thread "
+                f"{rate2:,.0f} tok/s, ratio {rate2 / rate1:.3f}",
+                file=sys.stderr,
+            )
     ratios = sorted(b / a for a, b in zip(one, two))
     print(f"{name}, batch {cfg.batch} x seq {cfg.seq}, {steps} steps x {repeats}:")
     print(f"  1 rank x 2 threads  {statistics.median(one):10,.0f} tokens/s")
-    print(f"  2 ranks x 1 thread  {statistics.median(two):10,.0f} tokens/s   ratio (median of pairs) "
-          f"{statistics.median(ratios):.3f}  [{ratios[0]:.3f} .. {ratios[-1]:.3f}]")
+    print(
+        f"  2 ranks x 1 thread  {statistics.median(two):10,.0f} tokens/s   ratio (median of pairs) "
+        f"{statistics.median(ratios):.3f}  [{ratios[0]:.3f} .. {ratios[-1]:.3f}]"
+    )
     return statistics.median(step_s)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data",
-                                                     "tinyshakespeare.txt"))
+    ap.add_argument(
+        "--corpus",
+        default=os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyshakespeare.txt"),
+    )
     ap.add_argument("--config", nargs="+", default=["small-lstm", "medium-lstm"])
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--repeats", type=int, default=3)
@@ -87,8 +121,10 @@ def main() -> None:
     for name, step in compute.items():
         c = CONFIGS[name]
         nbytes = 4 * c.model.n_params
-        print(f"  {name}: {c.model.n_params:,} parameters, {nbytes / 1e6:.1f} MB all-reduced per step, "
-              f"compute {step * 1e3:.0f} ms per step")
+        print(
+            f"  {name}: {c.model.n_params:,} parameters, {nbytes / 1e6:.1f} MB all-reduced per step, "
+            f"compute {step * 1e3:.0f} ms per step"
+        )
         print("    nodes   " + "".join(f"{n:>8}" for n in NODES))
         for gbit in LINKS_GBIT:
             eff = [step / (step + ring_seconds(nbytes, n, gbit)) for n in NODES]

@@ -4,8 +4,9 @@ cell and exits 1 if any differs by more than --tol.
 
     python benchmarks/gpu_vs_cpu.py --steps 100 [--corpus sample_corpora/dialogues.txt]
     NUMBA_ENABLE_CUDASIM=1 python benchmarks/gpu_vs_cpu.py --steps 2 --hidden 6 --embed 3 --batch 2 --seq 4 \
-        --val-frac 0                                                          # (a smoke test of this script, simulated)
+        --val-frac 0                                            # (a smoke test of this script, simulated)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def losses(args, cell: str, device: str, out: str) -> tuple[list[float], float]:
     model = {"cell": cell, "layers": 2, "hidden": args.hidden, "embed": args.embed}
-    train = {"steps": args.steps, "batch": args.batch, "seq": args.seq, "eval_every": args.steps, "out": out,
-             "device": device, "val_frac": args.val_frac}
+    train = {
+        "steps": args.steps,
+        "batch": args.batch,
+        "seq": args.seq,
+        "eval_every": args.steps,
+        "out": out,
+        "device": device,
+        "val_frac": args.val_frac,
+    }
     with Trainer([args.corpus], model, train) as trainer:
         t0 = time.perf_counter()
         found = [e["train_loss"] for e in trainer.run() if e["event"] == "step"]
@@ -48,8 +56,20 @@ def main() -> int:
             gpu, gpu_s = losses(args, cell, "cuda", f"{tmp}/{cell}-gpu.safetensors")
             worst = max(abs(a - b) for a, b in zip(cpu, gpu))
             worst_all = max(worst_all, worst)
-            print(json.dumps({"cell": cell, "steps": args.steps, "max_abs_diff": worst, "cpu_last": cpu[-1],
-                              "gpu_last": gpu[-1], "cpu_s": round(cpu_s, 2), "gpu_s": round(gpu_s, 2)}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        "cell": cell,
+                        "steps": args.steps,
+                        "max_abs_diff": worst,
+                        "cpu_last": cpu[-1],
+                        "gpu_last": gpu[-1],
+                        "cpu_s": round(cpu_s, 2),
+                        "gpu_s": round(gpu_s, 2),
+                    }
+                ),
+                flush=True,
+            )
     return 0 if worst_all <= args.tol else 1
 
 

@@ -7,6 +7,7 @@ Without a checkpoint: a randomly initialised 2x512 LSTM over the first --kb kB o
 (synthetic text when the corpus is missing). --fragment picks what the screenshot shows, as the
 page's URL fragment does (e.g. "unit=1:c:37", "view=activation"); by default the first found unit.
 """
+
 import argparse
 import html
 import json
@@ -22,14 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli.model.config import ModelConfig, TrainConfig
-from rnncli.data.text import Tokenizer, text_for
-from rnncli.model.model import Model
-from rnncli.store.load import load_model
-from rnncli.run.neurons import find_neurons
 from rnncli.cli.page import build_page, write_page
+from rnncli.data.text import Tokenizer, text_for
+from rnncli.model.config import ModelConfig, TrainConfig
+from rnncli.model.model import Model
 from rnncli.model.params import init_params
+from rnncli.run.neurons import find_neurons
 from rnncli.run.probe import probe_text
+from rnncli.store.load import load_model
 
 CORPUS = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tinyshakespeare.txt"
 
@@ -38,7 +39,7 @@ def text_of(kb: int) -> bytes:
     if CORPUS.exists():
         return CORPUS.read_bytes()[: kb * 1000].decode("utf-8", "ignore").encode()  # whole characters
     rng = np.random.default_rng(0)
-    words = ["the", "king", "shall", "not", "\"come\"", "(here)", "and", "1599", "Romeo", "love", "night"]
+    words = ["the", "king", "shall", "not", '"come"', "(here)", "and", "1599", "Romeo", "love", "night"]
     lines = (" ".join(rng.choice(words, rng.integers(3, 12))) + "\n" for _ in range(kb * 100))
     return "".join(lines).encode()[: kb * 1000]
 
@@ -61,8 +62,17 @@ def chromium() -> str:
 
 def open_page(browser: str, url: str, profile: str, *flags) -> tuple[float, str]:
     """Wall seconds of one headless run, and what it printed."""
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000",
-           f"--user-data-dir={profile}", *flags, url]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--virtual-time-budget=5000",
+        f"--user-data-dir={profile}",
+        *flags,
+        url,
+    ]
     t = time.perf_counter()
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     return time.perf_counter() - t, run.stdout
@@ -90,42 +100,60 @@ def main():
     t = time.perf_counter()
     found, absent = find_neurons(probe.acts, probe.tokens)
     find_s = time.perf_counter() - t
-    info = {"title": CORPUS.name if CORPUS.exists() else "synthetic.txt", "cell": cfg.cell, "layers": cfg.layers,
-            "hidden": cfg.hidden, "tokenizer": tok.kind, "absent": absent}
+    info = {
+        "title": CORPUS.name if CORPUS.exists() else "synthetic.txt",
+        "cell": cfg.cell,
+        "layers": cfg.layers,
+        "hidden": cfg.hidden,
+        "tokenizer": tok.kind,
+        "absent": absent,
+    }
     builds, page = [], None
     for _ in range(args.repeats):
         t = time.perf_counter()
         page = build_page(probe, found, info, max_bytes=int(args.page_mb * 1e6))
         builds.append(time.perf_counter() - t)
     kept = re.search(r"this page keeps (\d+) of (\d+) units", page)
-    print(f"text {len(raw):,} bytes, {probe.n:,} tokens; model {cfg.cell} {cfg.layers}x{cfg.hidden}"
-          f"{' (random init)' if not args.checkpoint else ''}; probe {probe_s:.1f} s, find_neurons {find_s:.1f} s")
-    print(f"page {len(page.encode()):,} bytes, {kept.group(1) + ' of ' + kept.group(2) if kept else 'all'} units kept; "
-          f"build median {statistics.median(builds):.2f} s ({', '.join(f'{b:.2f}' for b in builds)})")
+    print(
+        f"text {len(raw):,} bytes, {probe.n:,} tokens; model {cfg.cell} {cfg.layers}x{cfg.hidden}"
+        f"{' (random init)' if not args.checkpoint else ''}; probe {probe_s:.1f} s, "
+        f"find_neurons {find_s:.1f} s"
+    )
+    print(
+        f"page {len(page.encode()):,} bytes, "
+        f"{kept.group(1) + ' of ' + kept.group(2) if kept else 'all'} units kept; "
+        f"build median {statistics.median(builds):.2f} s ({', '.join(f'{b:.2f}' for b in builds)})"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(args.keep or os.path.join(tmp, "inspect.html")).resolve()
         write_page(path, page)
         browser, ready, walls = chromium(), [], []
         for r in range(args.repeats):
-            wall, dom = open_page(browser, path.as_uri() + "#selftest", os.path.join(tmp, f"profile{r}"), "--dump-dom")
+            wall, dom = open_page(
+                browser, path.as_uri() + "#selftest", os.path.join(tmp, f"profile{r}"), "--dump-dom"
+            )
             got = re.search(r'<pre id="selftest"[^>]*>(.*?)</pre>', dom, re.S)
             result = json.loads(html.unescape(got.group(1))) if got and got.group(1) else {"ok": False}
             if not result.get("ok"):
                 print(f"  self-test did not pass: {result}")
             ready.append(result.get("ready_ms") or float("nan"))
             walls.append(wall)
-        print(f"chromium: ready_ms median {statistics.median(ready):.0f} ({', '.join(f'{x:.0f}' for x in ready)}); "
-              f"process wall median {statistics.median(walls):.2f} s ({', '.join(f'{w:.2f}' for w in walls)}) "
-              f"[headless start, load, #selftest, DOM dump]")
+        print(
+            f"chromium: ready_ms median {statistics.median(ready):.0f} "
+            f"({', '.join(f'{x:.0f}' for x in ready)}); "
+            f"process wall median {statistics.median(walls):.2f} s ({', '.join(f'{w:.2f}' for w in walls)}) "
+            f"[headless start, load, #selftest, DOM dump]"
+        )
         if args.screenshot:
             fragment = args.fragment
             if fragment is None and found:
                 fragment = f"unit={found[0].layer}:{found[0].state}:{found[0].unit}"
             url = path.as_uri() + (f"#{fragment}" if fragment else "")
             shot = Path(args.screenshot).resolve()
-            wall, _ = open_page(browser, url, os.path.join(tmp, "shot"), f"--screenshot={shot}",
-                                "--window-size=1280,900")
+            wall, _ = open_page(
+                browser, url, os.path.join(tmp, "shot"), f"--screenshot={shot}", "--window-size=1280,900"
+            )
             print(f"screenshot {shot} ({shot.stat().st_size:,} bytes, {wall:.2f} s)")
 
 

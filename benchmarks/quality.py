@@ -10,6 +10,7 @@ first timed run, so no run's budget pays for it. The best validation loss is in 
 `--time` counts training and validation, not compiling (rnncli's own rule). Extra arguments after
 `--` go to every `rnncli train` (for instance `-- --rng-seed 1`).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -27,8 +28,21 @@ from rnncli.base.machine import cpu_description
 def run(corpus: str, seconds: float, recipe: str, extra: list[str], workdir: str) -> dict:
     """One timed run: the recipe, the validations (elapsed seconds, step, loss) and the end."""
     out = os.path.join(workdir, f"{Path(corpus).stem}-{recipe}.st")
-    argv = [sys.executable, "-m", "rnncli", "train", corpus, "--time", str(seconds), "--recipe", recipe,
-            "--out", out, "--json", *extra]
+    argv = [
+        sys.executable,
+        "-m",
+        "rnncli",
+        "train",
+        corpus,
+        "--time",
+        str(seconds),
+        "--recipe",
+        recipe,
+        "--out",
+        out,
+        "--json",
+        *extra,
+    ]
     done = subprocess.run(argv, capture_output=True, text=True)
     if done.returncode != 0:
         sys.exit(f"quality.py: {' '.join(argv)} failed: {done.stderr.strip().splitlines()[-1:]}")
@@ -36,10 +50,19 @@ def run(corpus: str, seconds: float, recipe: str, extra: list[str], workdir: str
     vals = [(e["elapsed_s"], e["step"], e["val_loss"]) for e in events if e.get("val_loss") is not None]
     end = events[-1]
     first = events[0] if events[0]["event"] == "recipe" else None
-    return {"corpus": corpus, "recipe": recipe, "time": seconds, "best_val_loss": end["best_val_loss"],
-            "best_step": end["best_step"], "steps": end["step"], "early_stop": end["early_stop"],
-            "train_s": end["train_s"], "tokens_seen": end["tokens_seen"], "validations": vals,
-            "chosen": first and {"model": first["model"], "train": first["train"], "why": first["why"]}}
+    return {
+        "corpus": corpus,
+        "recipe": recipe,
+        "time": seconds,
+        "best_val_loss": end["best_val_loss"],
+        "best_step": end["best_step"],
+        "steps": end["step"],
+        "early_stop": end["early_stop"],
+        "train_s": end["train_s"],
+        "tokens_seen": end["tokens_seen"],
+        "validations": vals,
+        "chosen": first and {"model": first["model"], "train": first["train"], "why": first["why"]},
+    }
 
 
 def per_minute(validations: list, seconds: float) -> list[tuple[int, float | None]]:
@@ -80,10 +103,28 @@ def main(argv: list[str] | None = None) -> None:
     if not args.corpus:
         ap.error("give a corpus")
     cpu, width = cpu_description()
-    print(f"quality.py: {cpu}, {width} float32 lanes, {os.cpu_count()} cores; --time {args.time:g}", file=sys.stderr)
+    print(
+        f"quality.py: {cpu}, {width} float32 lanes, {os.cpu_count()} cores; --time {args.time:g}",
+        file=sys.stderr,
+    )
     with tempfile.TemporaryDirectory() as workdir:
-        subprocess.run([sys.executable, "-m", "rnncli", "train", args.corpus[0], "--recipe", "plain", "--steps", "1",
-                        "--out", os.path.join(workdir, "warm.st")], capture_output=True)  # compiles, if needed
+        # compiles, if needed
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "rnncli",
+                "train",
+                args.corpus[0],
+                "--recipe",
+                "plain",
+                "--steps",
+                "1",
+                "--out",
+                os.path.join(workdir, "warm.st"),
+            ],
+            capture_output=True,
+        )
         for corpus in args.corpus:
             for recipe in args.recipe or ["auto"]:
                 result = run(corpus, args.time, recipe, extra, workdir)
@@ -91,15 +132,25 @@ def main(argv: list[str] | None = None) -> None:
                     print(json.dumps(dict(result, cpu=cpu)), flush=True)
                     continue
                 chosen = result["chosen"]
-                print(f"{corpus} --recipe {recipe} --time {args.time:g}: best validation loss "
-                      f"{result['best_val_loss']:.4f} at step {result['best_step']} of {result['steps']}"
-                      + (" (stopped early)" if result["early_stop"] else ""))
+                print(
+                    f"{corpus} --recipe {recipe} --time {args.time:g}: best validation loss "
+                    f"{result['best_val_loss']:.4f} at step {result['best_step']} of {result['steps']}"
+                    + (" (stopped early)" if result["early_stop"] else "")
+                )
                 if chosen:
                     m = chosen["model"]
-                    print(f"  chose {m['cell']} {m['layers']}x{m['hidden']}, dropout {m['dropout']:g}, batch "
-                          f"{chosen['train']['batch']}x{chosen['train']['seq']}; {chosen['why']}")
-                print("  best by minute: " + ", ".join(f"{m}: {'-' if v is None else format(v, '.3f')}"
-                                                       for m, v in per_minute(result["validations"], args.time)), flush=True)
+                    print(
+                        f"  chose {m['cell']} {m['layers']}x{m['hidden']}, dropout {m['dropout']:g}, batch "
+                        f"{chosen['train']['batch']}x{chosen['train']['seq']}; {chosen['why']}"
+                    )
+                print(
+                    "  best by minute: "
+                    + ", ".join(
+                        f"{m}: {'-' if v is None else format(v, '.3f')}"
+                        for m, v in per_minute(result["validations"], args.time)
+                    ),
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

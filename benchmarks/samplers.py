@@ -3,16 +3,17 @@ penalty on, against plain sampling, side by side in one process (each pair neigh
 
     python benchmarks/samplers.py [CONFIG ...]     # default: small-rnn small-gru small-lstm medium-lstm
 """
+
 import statistics
 import sys
 import time
 
 import numpy as np
 
-from rnncli.run.bench import CONFIGS
 from rnncli.model.config import SampleConfig
 from rnncli.model.model import Model
 from rnncli.model.params import init_params
+from rnncli.run.bench import CONFIGS
 from rnncli.run.sample import Decoder
 
 PLAIN = SampleConfig(rng_seed=0)
@@ -36,8 +37,10 @@ def main(names):
         rate(model, PLAIN, 100), rate(model, BOTH, 100)  # compile, warm caches
         pairs = [(rate(model, PLAIN, n), rate(model, BOTH, n)) for _ in range(7)]
         ratio = statistics.median(b / a for a, b in pairs)
-        print(f"{name:<12} plain {statistics.median(a for a, _ in pairs):>10,.0f} tok/s   "
-              f"min-p + penalty {statistics.median(b for _, b in pairs):>10,.0f} tok/s   ratio {ratio:.3f}")
+        print(
+            f"{name:<12} plain {statistics.median(a for a, _ in pairs):>10,.0f} tok/s   "
+            f"min-p + penalty {statistics.median(b for _, b in pairs):>10,.0f} tok/s   ratio {ratio:.3f}"
+        )
 
 
 if __name__ == "__main__":

@@ -1,8 +1,10 @@
-"""Streaming tokenization of a 1 GB corpus (rnncli/data/corpus.py): cold build speed and peak memory, then a cache hit,
-for char, byte and word, each in a fresh child process. Not a test: it prints a table against the issue's targets.
+"""Streaming tokenization of a 1 GB corpus (rnncli/data/corpus.py): cold build speed and peak memory,
+then a cache hit, for char, byte and word, each in a fresh child process. Not a test: it prints a
+table against the issue's targets.
 
     .venv/bin/python benchmarks/tokenize_big.py [--folder /tmp] [--mb 1000] [--kinds char,byte,word]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,9 +18,11 @@ import time
 from pathlib import Path
 
 SHAKESPEARE = Path("/work/shared/data/tinyshakespeare.txt")
-EXTRA = ["Ça va? Señor Müller écrit «naïve café» — déjà vu, über-schön.",
-         "東京タワーの夜景 と 富士山, 1234 ٣٤٥ ½ × ² ≠ ∞.",
-         "Ἐν ἀρχῇ ἦν ὁ λόγος — Съешь же ещё этих мягких булок 😀🎭."]
+EXTRA = [
+    "Ça va? Señor Müller écrit «naïve café» — déjà vu, über-schön.",
+    "東京タワーの夜景 と 富士山, 1234 ٣٤٥ ½ × ² ≠ ∞.",
+    "Ἐν ἀρχῇ ἦν ὁ λόγος — Съешь же ещё этих мягких булок 😀🎭.",
+]
 TARGETS = {"char": 100, "byte": 100, "word": 20}  # MB/s, cold
 CHILD = """
 import json, resource, sys, time
@@ -60,8 +64,9 @@ def make_corpus(path: Path, size: int, seed: int = 0) -> None:
 def child(path: Path, kind: str, cache: Path) -> dict:
     env = dict(os.environ, RNNCLI_CACHE_DIR=str(cache))
     t = time.perf_counter()
-    out = subprocess.run([sys.executable, "-c", CHILD, str(path), kind], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, str(path), kind], env=env, check=True, capture_output=True, text=True
+    ).stdout
     return dict(json.loads(out), wall=time.perf_counter() - t)
 
 
@@ -79,8 +84,10 @@ def main() -> None:
         print(f"wrote {path} in {time.perf_counter() - t:.1f} s", file=sys.stderr)
     size = path.stat().st_size
     print(f"{path}: {size / 1e6:.0f} MB; the file is in the page cache (it was just written or read)")
-    print(f"{'kind':5} {'tokens':>11} {'vocab':>6} {'cold s':>7} {'MB/s':>6} {'target':>6} {'RSS MB':>7} "
-          f"{'hit s':>6} {'hit wall':>8} {'hit RSS':>7}")
+    print(
+        f"{'kind':5} {'tokens':>11} {'vocab':>6} {'cold s':>7} {'MB/s':>6} {'target':>6} {'RSS MB':>7} "
+        f"{'hit s':>6} {'hit wall':>8} {'hit RSS':>7}"
+    )
     for kind in args.kinds.split(","):
         cache = folder / f"rnncli-bench-cache-{kind}"
         shutil.rmtree(cache, ignore_errors=True)
@@ -90,14 +97,20 @@ def main() -> None:
         rate = size / 1e6 / cold["seconds"]
         from rnncli.data.word_split import workers_for
 
-        workers = workers_for(size) if kind == "word" else 0  # the word pass's processes: each counted at the largest's peak
+        # the word pass's processes: each counted at the largest's peak
+        workers = workers_for(size) if kind == "word" else 0
         cold["rss_mb"] += workers * cold["worker_rss_mb"]
-        print(f"{kind:5} {cold['tokens']:>11} {cold['vocab']:>6} {cold['seconds']:>7.1f} {rate:>6.0f} "
-              f"{TARGETS[kind]:>6} {cold['rss_mb']:>7.0f} {hit['seconds']:>6.2f} {hit['wall']:>8.2f} "
-              f"{hit['rss_mb']:>7.0f}", flush=True)
+        print(
+            f"{kind:5} {cold['tokens']:>11} {cold['vocab']:>6} {cold['seconds']:>7.1f} {rate:>6.0f} "
+            f"{TARGETS[kind]:>6} {cold['rss_mb']:>7.0f} {hit['seconds']:>6.2f} {hit['wall']:>8.2f} "
+            f"{hit['rss_mb']:>7.0f}",
+            flush=True,
+        )
         shutil.rmtree(cache, ignore_errors=True)
-    print("targets: char and byte >= 100 MB/s, word >= 20 MB/s, peak RSS < 600 MB, hit < 2 s "
-          "(seconds inside the child; hit wall includes starting Python; word's RSS adds its worker processes)")
+    print(
+        "targets: char and byte >= 100 MB/s, word >= 20 MB/s, peak RSS < 600 MB, hit < 2 s "
+        "(seconds inside the child; hit wall includes starting Python; word's RSS adds its worker processes)"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Mirrors `rnncli train`: char vocabulary (sorted code points), last 5% held out, 
 read T at a time with hidden state carried, Adam, global-norm clipping, validation every 200 steps
 with the best loss kept. Prints one JSON object.
 """
+
 import argparse
 import json
 import time
@@ -14,8 +15,8 @@ import time
 import numpy as np
 import torch
 
-from rnncli.run.bench_torch import TorchNet, detach
 from rnncli.model.config import ModelConfig
+from rnncli.run.bench_torch import TorchNet, detach
 
 
 def streams(ids, B, T):
@@ -55,7 +56,9 @@ def main():
     n_val = round(len(ids) * 0.05)
     x, y, windows = streams(ids[: len(ids) - n_val], a.batch, a.seq)
     vx, vy, vwindows = streams(ids[len(ids) - n_val :], min(a.batch, (n_val - 1) // a.seq), a.seq)
-    net = TorchNet(ModelConfig(vocab_size=len(vocab), cell=a.cell, layers=a.layers, hidden=a.hidden, embed=a.embed))
+    net = TorchNet(
+        ModelConfig(vocab_size=len(vocab), cell=a.cell, layers=a.layers, hidden=a.hidden, embed=a.embed)
+    )
     opt = torch.optim.Adam(net.parameters(), lr=a.lr)
     ce = torch.nn.functional.cross_entropy
 
@@ -93,8 +96,17 @@ def main():
         if step % a.eval_every == 0 or step == a.steps:
             best = min(best, validate())
     elapsed = time.perf_counter() - start
-    print(json.dumps({"impl": f"torch {torch.__version__}", "cell": a.cell, "best_val_loss": best,
-                      "elapsed_s": elapsed, "train_tokens_per_s": a.steps * a.batch * a.seq / train_time}))
+    print(
+        json.dumps(
+            {
+                "impl": f"torch {torch.__version__}",
+                "cell": a.cell,
+                "best_val_loss": best,
+                "elapsed_s": elapsed,
+                "train_tokens_per_s": a.steps * a.batch * a.seq / train_time,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -16,12 +16,21 @@ __version__ = "0.1.0"
 
 # name -> module that defines it (imported when the name is first used)
 _EXPORTS = {
-    "load": "rnncli.api.model", "Model": "rnncli.api.model", "Generated": "rnncli.api.model",
-    "train": "rnncli.api.training", "Run": "rnncli.api.training", "StepEvent": "rnncli.api.training",
+    "load": "rnncli.api.model",
+    "Model": "rnncli.api.model",
+    "Generated": "rnncli.api.model",
+    "train": "rnncli.api.training",
+    "Run": "rnncli.api.training",
+    "StepEvent": "rnncli.api.training",
     "DoneEvent": "rnncli.api.training",
-    "ModelSettings": "rnncli.model.settings", "TrainSettings": "rnncli.model.settings",
-    "RunOptions": "rnncli.run.options", "ModelConfig": "rnncli.model.config", "TrainConfig": "rnncli.model.config",
-    "Score": "rnncli.run.evaluate", "Probe": "rnncli.run.probe", "RnncliError": "rnncli.base.errors",
+    "ModelSettings": "rnncli.model.settings",
+    "TrainSettings": "rnncli.model.settings",
+    "RunOptions": "rnncli.run.options",
+    "ModelConfig": "rnncli.model.config",
+    "TrainConfig": "rnncli.model.config",
+    "Score": "rnncli.run.evaluate",
+    "Probe": "rnncli.run.probe",
+    "RnncliError": "rnncli.base.errors",
 }
 __all__ = ["__version__", *_EXPORTS]
 

@@ -5,6 +5,7 @@
 Everything here was written for rnncli. The grammars are small on purpose: a model learns their
 words, layout and rhythm within a minute of training, so its samples are recognisable.
 """
+
 import random
 from pathlib import Path
 
@@ -12,33 +13,134 @@ HERE = Path(__file__).parent
 
 DAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
 PARTS = ["morning", "afternoon", "evening", "night"]
-PLACES = ["Northport", "Eastmere", "Kingsbridge", "Saltash Bay", "the Upper Valley", "Harrowgate",
-          "the Western Isles", "Millbrook", "Stonehaven", "the Lowlands", "Fairhaven", "Redcliff"]
-SKIES = ["clear skies", "patchy cloud", "light rain", "heavy showers", "thick fog", "scattered showers",
-         "bright sunshine", "low cloud", "drizzle", "sleet", "thunderstorms", "a light frost"]
-LATER = ["clearing by noon", "spreading east later", "turning brighter", "dying out by evening",
-         "becoming heavier overnight", "with sunny spells", "lifting slowly", "easing later"]
+PLACES = [
+    "Northport",
+    "Eastmere",
+    "Kingsbridge",
+    "Saltash Bay",
+    "the Upper Valley",
+    "Harrowgate",
+    "the Western Isles",
+    "Millbrook",
+    "Stonehaven",
+    "the Lowlands",
+    "Fairhaven",
+    "Redcliff",
+]
+SKIES = [
+    "clear skies",
+    "patchy cloud",
+    "light rain",
+    "heavy showers",
+    "thick fog",
+    "scattered showers",
+    "bright sunshine",
+    "low cloud",
+    "drizzle",
+    "sleet",
+    "thunderstorms",
+    "a light frost",
+]
+LATER = [
+    "clearing by noon",
+    "spreading east later",
+    "turning brighter",
+    "dying out by evening",
+    "becoming heavier overnight",
+    "with sunny spells",
+    "lifting slowly",
+    "easing later",
+]
 DIRS = ["north", "northeast", "east", "southeast", "south", "southwest", "west", "northwest"]
 SEAS = ["smooth", "slight", "moderate", "rough", "very rough"]
 
-NAMES = ["MARGARET", "THOMAS", "ELEANOR", "HUGH", "AGNES", "ROBERT", "CECILY", "WALTER", "THE KEEPER", "A FERRYMAN"]
+NAMES = [
+    "MARGARET",
+    "THOMAS",
+    "ELEANOR",
+    "HUGH",
+    "AGNES",
+    "ROBERT",
+    "CECILY",
+    "WALTER",
+    "THE KEEPER",
+    "A FERRYMAN",
+]
 OPENERS = ["Good", "Alas", "Hark", "Nay", "Come", "Peace", "Soft", "Look", "Hear me", "Away"]
-SUBJECTS = ["the tide", "my father", "the lantern", "this house", "the king", "your letter", "the ferry",
-            "the old road", "my heart", "the harbour bell", "our wager", "the winter"]
-VERBS = ["is turning", "was broken", "will not wait", "has gone cold", "comes at dawn", "shall be mended",
-         "keeps its counsel", "is not what it seems", "was sold at market", "must be answered"]
-ENDS = ["and I am weary of it", "and so we part", "though no one listens", "before the candles fail",
-        "as surely as the rain", "if you will hear me", "and there's an end", "by my faith"]
+SUBJECTS = [
+    "the tide",
+    "my father",
+    "the lantern",
+    "this house",
+    "the king",
+    "your letter",
+    "the ferry",
+    "the old road",
+    "my heart",
+    "the harbour bell",
+    "our wager",
+    "the winter",
+]
+VERBS = [
+    "is turning",
+    "was broken",
+    "will not wait",
+    "has gone cold",
+    "comes at dawn",
+    "shall be mended",
+    "keeps its counsel",
+    "is not what it seems",
+    "was sold at market",
+    "must be answered",
+]
+ENDS = [
+    "and I am weary of it",
+    "and so we part",
+    "though no one listens",
+    "before the candles fail",
+    "as surely as the rain",
+    "if you will hear me",
+    "and there's an end",
+    "by my faith",
+]
 STAGE = ["Enter", "Exit", "Exeunt all but", "Re-enter"]
 
-FOODS = ["onion", "garlic", "carrot", "potato", "leek", "lentils", "rice", "barley", "mushrooms", "spinach",
-         "tomatoes", "chickpeas", "butter", "flour", "milk", "cheese", "apples", "honey", "oats", "beans"]
+FOODS = [
+    "onion",
+    "garlic",
+    "carrot",
+    "potato",
+    "leek",
+    "lentils",
+    "rice",
+    "barley",
+    "mushrooms",
+    "spinach",
+    "tomatoes",
+    "chickpeas",
+    "butter",
+    "flour",
+    "milk",
+    "cheese",
+    "apples",
+    "honey",
+    "oats",
+    "beans",
+]
 DISHES = ["soup", "stew", "pie", "bake", "porridge", "salad", "risotto", "fritters", "crumble", "bread"]
 UNITS = ["g", "ml", "tbsp", "tsp", "cups", "whole"]
-STEPS = ["Chop the {a} and the {b}.", "Warm the {a} in a pan for {n} minutes.", "Stir in the {a}.",
-         "Simmer gently for {n} minutes, stirring now and then.", "Season with salt and pepper.",
-         "Bake at {t} degrees for {n} minutes.", "Mash the {a} with the {b}.", "Leave to rest for {n} minutes.",
-         "Fold the {a} into the {b}.", "Serve warm with the {a}."]
+STEPS = [
+    "Chop the {a} and the {b}.",
+    "Warm the {a} in a pan for {n} minutes.",
+    "Stir in the {a}.",
+    "Simmer gently for {n} minutes, stirring now and then.",
+    "Season with salt and pepper.",
+    "Bake at {t} degrees for {n} minutes.",
+    "Mash the {a} with the {b}.",
+    "Leave to rest for {n} minutes.",
+    "Fold the {a} into the {b}.",
+    "Serve warm with the {a}.",
+]
 
 
 def forecasts(rng: random.Random, n: int) -> str:
@@ -79,15 +181,23 @@ def recipes(rng: random.Random, n: int) -> str:
             out.append(f"- {qty} {unit} {food}\n")
         for i, step in enumerate(rng.sample(STEPS, rng.randint(3, 5)), 1):
             x, y = rng.sample(FOODS, 2)
-            out.append(f"{i}. " + step.format(a=x, b=y, n=rng.choice([5, 10, 15, 20, 30, 45]),
-                                              t=rng.choice([160, 180, 200, 220])) + "\n")
+            out.append(
+                f"{i}. "
+                + step.format(
+                    a=x, b=y, n=rng.choice([5, 10, 15, 20, 30, 45]), t=rng.choice([160, 180, 200, 220])
+                )
+                + "\n"
+            )
         out.append("\n")
     return "".join(out)
 
 
 if __name__ == "__main__":
-    for name, make, n in [("forecasts.txt", forecasts, 1500), ("dialogues.txt", dialogues, 1800),
-                          ("recipes.txt", recipes, 700)]:
+    for name, make, n in [
+        ("forecasts.txt", forecasts, 1500),
+        ("dialogues.txt", dialogues, 1800),
+        ("recipes.txt", recipes, 700),
+    ]:
         text = make(random.Random(name), n)
         (HERE / name).write_text(text, encoding="utf-8")
         print(f"{name}: {len(text):,} characters")

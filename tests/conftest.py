@@ -1,4 +1,5 @@
 """Tests marked `slow` (long fault-injection loops) run only with `pytest --run-slow`."""
+
 import pytest
 
 

@@ -1,10 +1,11 @@
 """Shared test helpers: random small problems and the two ways of solving them (kernels, reference)."""
+
 from __future__ import annotations
 
 import numpy as np
 
-from rnncli.model.config import ModelConfig
 from rnncli.kernels import reference
+from rnncli.model.config import ModelConfig
 from rnncli.model.model import Model
 from rnncli.model.params import Params, init_params
 
@@ -25,7 +26,9 @@ def random_case(cell, V=13, E=5, H=7, L=2, T=6, B=3, seed=0, dropout=0.0):
         c0[...] = 0.0
     masks = None
     if dropout > 0:
-        masks = [((rng.random((T, B, H)) >= dropout) / (1 - dropout)).astype(np.float32) for _ in range(L - 1)]
+        masks = [
+            ((rng.random((T, B, H)) >= dropout) / (1 - dropout)).astype(np.float32) for _ in range(L - 1)
+        ]
     return params, ids, targets, h0, c0, masks
 
 
@@ -35,7 +38,13 @@ def run_kernels(params: Params, ids, targets, h0, c0, masks=None) -> dict:
     loss = model.loss_and_grads(ids, targets, h0, c0, grads, masks)
     h_n, c_n = model.final_state(*ids.shape)
     logits = Model(params).logits(ids, h0, c0).copy() if masks is None else None
-    return {"loss": loss, "logits": logits, "h_n": h_n, "c_n": c_n, "grads": {k: v.copy() for k, v in grads.views.items()}}
+    return {
+        "loss": loss,
+        "logits": logits,
+        "h_n": h_n,
+        "c_n": c_n,
+        "grads": {k: v.copy() for k, v in grads.views.items()},
+    }
 
 
 def as64(params: Params) -> dict:
@@ -44,8 +53,9 @@ def as64(params: Params) -> dict:
 
 def run_reference(params: Params, ids, targets, h0, c0, masks=None) -> dict:
     m64 = None if masks is None else [m.astype(np.float64) for m in masks]
-    return reference.forward_backward(as64(params), params.cfg.cell, ids, targets, h0.astype(np.float64),
-                                      c0.astype(np.float64), m64)
+    return reference.forward_backward(
+        as64(params), params.cfg.cell, ids, targets, h0.astype(np.float64), c0.astype(np.float64), m64
+    )
 
 
 def assert_close(actual, expected, atol, rtol=0.0, what=""):
@@ -54,7 +64,10 @@ def assert_close(actual, expected, atol, rtol=0.0, what=""):
     err = np.abs(actual - expected)
     bound = atol + rtol * np.abs(expected)
     worst = np.unravel_index(np.argmax(err - bound), err.shape) if err.size else ()
-    assert np.all(err <= bound), f"{what}: worst error {err[worst]:.3g} at {worst} (actual {actual[worst]}, expected {expected[worst]})"
+    assert np.all(err <= bound), (
+        f"{what}: worst error {err[worst]:.3g} at {worst} "
+        f"(actual {actual[worst]}, expected {expected[worst]})"
+    )
 
 
 class FakeClock:

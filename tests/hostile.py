@@ -1,6 +1,7 @@
 """Hostile checkpoints for tests: a real one taken apart, edited, and put back together with its
 checksums recomputed (an adversary's file, which validation must catch) or left as they were (a
 damaged file, which the checksums must catch); and the CLI run in this process, output captured."""
+
 from __future__ import annotations
 
 import contextlib
@@ -11,8 +12,8 @@ import sys
 import zlib
 from pathlib import Path
 
-from rnncli.store import checkpoint
 from rnncli.cli import app as cli
+from rnncli.store import checkpoint
 
 RAW = ("format", "format_version")  # metadata strings that are not JSON documents of their own
 

@@ -1,5 +1,6 @@
 """Real full and read-only file systems for tests: a small tmpfs mounted in a temporary folder
 (root only; a test that needs one is skipped with the reason where mounting is not allowed)."""
+
 from __future__ import annotations
 
 import contextlib
@@ -15,7 +16,9 @@ import pytest
 def tmpfs(folder: Path, size: str = "1m", read_only: bool = False):
     folder.mkdir(parents=True, exist_ok=True)
     options = f"size={size}" + (",ro" if read_only else "")
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here (needs root): {r.stderr.strip()}")
     try:

@@ -1,11 +1,13 @@
 """The Python API (rnncli.load, Model, rnncli.train, Run): the README's examples run as written,
 and each call gives what the matching command prints, from the same library call."""
+
 import json
 import os
 import pydoc
 import re
 import subprocess
 import sys
+from dataclasses import FrozenInstanceError
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +45,12 @@ def test_the_readme_examples_run_as_written(tmp_path, monkeypatch, capsys):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     out = tmp_path_factory.mktemp("api") / "m.safetensors"
-    with rnncli.train(str(CORPUS), ModelSettings(cell="gru", hidden=16, embed=8),
-                      TrainSettings(steps=10, **TINY), RunOptions(out=str(out))) as run:
+    with rnncli.train(
+        str(CORPUS),
+        ModelSettings(cell="gru", hidden=16, embed=8),
+        TrainSettings(steps=10, **TINY),
+        RunOptions(out=str(out)),
+    ) as run:
         events = list(run)
     return out, events
 
@@ -55,10 +61,13 @@ def test_train_yields_typed_events_and_a_last_done(trained):
     assert [e.step for e in steps] == list(range(1, 11)) and isinstance(done, rnncli.DoneEvent)
     assert all(isinstance(e, rnncli.StepEvent) for e in steps)
     assert [e.step for e in steps if e.val_loss is not None] == [5, 10]
-    assert done.step == 10 and done.checkpoint == str(path) and done.best_val_loss == min(
-        e.val_loss for e in steps if e.val_loss is not None)
+    assert (
+        done.step == 10
+        and done.checkpoint == str(path)
+        and done.best_val_loss == min(e.val_loss for e in steps if e.val_loss is not None)
+    )
     assert "val_loss" not in steps[0].to_json() and steps[4].to_json()["event"] == "step"
-    with pytest.raises(Exception):
+    with pytest.raises(FrozenInstanceError):
         steps[0].step = 3  # frozen
 
 
@@ -68,8 +77,9 @@ def test_load_and_generate_give_what_the_commands_print(trained):
     assert (model.config.cell, model.config.hidden, model.tokenizer) == ("gru", 16, "char")
     assert len(model.vocab) == model.config.vocab_size and "lstm" not in repr(model)
     text = model.generate("ROMEO:", 50, rng_seed=3, temperature=0.9)
-    code, out, err = run_cli("generate", str(path), "-p", "ROMEO:", "-n", "50", "--rng-seed", "3", "-t", "0.9",
-                             "--no-echo")
+    code, out, err = run_cli(
+        "generate", str(path), "-p", "ROMEO:", "-n", "50", "--rng-seed", "3", "-t", "0.9", "--no-echo"
+    )
     assert code == 0 and out == text and len(text) > 0
     assert "".join(model.stream("ROMEO:", 50, rng_seed=3, temperature=0.9)) == text
     many = model.generate("A", 12, n=3, rng_seed=1)
@@ -129,7 +139,10 @@ def test_a_run_stops_when_asked_saved_and_resumable(tmp_path):
 def test_import_rnncli_loads_no_numba_and_help_reads_well():
     code = "import sys, rnncli; rnncli.load; rnncli.train; print('numba' in sys.modules)"
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "False"
+    assert (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip()
+        == "False"
+    )
     page = pydoc.render_doc(rnncli.Model, renderer=pydoc.plaintext)
     for name in ("generate", "stream", "score", "probe", "config", "vocab"):
         assert name in page

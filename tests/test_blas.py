@@ -1,5 +1,6 @@
 """kernels/cpu/blas.py: the products compiled code sends to BLAS, through whichever library they are
 bound to, against float64; and the fallback that goes through Numba's own BLAS helper."""
+
 import ctypes
 import os
 import subprocess
@@ -27,8 +28,10 @@ def _layouts(X):
 
 
 @pytest.mark.filterwarnings("ignore", category=NumbaPerformanceWarning)  # (the non-contiguous case's np.dot)
-@pytest.mark.parametrize("M,K,N", [(3, 5, 7), (1, 9, 4), (1, 1, 6), (6, 1, 3), (5, 8, 1), (32, 70, 65), (0, 3, 2),
-                                   (1, 0, 5), (3, 0, 5)])
+@pytest.mark.parametrize(
+    "M,K,N",
+    [(3, 5, 7), (1, 9, 4), (1, 1, 6), (6, 1, 3), (5, 8, 1), (32, 70, 65), (0, 3, 2), (1, 0, 5), (3, 0, 5)],
+)
 def test_every_layout_and_shape_matches_float64(M, K, N):
     rng = np.random.default_rng(M * 100 + K * 10 + N)
     A = rng.standard_normal((M, K)).astype(np.float32)
@@ -79,9 +82,22 @@ def test_the_fallback_sgemm_is_row_major_cblas(trans_a, trans_b):
     a = np.ascontiguousarray(A.T) if trans_a else A
     b = np.ascontiguousarray(B.T) if trans_b else B
     C = np.ones((M, N), np.float32)
-    blas._numba_gemm.ctypes(blas.ROW_MAJOR, blas.TRANS if trans_a else blas.NO_TRANS,
-                            blas.TRANS if trans_b else blas.NO_TRANS, M, N, K, 2.0, _ptr(a), a.shape[1], _ptr(b),
-                            b.shape[1], 0.5, _ptr(C), N)
+    blas._numba_gemm.ctypes(
+        blas.ROW_MAJOR,
+        blas.TRANS if trans_a else blas.NO_TRANS,
+        blas.TRANS if trans_b else blas.NO_TRANS,
+        M,
+        N,
+        K,
+        2.0,
+        _ptr(a),
+        a.shape[1],
+        _ptr(b),
+        b.shape[1],
+        0.5,
+        _ptr(C),
+        N,
+    )
     np.testing.assert_allclose(C, 2.0 * (A.astype(np.float64) @ B) + 0.5, atol=1e-5)
 
 
@@ -91,20 +107,35 @@ def test_the_fallback_sgemv_is_row_major_cblas(trans):
     A = rng.standard_normal((4, 6)).astype(np.float32)
     x = rng.standard_normal(6 if not trans else 4).astype(np.float32)
     y = np.ones(4 if not trans else 6, np.float32)
-    blas._numba_gemv.ctypes(blas.ROW_MAJOR, blas.TRANS if trans else blas.NO_TRANS, 4, 6, 2.0, _ptr(A), 6, _ptr(x),
-                            1, 0.5, _ptr(y), 1)
+    blas._numba_gemv.ctypes(
+        blas.ROW_MAJOR,
+        blas.TRANS if trans else blas.NO_TRANS,
+        4,
+        6,
+        2.0,
+        _ptr(A),
+        6,
+        _ptr(x),
+        1,
+        0.5,
+        _ptr(y),
+        1,
+    )
     np.testing.assert_allclose(y, 2.0 * ((A.T if trans else A).astype(np.float64) @ x) + 0.5, atol=1e-5)
 
 
 def test_cached_kernels_run_on_the_fallback_too(tmp_path):
     """RNNCLI_BLAS=numba binds the symbols to the fallback; kernels compiled and cached beside
     the other binding load and give the same products."""
-    script = ("import numpy as np; from tests.test_blas import test_every_layout_and_shape_matches_float64 as t; "
-              "from rnncli.kernels.cpu import blas; t(32, 70, 65); t(1, 9, 4); print(blas.SOURCE)")
+    script = (
+        "import numpy as np; from tests.test_blas import test_every_layout_and_shape_matches_float64 as t; "
+        "from rnncli.kernels.cpu import blas; t(32, 70, 65); t(1, 9, 4); print(blas.SOURCE)"
+    )
     env = dict(os.environ, RNNCLI_CACHE_DIR=str(tmp_path))
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
-    second = subprocess.run([sys.executable, "-c", script], env=dict(env, RNNCLI_BLAS="numba"), capture_output=True,
-                            text=True)
+    second = subprocess.run(
+        [sys.executable, "-c", script], env=dict(env, RNNCLI_BLAS="numba"), capture_output=True, text=True
+    )
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == "numba"

@@ -3,6 +3,7 @@
 folder that cannot be written (read-only, full, under /proc) costs a rebuild, never the command.
 Kernels here are a toy compiled through the project's one wrapper (a real cold compile is
 test_concurrency's)."""
+
 import errno
 import json
 import os
@@ -12,9 +13,8 @@ import numpy as np
 import pytest
 
 from rnncli.base import paths
-from rnncli.kernels.cpu import tune
 from rnncli.kernels import cache
-from rnncli.kernels.cpu import gemm
+from rnncli.kernels.cpu import gemm, tune
 from rnncli.kernels.jit import kernel
 from tests.mounts import fill, tmpfs
 
@@ -62,7 +62,9 @@ def _damage(path, how, monkeypatch):
 
 @pytest.mark.parametrize("how", ["truncated", "garbage", "empty", "folder", "unreadable"])
 @pytest.mark.parametrize("which", ["index", "data"])
-def test_a_damaged_kernel_cache_file_is_compiled_again_with_one_note(tmp_path, monkeypatch, notes, which, how):
+def test_a_damaged_kernel_cache_file_is_compiled_again_with_one_note(
+    tmp_path, monkeypatch, notes, which, how
+):
     assert _compiled(tmp_path, monkeypatch) == (5.0, 0, 1)
     (index,) = tmp_path.glob("**/*_toy-*.nbi")
     (data,) = tmp_path.glob("**/*_toy-*.nbc")

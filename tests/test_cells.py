@@ -2,6 +2,7 @@
 slots, cell state, whether the recurrent gradient differs), agreeing with the settings; its forward
 and backward for one hidden unit, which the GPU's kernels run, against the float64 reference; and
 the CPU's step loops, which write the same math in vectorizable loops, against those functions."""
+
 import numpy as np
 import pytest
 
@@ -81,8 +82,10 @@ def test_unit_backward_matches_the_reference(code, seed):
     h_new, c_new, saved = reference.cell_forward(cell, x, h, c, W_ih, W_hh, b_ih, b_hh)
     rng = np.random.default_rng(seed + 10)
     dh, dc = (rng.uniform(-1, 1, (1, H)).astype(np.float32).astype(np.float64) for _ in range(2))
-    grads = {f"rnn.{n}_l0": np.zeros_like(w) for n, w in
-             (("weight_ih", W_ih), ("weight_hh", W_hh), ("bias_ih", b_ih), ("bias_hh", b_hh))}
+    grads = {
+        f"rnn.{n}_l0": np.zeros_like(w)
+        for n, w in (("weight_ih", W_ih), ("weight_hh", W_hh), ("bias_ih", b_ih), ("bias_hh", b_hh))
+    }
     _, dh_prev, dc_prev = reference.cell_backward(cell, dh, dc, saved, W_ih, W_hh, grads, 0)
     da_x, da_h = grads["rnn.bias_ih_l0"], grads["rnn.bias_hh_l0"]
     bypass = dh_prev[0] - da_h @ W_hh
@@ -91,8 +94,15 @@ def test_unit_backward_matches_the_reference(code, seed):
     n, A = cells.GATES[code], cells.ACTS[code]
     f32 = np.float32
     for j in range(H):
-        args = (f32(dh[0, j]), f32(dc[0, j]), f32(h[0, j]), f32(h_new[0, j]), f32(c[0, j]), f32(c_new[0, j]),
-                *slots(act, j, A))
+        args = (
+            f32(dh[0, j]),
+            f32(dc[0, j]),
+            f32(h[0, j]),
+            f32(h_new[0, j]),
+            f32(c[0, j]),
+            f32(c_new[0, j]),
+            *slots(act, j, A),
+        )
         d = cells.unit_backward(code, *args)
         assert d == pytest.approx(getattr(cells, f"{cell}_backward")(*args), abs=1e-6)
         for k in range(n):
@@ -107,7 +117,7 @@ def test_unit_backward_matches_the_reference(code, seed):
 def test_the_cpu_step_loops_agree_with_the_unit_functions(code):
     """forward_step and backward_step write the table's layout a second time (for speed): on a
     batch of rows they give what the per-unit functions give, to float32 rounding."""
-    cell, B = CELLS[code], 3
+    B = 3
     rng = np.random.default_rng(code)
     G, A, C = cells.GATES[code] * H, cells.ACTS[code] * H, cells.CSTATE[code] * H
     f = lambda *shape: rng.uniform(-1, 1, shape).astype(np.float32)  # noqa: E731
@@ -123,16 +133,24 @@ def test_the_cpu_step_loops_agree_with_the_unit_functions(code):
     for b in range(B):
         for j in range(H):
             cp = c_prev[b, j] if C else np.float32(0.0)
-            want = cells.unit_forward(code, *slots(gx[b], j, n), *slots(gh[b], j, n), *slots(b_hh, j, n),
-                                      h_prev[b, j], cp)
+            want = cells.unit_forward(
+                code, *slots(gx[b], j, n), *slots(gh[b], j, n), *slots(b_hh, j, n), h_prev[b, j], cp
+            )
             assert h[b, j] == pytest.approx(want[0], abs=1e-6)
             assert (c[b, j] if C else 0.0) == pytest.approx(want[1], abs=1e-6)
-            assert list(act[b, j::H]) == pytest.approx(list(want[2:2 + cells.ACTS[code]]), abs=1e-6)
-            d = cells.unit_backward(code, dh_in[b, j] + dh_out[b, j], dc_in[b, j] if C else np.float32(0.0),
-                                    h_prev[b, j], h[b, j], cp, c[b, j] if C else np.float32(0.0),
-                                    *slots(act[b], j, cells.ACTS[code]))
+            assert list(act[b, j::H]) == pytest.approx(list(want[2 : 2 + cells.ACTS[code]]), abs=1e-6)
+            d = cells.unit_backward(
+                code,
+                dh_in[b, j] + dh_out[b, j],
+                dc_in[b, j] if C else np.float32(0.0),
+                h_prev[b, j],
+                h[b, j],
+                cp,
+                c[b, j] if C else np.float32(0.0),
+                *slots(act[b], j, cells.ACTS[code]),
+            )
             assert list(dgx[b, j::H]) == pytest.approx(list(d[:n]), abs=1e-6)
-            assert list(dgh[b, j::H]) == pytest.approx(list(d[4:4 + n]), abs=1e-6)
+            assert list(dgh[b, j::H]) == pytest.approx(list(d[4 : 4 + n]), abs=1e-6)
             assert dh_next[b, j] == pytest.approx(d[8], abs=1e-6)
             if C:
                 assert dc_next[b, j] == pytest.approx(d[9], abs=1e-6)

@@ -1,4 +1,5 @@
 """The command line end to end: data on stdout, one-line errors on stderr, numba kept out of --help."""
+
 import json
 import os
 import platform
@@ -6,14 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
-from rnncli.model.settings import ModelSettings, TrainSettings
-from rnncli.run.options import RunOptions
-
 from rnncli.cli import app as cli
+from rnncli.model.settings import ModelSettings, TrainSettings
 from rnncli.run.bench import CONFIGS
+from rnncli.run.options import RunOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
@@ -21,8 +20,9 @@ TINY = ["--hidden", "24", "--embed", "8", "--batch", "8", "--seq", "16"]
 
 
 def rnncli(*args, stdin=None, cwd=None):
-    return subprocess.run([sys.executable, "-m", "rnncli", *args], input=stdin, capture_output=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "rnncli", *args], input=stdin, capture_output=True, cwd=cwd, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +65,12 @@ def test_generate_uses_the_default_checkpoint_and_the_environment(trained, tmp_p
     path, _ = trained
     (tmp_path / "rnncli.safetensors").write_bytes(path.read_bytes())
     assert rnncli("generate", "-n", "3", cwd=tmp_path).returncode == 0
-    env_run = subprocess.run([sys.executable, "-m", "rnncli", "generate", "-n", "3"], capture_output=True,
-                             env={**__import__("os").environ, "RNNCLI_MODEL": str(path)}, cwd=ROOT)
+    env_run = subprocess.run(
+        [sys.executable, "-m", "rnncli", "generate", "-n", "3"],
+        capture_output=True,
+        env={**__import__("os").environ, "RNNCLI_MODEL": str(path)},
+        cwd=ROOT,
+    )
     assert env_run.returncode == 0
 
 
@@ -89,7 +93,9 @@ def test_inspect_json(trained):
     assert "loss" in human.stdout.decode() and human.returncode == 0
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["inspect", "CKPT"], ["inspect", "CKPT", "--json"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["inspect", "CKPT"], ["inspect", "CKPT", "--json"]]
+)
 def test_help_and_inspect_leave_numba_out(trained, argv):
     path, _ = trained
     argv = [str(path) if a == "CKPT" else a for a in argv]
@@ -104,8 +110,11 @@ def test_help_and_inspect_leave_numba_out(trained, argv):
 
 def test_a_closed_pipe_ends_quietly(trained):
     path, _ = trained
-    p = subprocess.run(f"{sys.executable} -m rnncli generate --model {path} -n 200000 | head -c 10",
-                       shell=True, capture_output=True)
+    p = subprocess.run(
+        f"{sys.executable} -m rnncli generate --model {path} -n 200000 | head -c 10",
+        shell=True,
+        capture_output=True,
+    )
     assert len(p.stdout) == 10 and p.stderr == b""
 
 
@@ -119,7 +128,10 @@ def test_a_closed_pipe_ends_quietly(trained):
         (["train", "SHORT", "--batch", "many"], "--batch"),
         (["train", "SHORT", "--dropout", "1.5"], "dropout"),
         (["train", "SHORT", "--cell", "transformer"], "cell"),
-        (["train", "LONG", "--out", "/no/such/folder/m.safetensors"], "the folder /no/such/folder does not exist"),
+        (
+            ["train", "LONG", "--out", "/no/such/folder/m.safetensors"],
+            "the folder /no/such/folder does not exist",
+        ),
         (["generate", "--model", "SHORT"], "not a safetensors"),
         (["eval", "SHORT", "--model", "no-such.safetensors"], "no such checkpoint"),
         (["inspect", "SHORT"], "not a safetensors"),
@@ -127,8 +139,12 @@ def test_a_closed_pipe_ends_quietly(trained):
     ],
 )
 def test_bad_input_is_one_line_on_stderr(tmp_path, trained, args, message):
-    files = {"EMPTY": b"", "SHORT": b"just a few words\n", "BINARY": b"text \xff\xfe\x00 bytes",
-             "LONG": Path(CORPUS).read_bytes()}
+    files = {
+        "EMPTY": b"",
+        "SHORT": b"just a few words\n",
+        "BINARY": b"text \xff\xfe\x00 bytes",
+        "LONG": Path(CORPUS).read_bytes(),
+    }
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     args = [str(trained[0]) if a == "CKPT" else str(tmp_path / a) if a in files else a for a in args]
@@ -143,16 +159,39 @@ def test_flags_become_settings(monkeypatch):
     seen = {}
     monkeypatch.setattr("rnncli.cli.ui.run_training", lambda *a: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["train", "a.txt", "b.txt", "--cell", "gru", "--lr", "0.01", "--steps", "5", "--json", "--recipe", "plain"])
+        cli.main(
+            [
+                "train",
+                "a.txt",
+                "b.txt",
+                "--cell",
+                "gru",
+                "--lr",
+                "0.01",
+                "--steps",
+                "5",
+                "--json",
+                "--recipe",
+                "plain",
+            ]
+        )
     assert exit_.value.code == 0
     corpus, model, settings, options, json_out, plan = seen["args"]
     assert corpus == ["a.txt", "b.txt"] and model == ModelSettings(cell="gru")
-    assert settings == TrainSettings(lr=0.01, steps=5, recipe="plain") and options.resume is None and json_out is True
-    assert options.allow_new_corpus is False and options.distributed is None and plan is False  # None: as mpiexec says
-    assert options.force is False and options.more is None and options.tune is True and options.device == "auto"
+    assert (
+        settings == TrainSettings(lr=0.01, steps=5, recipe="plain")
+        and options.resume is None
+        and json_out is True
+    )
+    # None: as mpiexec says
+    assert options.allow_new_corpus is False and options.distributed is None and plan is False
+    assert (
+        options.force is False and options.more is None and options.tune is True and options.device == "auto"
+    )
     with pytest.raises(SystemExit):
         cli.main(["train", "a.txt", "--time", "60", "--plan", "--no-tune", "--threads", "1"])
-    assert seen["args"][2].given() == {"time": 60.0} and seen["args"][5] is True  # (the recipe's default is TrainConfig's)
+    # (the recipe's default is TrainConfig's)
+    assert seen["args"][2].given() == {"time": 60.0} and seen["args"][5] is True
     assert seen["args"][3].tune is False and seen["args"][3].threads == 1 and "RNNCLI_TUNE" not in os.environ
     with pytest.raises(SystemExit):
         cli.main(["train", "a.txt", "--resume", "r.st", "--more", "10m", "--force"])
@@ -165,13 +204,41 @@ def test_inspect_flags_become_a_probe_config(monkeypatch):
     seen = {}
     monkeypatch.setattr("rnncli.cli.probe_view.run_probe", lambda *a, **k: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
-        cli.main(["inspect", "m.st", "--text", "t.txt", "--neuron", "1:17", "--neuron", "0:3", "--state", "c",
-                  "--top", "4", "--find-neurons", "--match", "10:20", "--threshold", "0.5", "--html", "p.html"])
+        cli.main(
+            [
+                "inspect",
+                "m.st",
+                "--text",
+                "t.txt",
+                "--neuron",
+                "1:17",
+                "--neuron",
+                "0:3",
+                "--state",
+                "c",
+                "--top",
+                "4",
+                "--find-neurons",
+                "--match",
+                "10:20",
+                "--threshold",
+                "0.5",
+                "--html",
+                "p.html",
+            ]
+        )
     assert exit_.value.code == 0
     path, sources, cfg, threads, json_out, _ = seen["args"]
     assert path == "m.st" and sources == ["t.txt"] and threads is None and json_out is False
-    assert cfg == ProbeConfig(neurons=((1, 17), (0, 3)), state="c", top=4, find_neurons=True, match=(10, 20),
-                              threshold=0.5, html="p.html")
+    assert cfg == ProbeConfig(
+        neurons=((1, 17), (0, 3)),
+        state="c",
+        top=4,
+        find_neurons=True,
+        match=(10, 20),
+        threshold=0.5,
+        html="p.html",
+    )
 
 
 @pytest.mark.parametrize("tokenizer", ["byte", "word"])
@@ -189,7 +256,9 @@ def test_train_from_stdin_with_other_tokenizers(tmp_path, tokenizer):
 
 
 def test_bench_reports_rates_as_json():
-    r = rnncli("bench", "-c", "small-rnn", "--measure", "eval", "--measure", "generate", "--repeats", "1", "--json")
+    r = rnncli(
+        "bench", "-c", "small-rnn", "--measure", "eval", "--measure", "generate", "--repeats", "1", "--json"
+    )
     assert r.returncode == 0, r.stderr.decode()
     out = json.loads(r.stdout)
     assert out["machine"]["matmul_gflops"] > 0 and out["machine"]["memory_gb_per_s"] > 0
@@ -199,7 +268,9 @@ def test_bench_reports_rates_as_json():
     for (_, what), x in rows.items():  # each figure the rate times its own count
         assert x["rate"] > 0 and x["impl"] == "rnncli"
         assert x["gflops"] == pytest.approx(x["rate"] * cfg.flops_per_token(what) / 1e9)
-        assert x["gflops_nominal"] == pytest.approx(x["rate"] * cfg.flops_per_token(what, executed=False) / 1e9)
+        assert x["gflops_nominal"] == pytest.approx(
+            x["rate"] * cfg.flops_per_token(what, executed=False) / 1e9
+        )
     generate = rows[("small-rnn", "generate")]
     assert generate["weight_gb_per_s"] == pytest.approx(generate["rate"] * cfg.weight_bytes() / 1e9)
     assert "unknown --config" in rnncli("bench", "-c", "huge").stderr.decode()
@@ -211,8 +282,13 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     from rnncli.run import bench
 
     rates = {"rnncli": iter([10.0, 12.0, 30.0]), "torch": iter([5.0, 12.0, 20.0])}
-    monkeypatch.setattr(bench, "_child", lambda impl, name, measures, threads, device, tune=True: [
-        {"measure": measures[0], "rate": next(rates[impl]), "warmup_s": 0.0}])
+    monkeypatch.setattr(
+        bench,
+        "_child",
+        lambda impl, name, measures, threads, device, tune=True: [
+            {"measure": measures[0], "rate": next(rates[impl]), "warmup_s": 0.0}
+        ],
+    )
     rows = list(bench.run(["small-rnn"], ["eval"], 3, None, against_torch=True))
     ours = next(r for r in rows if r["impl"] == "rnncli")
     assert ours["rate"] == 12.0 and ours["ratio"] == 1.5  # pairs 2.0, 1.0, 1.5; medians 12 / 12 = 1
@@ -237,13 +313,18 @@ def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(
         ours = r["impl"] == "rnncli"
         assert r["gflops"] == pytest.approx(100.0 * cfg.flops_per_token(r["measure"], executed=ours) / 1e9)
         assert (r["gflops"] < r["gflops_nominal"]) == ours
-    assert next(r for r in rows if r["impl"] == "torch" and r["measure"] == "generate")["weight_gb_per_s"] == pytest.approx(1e-7 * cfg.weight_bytes(False))
+    assert next(r for r in rows if r["impl"] == "torch" and r["measure"] == "generate")[
+        "weight_gb_per_s"
+    ] == pytest.approx(1e-7 * cfg.weight_bytes(False))
 
 
 def test_bench_names_the_cpu_and_its_vector_width():
     from rnncli.base.machine import cpu_description
 
-    zen2 = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    zen2 = (
+        "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 23\nmodel\t\t: 49\n"
+        "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    )
     assert cpu_description(zen2) == ("AMD EPYC (family 23 model 49)", 8)
     assert cpu_description(zen2.replace("avx2", "avx2 avx512f"))[1] == 16
     assert cpu_description("processor : 0\nFeatures : fp asimd\nCPU part : 0xd0c\n")[1] == 4

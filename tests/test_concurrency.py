@@ -3,6 +3,7 @@ trainings with different --out, eval, generate and inspect --text started togeth
 Each succeeds with the result it gives alone (on the warm cache), and a second run finds the cache
 complete (no notice). One cold compile serves every check: test_cli's own cold-cache test is folded
 in here."""
+
 import json
 import os
 import signal
@@ -15,12 +16,26 @@ from rnncli.store import validate
 from tests.hostile import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "8", "--rng-seed", "3", "--recipe", "plain"]
+TINY = [
+    "--hidden",
+    "16",
+    "--embed",
+    "8",
+    "--batch",
+    "4",
+    "--seq",
+    "8",
+    "--rng-seed",
+    "3",
+    "--recipe",
+    "plain",
+]
 
 
 def _start(argv, env):
-    return subprocess.Popen([sys.executable, "-m", "rnncli", *argv], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "rnncli", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
 
 
 def test_processes_at_once_on_a_cold_cache_one_of_them_killed_while_writing_it(tmp_path):
@@ -30,13 +45,32 @@ def test_processes_at_once_on_a_cold_cache_one_of_them_killed_while_writing_it(t
     code, _, err = run_cli("train", str(text), *TINY, "--steps", "3", "--out", str(model))
     assert code == 0, err
     commands = {
-        "train a": ["train", str(text), *TINY, "--steps", "3", "--json", "--out", str(tmp_path / "a.safetensors")],
-        "train b": ["train", str(text), *TINY, "--steps", "3", "--json", "--out", str(tmp_path / "b.safetensors")],
+        "train a": [
+            "train",
+            str(text),
+            *TINY,
+            "--steps",
+            "3",
+            "--json",
+            "--out",
+            str(tmp_path / "a.safetensors"),
+        ],
+        "train b": [
+            "train",
+            str(text),
+            *TINY,
+            "--steps",
+            "3",
+            "--json",
+            "--out",
+            str(tmp_path / "b.safetensors"),
+        ],
         "eval": ["eval", "-m", str(model), str(text), "--json"],
         "generate": ["generate", "-m", str(model), "-n", "60", "--rng-seed", "5"],
         "inspect": ["inspect", str(model), "--text", str(text), "--json"],
     }
-    warm = dict(os.environ, RNNCLI_TUNE="0")  # (the rules' products: no timing, the same sums in every process)
+    # (the rules' products: no timing, the same sums in every process)
+    warm = dict(os.environ, RNNCLI_TUNE="0")
     cold = dict(warm, RNNCLI_CACHE_DIR=str(tmp_path / "cache"))
 
     killed = _start(commands["train a"], cold)  # killed as the first kernels reach the disk
@@ -52,13 +86,16 @@ def test_processes_at_once_on_a_cold_cache_one_of_them_killed_while_writing_it(t
 
     together = {name: _start(argv, cold) for name, argv in commands.items()}
     results = {name: p.communicate(timeout=600) + (p.returncode,) for name, p in together.items()}
-    for name, (out, err, code) in results.items():
+    for name, (_out, err, code) in results.items():
         assert code == 0 and b"Traceback" not in err, (name, err.decode())
     assert any(b"damaged compiled kernels" in err for _, err, _ in results.values())  # (whoever met it first)
     assert b"compiling the kernels" in results["generate"][1]  # (the decoder's: no other process compiles it)
-    again = subprocess.run([sys.executable, "-m", "rnncli", *commands["generate"]], env=cold, capture_output=True)
+    again = subprocess.run(
+        [sys.executable, "-m", "rnncli", *commands["generate"]], env=cold, capture_output=True
+    )
     assert again.returncode == 0 and again.stderr == b"" and again.stdout == results["generate"][0]
-    assert not list(ROOT.glob("rnncli/**/__pycache__/*.nb[ic]"))  # (the cache folder only, never the install's)
+    # (the cache folder only, never the install's)
+    assert not list(ROOT.glob("rnncli/**/__pycache__/*.nb[ic]"))
     for name, argv in commands.items():  # each alone, on the warm cache
         if name.startswith("train"):
             continue

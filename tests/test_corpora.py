@@ -1,4 +1,5 @@
 """Every kind of corpus a user may hand over has a defined outcome: trained on, or one clear line."""
+
 import codecs
 import json
 import os
@@ -29,15 +30,18 @@ def vocab_of(path):
     return validate.read(str(path)).tokenizer.get("vocab")
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"", "the corpus is empty"),
-    (b" \n\t \r\n   \n", "only whitespace"),
-    (b"a", "too short"),
-    (b"just a few words\n", "too short"),
-    (bytes(range(256)) * 40, "is not UTF-8 text (bad byte at offset 128); use --tokenizer byte"),
-    (PROSE.encode()[:500] + b"\xc3\x28" + PROSE.encode(), "bad byte at offset 500"),
-    (codecs.BOM_UTF16_LE + b"a\x00" * 3 + b"\x00\xd8", "is not UTF-16 text"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"", "the corpus is empty"),
+        (b" \n\t \r\n   \n", "only whitespace"),
+        (b"a", "too short"),
+        (b"just a few words\n", "too short"),
+        (bytes(range(256)) * 40, "is not UTF-8 text (bad byte at offset 128); use --tokenizer byte"),
+        (PROSE.encode()[:500] + b"\xc3\x28" + PROSE.encode(), "bad byte at offset 500"),
+        (codecs.BOM_UTF16_LE + b"a\x00" * 3 + b"\x00\xd8", "is not UTF-16 text"),
+    ],
+)
 def test_corpora_that_cannot_be_learned_are_explained(tmp_path, data, message):
     code, err, out = train(tmp_path, data)
     assert_clean(code, err, allowed=(1,))
@@ -59,8 +63,10 @@ def test_a_byte_order_mark_is_read_and_dropped(tmp_path, encoding):
     assert code == 0, err
     assert "".join(vocab_of(out)) == "".join(sorted(set(PROSE)))  # no mark, no NULs
     (tmp_path / "plain.txt").write_text(PROSE)
-    scores = [json.loads(run_cli("eval", "-m", str(out), str(p), "--json")[1])
-              for p in (tmp_path / "corpus.txt", tmp_path / "plain.txt")]
+    scores = [
+        json.loads(run_cli("eval", "-m", str(out), str(p), "--json")[1])
+        for p in (tmp_path / "corpus.txt", tmp_path / "plain.txt")
+    ]
     assert scores[0] == scores[1]  # the same text, whatever its encoding
 
 
@@ -130,17 +136,24 @@ def test_stdin_is_read_when_named_and_a_terminal_is_not_waited_on(tmp_path):
     import pty
 
     leader, follower = pty.openpty()  # eval with no file, at a terminal: say so instead of waiting
-    r = subprocess.run([sys.executable, "-m", "rnncli", "eval", "-m", str(out)], stdin=follower,
-                       capture_output=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "rnncli", "eval", "-m", str(out)],
+        stdin=follower,
+        capture_output=True,
+        timeout=60,
+    )
     os.close(leader)
     os.close(follower)
     assert r.returncode == 1 and b"no text to score" in r.stderr
 
 
-@pytest.mark.parametrize("data,message", [
-    (b"", "fewer than two tokens"),
-    (b"\xc3\x28 not text", "not UTF-8"),
-])
+@pytest.mark.parametrize(
+    "data,message",
+    [
+        (b"", "fewer than two tokens"),
+        (b"\xc3\x28 not text", "not UTF-8"),
+    ],
+)
 def test_text_that_cannot_be_scored_is_explained(tmp_path, data, message):
     code, err, out = train(tmp_path, PROSE.encode())
     assert code == 0, err

@@ -1,6 +1,7 @@
-"""The streaming tokenizer and its token cache (rnncli/data/corpus.py, rnncli/data/streaming.py) against the in-memory
-path it replaces (Tokenizer.build + encode over read_bytes, hashlib).
+"""The streaming tokenizer and its token cache (rnncli/data/corpus.py, rnncli/data/streaming.py)
+against the in-memory path it replaces (Tokenizer.build + encode over read_bytes, hashlib).
 The slow test: python -m pytest --run-slow tests/test_corpus.py"""
+
 import hashlib
 import io
 import json
@@ -12,17 +13,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rnncli.base.errors import RnncliError
 from rnncli.data import corpus, streaming
 from rnncli.data.corpus import load_corpus
 from rnncli.data.text import Tokenizer, decode_text, read_bytes, text_for
-from rnncli.base.errors import RnncliError
 
 SAMPLES = sorted(str(p) for p in (Path(__file__).parent.parent / "sample_corpora").glob("*.txt"))
 KINDS = ("char", "byte", "word")
 # multi-byte characters (2, 3 and 4 bytes), words of non-ASCII letters and digits, Unicode spaces, marks, CRLF
-TRICKY = ("Ünïcödé wörds: naïve café, 東京タワー and ١٢٣ digits_with_underscores.\r\n"
-          "\u00a0non-breaking\u2028line\u3000ideographic\x1cseparator \U0001f600😀emoji\tx²+y³=z\u0301;\n"
-          "longwordlongwordlongwordlongword ÄÖÜäöüß ok?! «quotes» — dash… \ufeffzero-width\u200bjoin\n")
+TRICKY = (
+    "Ünïcödé wörds: naïve café, 東京タワー and ١٢٣ digits_with_underscores.\r\n"
+    "\u00a0non-breaking\u2028line\u3000ideographic\x1cseparator \U0001f600😀emoji\tx²+y³=z\u0301;\n"
+    "longwordlongwordlongwordlongword ÄÖÜäöüß ok?! «quotes» — dash… \ufeffzero-width\u200bjoin\n"
+)
 
 
 @pytest.fixture(autouse=True)
@@ -76,8 +79,12 @@ def test_several_files_join_a_character_and_a_word_across_their_boundary(tmp_pat
     data = TRICKY.encode()
     cut = data.index("東".encode()) + 1  # inside a 3-byte character
     word = data.index(b"longword") + 4
-    files = [write(tmp_path, "a", data[:cut]), write(tmp_path, "b", data[cut:word]), write(tmp_path, "e", b""),
-             write(tmp_path, "c", data[word:])]
+    files = [
+        write(tmp_path, "a", data[:cut]),
+        write(tmp_path, "b", data[cut:word]),
+        write(tmp_path, "e", b""),
+        write(tmp_path, "c", data[word:]),
+    ]
     for block in (3, 7, 1 << 20):
         assert_same(load_corpus(files, kind, 20000, block=block), files, kind)
 
@@ -112,8 +119,16 @@ def test_max_vocab_keeps_the_commonest_words_with_ties_broken_as_build_does(tmp_
 def test_bad_utf8_names_the_same_offset_as_decode_text(tmp_path):
     rng = np.random.default_rng(0)
     good = TRICKY.encode()
-    cases = [good[:10] + b"\xff" + good[10:], good + b"\xe2\x82", b"\xe2\x82a", b"ok" + "é".encode()[:1],
-             b"\xef\xbb\xbfab\xffc", good[:40] + b"\xc0\xaf", b"\xed\xa0\x80 surrogate", b"\xf4\x90\x80\x80"]
+    cases = [
+        good[:10] + b"\xff" + good[10:],
+        good + b"\xe2\x82",
+        b"\xe2\x82a",
+        b"ok" + "é".encode()[:1],
+        b"\xef\xbb\xbfab\xffc",
+        good[:40] + b"\xc0\xaf",
+        b"\xed\xa0\x80 surrogate",
+        b"\xf4\x90\x80\x80",
+    ]
     while len(cases) < 50:  # random damage: a byte replaced (kept when that makes the text invalid)
         b = bytearray(good)
         b[rng.integers(len(b))] = rng.integers(128, 256)
@@ -150,8 +165,12 @@ def test_empty_and_whitespace_only_corpora(tmp_path, kind):
 
 @pytest.mark.parametrize("kind", KINDS)
 def test_byte_order_marks(tmp_path, kind):
-    utf8 = [write(tmp_path, "a", b"\xef\xbb"), write(tmp_path, "b", b"\xbf" + TRICKY.encode() + b"\xef\xbb\xbfx")]
-    assert_same(load_corpus(utf8, kind, 100, block=2), utf8, kind, 100)  # the first mark dropped, the second kept
+    utf8 = [
+        write(tmp_path, "a", b"\xef\xbb"),
+        write(tmp_path, "b", b"\xbf" + TRICKY.encode() + b"\xef\xbb\xbfx"),
+    ]
+    # the first mark dropped, the second kept
+    assert_same(load_corpus(utf8, kind, 100, block=2), utf8, kind, 100)
     utf16 = [write(tmp_path, "c", TRICKY.encode("utf-16")), write(tmp_path, "d", "more".encode("utf-16-le"))]
     assert_same(load_corpus(utf16, kind, 100, block=5), utf16, kind, 100)
 
@@ -168,7 +187,9 @@ def test_missing_files_are_named_before_anything_is_read(tmp_path):
 def test_a_cache_hit_reads_nothing_but_the_cache(tmp_path, cache_dir, monkeypatch, kind):
     path = write(tmp_path, "t.txt", TRICKY * 5)
     first = load_corpus([path], kind, 30)
-    assert not first.hit and len(list(cache_dir.glob("*.ids"))) == 1 and len(list(cache_dir.glob("*.json"))) == 1
+    assert (
+        not first.hit and len(list(cache_dir.glob("*.ids"))) == 1 and len(list(cache_dir.glob("*.json"))) == 1
+    )
     assert not list(cache_dir.glob(".*"))  # no temp file left behind
     monkeypatch.setattr(corpus, "_build", lambda *a: pytest.fail("re-tokenized on a hit"))
     monkeypatch.setattr(corpus, "_Hash", lambda: pytest.fail("re-hashed on a hit"))
@@ -194,8 +215,19 @@ def test_settings_and_changes_make_new_entries(tmp_path, cache_dir):
     assert len(list(cache_dir.glob("*.ids"))) == 5
 
 
-@pytest.mark.parametrize("damage", ["truncate", "garbage json", "wrong json", "no ids", "garbage ids", "empty json",
-                                    "folder ids", "folder json"])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        "truncate",
+        "garbage json",
+        "wrong json",
+        "no ids",
+        "garbage ids",
+        "empty json",
+        "folder ids",
+        "folder json",
+    ],
+)
 def test_a_damaged_entry_is_rebuilt_with_a_note(tmp_path, cache_dir, damage):
     path = write(tmp_path, "t.txt", TRICKY * 3)
     load_corpus([path], "char", 100)
@@ -205,7 +237,9 @@ def test_a_damaged_entry_is_rebuilt_with_a_note(tmp_path, cache_dir, damage):
     elif damage == "garbage json":
         meta.write_bytes(b"\x00{not json")
     elif damage == "wrong json":
-        meta.write_text(json.dumps({**json.loads(meta.read_text()), "tokenizer": {"kind": "char", "vocab": 3}}))
+        meta.write_text(
+            json.dumps({**json.loads(meta.read_text()), "tokenizer": {"kind": "char", "vocab": 3}})
+        )
     elif damage == "garbage ids":  # the right size, so only the checksum can tell
         ids.write_bytes(bytes(255 - b for b in ids.read_bytes()))
     elif damage == "empty json":
@@ -260,15 +294,24 @@ def test_a_large_corpus_in_little_memory_then_from_the_cache(tmp_path):
     with open(path, "wb") as f:
         for i in range(300_000_000 // len(unit) + 1):
             f.write(unit.replace(b"the", b"teh") if i % 3 else unit)
-    child = ("import json, resource, sys, time; from rnncli.data.corpus import load_corpus; t = time.perf_counter(); "
-             "c = load_corpus([sys.argv[1]], sys.argv[2], 20000); s = time.perf_counter() - t; "
-             "print(json.dumps({'hit': c.hit, 'n': len(c.ids), 'seconds': s, "
-             "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
-             "'workers_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "
-             "'read': int(open('/proc/self/io').read().split('rchar:')[1].split()[0])}))")
+    child = (
+        "import json, resource, sys, time; from rnncli.data.corpus import load_corpus; "
+        "t = time.perf_counter(); "
+        "c = load_corpus([sys.argv[1]], sys.argv[2], 20000); s = time.perf_counter() - t; "
+        "print(json.dumps({'hit': c.hit, 'n': len(c.ids), 'seconds': s, "
+        "'rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "
+        "'workers_mb': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, "
+        "'read': int(open('/proc/self/io').read().split('rchar:')[1].split()[0])}))"
+    )
     for kind in KINDS:
-        runs = [json.loads(subprocess.run([sys.executable, "-c", child, str(path), kind], check=True,
-                                          capture_output=True, text=True).stdout) for _ in range(2)]
+        runs = [
+            json.loads(
+                subprocess.run(
+                    [sys.executable, "-c", child, str(path), kind], check=True, capture_output=True, text=True
+                ).stdout
+            )
+            for _ in range(2)
+        ]
         assert not runs[0]["hit"] and runs[1]["hit"] and runs[0]["n"] == runs[1]["n"]
         workers = workers_for(path.stat().st_size) if kind == "word" else 0
         assert runs[0]["rss_mb"] + workers * runs[0]["workers_mb"] < 600, (kind, runs)
@@ -311,14 +354,19 @@ def test_a_word_pass_split_among_processes_equals_one_pass(tmp_path, split_words
         for max_vocab in (20000, 50):
             assert_same(load_corpus([path], "word", max_vocab, cache=False), [path], "word", max_vocab)
     given = Tokenizer.build("word", unit[: len(unit) // 3])
-    assert_same(load_corpus([path], "word", 20000, tokenizer=given, cache=False), [path], "word", 20000, given)
+    assert_same(
+        load_corpus([path], "word", 20000, tokenizer=given, cache=False), [path], "word", 20000, given
+    )
     assert_same(load_corpus([path], "word", 20000), [path], "word")  # (through the cache)
 
 
 def test_a_split_word_pass_names_the_first_bad_byte_of_the_whole_file(tmp_path, split_words):
     good = (TRICKY * 40).encode()
-    for data in (good[:3000] + b"\xff" + good[3000:-5] + b"\xc0", b"\xef\xbb\xbf" + good + b"\xe2\x82",
-                 good[:-3000] + b"\xff"):
+    for data in (
+        good[:3000] + b"\xff" + good[3000:-5] + b"\xc0",
+        b"\xef\xbb\xbf" + good + b"\xe2\x82",
+        good[:-3000] + b"\xff",
+    ):
         with pytest.raises(RnncliError) as want:
             decode_text(data, "the corpus", corpus.HINT)
         with pytest.raises(RnncliError) as got:

@@ -1,5 +1,6 @@
 """The one cost model (ModelConfig.macs_per_token) pinned by hand for a small model of each cell,
 and read alike by bench's GFLOP/s and the recipe's speed. No kernels run here."""
+
 import math
 
 import numpy as np

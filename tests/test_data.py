@@ -1,9 +1,10 @@
 """Tokenizers, corpus reading and the stream layout."""
+
 import numpy as np
 import pytest
 
-from rnncli.data.text import Streams, Tokenizer, count_chars, read_bytes, split_val
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import Streams, Tokenizer, count_chars, read_bytes, split_val
 
 TEXT = "Hello, wörld! 你好\nHello again.\n"
 

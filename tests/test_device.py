@@ -1,5 +1,6 @@
 """--device: cpu, cuda, auto. Without a GPU, asking for CUDA is one clear line; the CPU path never
 imports numba.cuda (importing it costs CPU users time for nothing)."""
+
 import os
 import subprocess
 import sys
@@ -47,15 +48,24 @@ print("numba.cuda" in sys.modules, "numba" in sys.modules, file=sys.stderr)
 
 
 @pytest.mark.skipif(not NO_GPU, reason="on a GPU machine auto picks CUDA")
-@pytest.mark.parametrize("argv", [["--help"], ["train", "--help"], ["inspect", "{ckpt}"],
-                                  ["train", CORPUS, *TINY, "--steps", "2", "--out", "{ckpt}"],
-                                  ["eval", CORPUS, "--model", "{ckpt}"]], ids=lambda a: " ".join(a[:2]))
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--help"],
+        ["train", "--help"],
+        ["inspect", "{ckpt}"],
+        ["train", CORPUS, *TINY, "--steps", "2", "--out", "{ckpt}"],
+        ["eval", CORPUS, "--model", "{ckpt}"],
+    ],
+    ids=lambda a: " ".join(a[:2]),
+)
 def test_the_cpu_path_never_imports_numba_cuda(argv, trained_checkpoint):
     argv = [a.format(ckpt=trained_checkpoint) for a in argv]
     env = dict(os.environ)
     env.pop("NUMBA_ENABLE_CUDASIM", None)
-    done = subprocess.run([sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, env=env,
-                          timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, *argv], capture_output=True, text=True, env=env, timeout=600
+    )
     cuda_loaded, numba_loaded = done.stderr.strip().splitlines()[-1].split()
     assert cuda_loaded == "False", done.stderr
     if argv[0] in ("--help", "inspect") or "--help" in argv:

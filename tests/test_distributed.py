@@ -1,6 +1,7 @@
 """Data-parallel training under `mpiexec -n N`: the same losses as one process (N = 2 and 4, the same
 global batch and seed), a run saved under N ranks resumed under M, one-line errors, a signal that
 stops every rank at the same step. Needs `pip install -e ".[mpi]"` (mpi4py, MPICH): CI installs it."""
+
 import json
 import os
 import shutil
@@ -19,18 +20,49 @@ try:
     import mpi4py  # noqa: F401
 except ImportError:
     mpi4py = None
-needs_mpi = pytest.mark.skipif(MPIEXEC is None or mpi4py is None,
-                               reason="no MPI here: pip install -e '.[mpi]' (CI installs it)")
+needs_mpi = pytest.mark.skipif(
+    MPIEXEC is None or mpi4py is None, reason="no MPI here: pip install -e '.[mpi]' (CI installs it)"
+)
 
 CORPUS = os.path.join(os.path.dirname(__file__), "..", "sample_corpora", "forecasts.txt")
-SMALL = ["--hidden", "24", "--layers", "2", "--embed", "8", "--batch", "8", "--seq", "12", "--eval-every", "20",
-         "--threads", "1", "--rng-seed", "3", "--recipe", "plain"]
+SMALL = [
+    "--hidden",
+    "24",
+    "--layers",
+    "2",
+    "--embed",
+    "8",
+    "--batch",
+    "8",
+    "--seq",
+    "12",
+    "--eval-every",
+    "20",
+    "--threads",
+    "1",
+    "--rng-seed",
+    "3",
+    "--recipe",
+    "plain",
+]
 
 
 def train(tmp_path, ranks: int, out: str, *args: str) -> list[dict]:
     """The step events of `rnncli train` under `mpiexec -n ranks` (ranks 0: one plain process)."""
-    settings = SMALL if "--resume" not in args else SMALL[10:14]  # a resumed run keeps its own (but for these)
-    argv = [sys.executable, "-m", "rnncli", "train", CORPUS, *settings, "--out", str(tmp_path / out), "--json", *args]
+    # a resumed run keeps its own (but for these)
+    settings = SMALL if "--resume" not in args else SMALL[10:14]
+    argv = [
+        sys.executable,
+        "-m",
+        "rnncli",
+        "train",
+        CORPUS,
+        *settings,
+        "--out",
+        str(tmp_path / out),
+        "--json",
+        *args,
+    ]
     if ranks:
         argv = [MPIEXEC, "-n", str(ranks)] + argv
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -71,8 +103,20 @@ def test_a_run_saved_under_two_ranks_resumes_under_one_and_under_four(tmp_path):
 
 @needs_mpi
 def test_errors_are_one_line_and_end_every_rank(tmp_path):
-    argv = [MPIEXEC, "-n", "3", sys.executable, "-m", "rnncli", "train", CORPUS, "--batch", "2", "--out",
-            str(tmp_path / "x.st")]
+    argv = [
+        MPIEXEC,
+        "-n",
+        "3",
+        sys.executable,
+        "-m",
+        "rnncli",
+        "train",
+        CORPUS,
+        "--batch",
+        "2",
+        "--out",
+        str(tmp_path / "x.st"),
+    ]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120)
     ours = [line for line in done.stderr.splitlines() if line.startswith("rnncli:")]
     assert done.returncode != 0 and "Traceback" not in done.stderr
@@ -82,8 +126,22 @@ def test_errors_are_one_line_and_end_every_rank(tmp_path):
 @needs_mpi
 def test_a_signal_stops_all_ranks_after_the_same_step_and_saves(tmp_path):
     out = tmp_path / "sig.st"
-    argv = [MPIEXEC, "-n", "2", sys.executable, "-m", "rnncli", "train", CORPUS, *SMALL, "--steps", "100000",
-            "--out", str(out), "--json"]
+    argv = [
+        MPIEXEC,
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "rnncli",
+        "train",
+        CORPUS,
+        *SMALL,
+        "--steps",
+        "100000",
+        "--out",
+        str(out),
+        "--json",
+    ]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     for _ in range(30):  # the first steps
         assert json.loads(proc.stdout.readline())["event"] == "step"
@@ -127,7 +185,8 @@ def test_early_stopping_is_decided_alike_on_every_rank(tmp_path):
 
 @needs_mpi
 def test_a_launcher_of_another_mpi_is_named_not_run_n_times(tmp_path):
-    """Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; the MPICH that mpi4py uses then sees each process alone."""
+    """Open MPI's mpirun sets OMPI_COMM_WORLD_SIZE; the MPICH that mpi4py uses then sees each process
+    alone."""
     env = dict(os.environ, OMPI_COMM_WORLD_SIZE="2")
     argv = [sys.executable, "-m", "rnncli", "train", CORPUS, "--steps", "1", "--out", str(tmp_path / "x.st")]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=120, env=env)
@@ -138,12 +197,26 @@ def test_a_launcher_of_another_mpi_is_named_not_run_n_times(tmp_path):
 def test_the_automatic_recipe_under_two_ranks_measures_together_and_agrees(tmp_path):
     """Both ranks time the probe at once; the lead's rate (times the ranks) settles one recipe that
     the lead alone prints; then both train it."""
-    argv = [MPIEXEC, "-n", "2", sys.executable, "-m", "rnncli", "train", CORPUS, "--threads", "1", "--out",
-            str(tmp_path / "a.st")]
+    argv = [
+        MPIEXEC,
+        "-n",
+        "2",
+        sys.executable,
+        "-m",
+        "rnncli",
+        "train",
+        CORPUS,
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "a.st"),
+    ]
     done = subprocess.run(argv + ["--time", "30", "--plan"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("recipe (auto): gru 2x") == 1 and "why: 30 s at " in done.stdout
-    done = subprocess.run(argv + ["--steps", "4", "--hidden", "16", "--json"], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        argv + ["--steps", "4", "--hidden", "16", "--json"], capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     events = [json.loads(line) for line in done.stdout.splitlines()]
     assert events[0]["event"] == "recipe" and events[-1]["event"] == "done" and events[-1]["step"] == 4

@@ -1,5 +1,6 @@
 """A new user's first hour (issue 27): no model overwritten by accident, --more on a resumed run,
 one way to name a model, a word mode whose text survives the round trip, and the small cuts."""
+
 import json
 import os
 import shlex
@@ -9,14 +10,27 @@ from pathlib import Path
 
 import pytest
 
-from rnncli.run import runs
-from rnncli.data.text import Tokenizer, missing_note
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import Tokenizer, missing_note
+from rnncli.run import runs
 from tests.hostile import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = str(ROOT / "sample_corpora" / "dialogues.txt")
-TINY = ["--recipe", "plain", "--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "16", "--eval-every", "5"]
+TINY = [
+    "--recipe",
+    "plain",
+    "--hidden",
+    "16",
+    "--embed",
+    "8",
+    "--batch",
+    "4",
+    "--seq",
+    "16",
+    "--eval-every",
+    "5",
+]
 
 
 def train(*args) -> tuple[int, str, str]:
@@ -62,8 +76,12 @@ def test_a_resumed_run_may_write_to_another_file_of_its_own_run(model, tmp_path)
 
 
 def test_more_parses_units_and_refuses_the_rest():
-    assert runs.More.parse("30s") == runs.More("time", 30.0) and runs.More.parse("90") == runs.More("time", 90.0)
-    assert runs.More.parse("10m") == runs.More("time", 600.0) and runs.More.parse("1h") == runs.More("time", 3600.0)
+    assert runs.More.parse("30s") == runs.More("time", 30.0) and runs.More.parse("90") == runs.More(
+        "time", 90.0
+    )
+    assert runs.More.parse("10m") == runs.More("time", 600.0) and runs.More.parse("1h") == runs.More(
+        "time", 3600.0
+    )
     assert runs.More.parse("500steps") == runs.More("steps", 500.0)
     assert runs.More.parse("2 epochs") == runs.More("epochs", 2.0)
     for bad in ("", "s", "ten", "-5s", "1.5steps", "3 weeks", "nan", "infs"):
@@ -101,7 +119,10 @@ def test_one_way_to_name_a_model_on_every_command(model, tmp_path):
     text.write_text("MARGARET: Good morning.\n" * 20)
     first = run_cli("eval", m, str(text))
     assert first[0] == 0 and first[1] == run_cli("eval", str(text), "-m", m)[1]
-    assert run_cli("generate", m, "-n", "5", "--rng-seed", "1")[1] == run_cli("generate", "-m", m, "-n", "5", "--rng-seed", "1")[1]
+    assert (
+        run_cli("generate", m, "-n", "5", "--rng-seed", "1")[1]
+        == run_cli("generate", "-m", m, "-n", "5", "--rng-seed", "1")[1]
+    )
     assert run_cli("inspect", m, "--json")[1] == run_cli("inspect", "-m", m, "--json")[1]
     code, _, err = run_cli("eval", str(text), m)
     assert code == 1 and f"{m} is an rnncli checkpoint, not text to score" in err
@@ -118,7 +139,9 @@ def test_a_missing_default_model_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.delenv("RNNCLI_MODEL", raising=False)
     for argv in (["generate"], ["eval", "-"], ["inspect"]):
         code, _, err = run_cli(*argv, stdin=b"some text")
-        assert code == 1 and "no such checkpoint: rnncli.safetensors (train one with `rnncli train" in err, argv
+        assert code == 1 and "no such checkpoint: rnncli.safetensors (train one with `rnncli train" in err, (
+            argv
+        )
 
 
 def test_eval_prints_a_line_per_file_and_a_total_and_scores_the_held_out_split(model, tmp_path):
@@ -136,7 +159,8 @@ def test_eval_prints_a_line_per_file_and_a_total_and_scores_the_held_out_split(m
     assert both["nats_per_token"] == pytest.approx(total)
     held = json.loads(run_cli("eval", str(model), "--held-out", CORPUS, "--json")[1])
     best = json.loads(run_cli("inspect", str(model), "--json")[1])["progress"]["best_val_loss"]
-    assert held["held_out"] and held["nats_per_token"] == pytest.approx(best, abs=1e-5)  # what training measured
+    # what training measured
+    assert held["held_out"] and held["nats_per_token"] == pytest.approx(best, abs=1e-5)
     code, _, err = run_cli("eval", str(model), "--held-out", str(a))
     assert code == 1 and "is not the text this model was trained on" in err
 
@@ -145,22 +169,50 @@ def test_version_prompt_and_help_that_fits_80_columns(model):
     code, out, _ = run_cli("--version")
     assert code == 0 and out.strip() == f"rnncli {__import__('rnncli').__version__}"
     p = run_cli("generate", str(model), "-p", "MARG", "-n", "4", "--rng-seed", "3")[1]
-    assert p == run_cli("generate", str(model), "--seed", "MARG", "-n", "4", "--rng-seed", "3")[1] and p.startswith("MARG")
+    assert p == run_cli("generate", str(model), "--seed", "MARG", "-n", "4", "--rng-seed", "3")[
+        1
+    ] and p.startswith("MARG")
     env = dict(os.environ, COLUMNS="80", TERM="dumb")
     for cmd in ("train", "generate", "eval", "inspect", "bench"):
-        r = subprocess.run([sys.executable, "-m", "rnncli", cmd, "--help"], capture_output=True, env=env, timeout=60)
+        r = subprocess.run(
+            [sys.executable, "-m", "rnncli", cmd, "--help"], capture_output=True, env=env, timeout=60
+        )
         text = r.stdout.decode()
         assert r.returncode == 0 and "--help" in text
         assert all(len(line) <= 80 for line in text.splitlines()), cmd
         assert "…" not in text and "[default: (" not in text, cmd
-    assert "--allow-new-corpus" in subprocess.run([sys.executable, "-m", "rnncli", "train", "--help"],
-                                                  capture_output=True, env=env).stdout.decode()
+    assert (
+        "--allow-new-corpus"
+        in subprocess.run(
+            [sys.executable, "-m", "rnncli", "train", "--help"], capture_output=True, env=env
+        ).stdout.decode()
+    )
 
 
 def test_inspect_prints_numbers_as_people_write_them(tmp_path):
     out = tmp_path / "d.safetensors"
-    code, _, err = run_cli("train", CORPUS, "--recipe", "plain", "--hidden", "16", "--embed", "8", "--batch", "4",
-                           "--seq", "16", "--steps", "1", "--dropout", "0.3", "--lr", "0.001", "--out", str(out))
+    code, _, err = run_cli(
+        "train",
+        CORPUS,
+        "--recipe",
+        "plain",
+        "--hidden",
+        "16",
+        "--embed",
+        "8",
+        "--batch",
+        "4",
+        "--seq",
+        "16",
+        "--steps",
+        "1",
+        "--dropout",
+        "0.3",
+        "--lr",
+        "0.001",
+        "--out",
+        str(out),
+    )
     assert code == 0, err
     text = run_cli("inspect", str(out))[1]
     assert "dropout 0.3;" in text and "lr 0.001 " in text and "0000000" not in text
@@ -197,11 +249,12 @@ def test_the_word_recipe_sizes_the_embedding_to_the_network_and_counts_the_vocab
 
 
 def test_a_first_training_run_compiles_generation_too(tmp_path, monkeypatch):
-    from rnncli.run import sample
     from rnncli.kernels import jit
+    from rnncli.run import sample
 
     asked = []
-    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: name != "decode")  # decode: cold
+    # decode: cold
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: name != "decode")
     real = sample.generate
     monkeypatch.setattr(sample, "generate", lambda *a, **k: asked.append(a[1]) or real(*a, **k))
     code, _, err = train("--steps", "2", "--out", str(tmp_path / "m.st"))

@@ -1,4 +1,5 @@
 """`rnncli generate` end to end: samples, prompts from a pipe, stop strings, JSON records, stats."""
+
 import json
 import subprocess
 import sys
@@ -18,8 +19,24 @@ def models(tmp_path_factory):
     out = {}
     for kind in ("char", "byte", "word"):
         path = folder / f"{kind}.safetensors"
-        code, _, err = run_cli("train", CORPUS, "--hidden", "24", "--embed", "8", "--batch", "8", "--seq", "16",
-                               "--steps", "30", "--tokenizer", kind, "--out", str(path))
+        code, _, err = run_cli(
+            "train",
+            CORPUS,
+            "--hidden",
+            "24",
+            "--embed",
+            "8",
+            "--batch",
+            "8",
+            "--seq",
+            "16",
+            "--steps",
+            "30",
+            "--tokenizer",
+            kind,
+            "--out",
+            str(path),
+        )
         assert code == 0, err
         out[kind] = str(path)
     return out
@@ -47,9 +64,26 @@ def test_samples_are_numbered_and_sample_i_does_not_depend_on_n(models):
 @pytest.mark.parametrize("kind", ["char", "byte", "word"])
 def test_prompts_from_a_pipe_one_answer_each(models, kind):
     prompts = "Monday\nTuesday night\n\nthé café\n"
-    p = subprocess.run([sys.executable, "-m", "rnncli", "generate", "-m", models[kind], "--prompts", "-",
-                        "-n", "30", "--json", "--rng-seed", "1"], input=prompts.encode(), capture_output=True,
-                       timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "rnncli",
+            "generate",
+            "-m",
+            models[kind],
+            "--prompts",
+            "-",
+            "-n",
+            "30",
+            "--json",
+            "--rng-seed",
+            "1",
+        ],
+        input=prompts.encode(),
+        capture_output=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr.decode()
     records = [json.loads(line) for line in p.stdout.decode().splitlines()]
     assert [r["prompt"] for r in records] == prompts.splitlines()
@@ -61,16 +95,35 @@ def test_prompts_from_a_pipe_one_answer_each(models, kind):
 def test_a_stop_string_ends_each_answer_before_it(models):
     full = json.loads(gen(models["char"], "--seed", "Monday", "-n", "300", "--json")[0])["text"]
     stop = full[100:102]
-    cut = json.loads(gen(models["char"], "--seed", "Monday", "-n", "300", "--json", "--stop", stop,
-                         "--stop", "never there")[0])
+    cut = json.loads(
+        gen(
+            models["char"], "--seed", "Monday", "-n", "300", "--json", "--stop", stop, "--stop", "never there"
+        )[0]
+    )
     assert cut["text"] == full[: full.find(stop)] and cut["stop_reason"] == "stop"
     streamed, _ = gen(models["char"], "--seed", "Monday", "-n", "300", "--stop", stop)
     assert streamed == "Monday" + cut["text"]
 
 
 def test_samplers_max_time_and_stats(models):
-    out, err = gen(models["word"], "--seed", "Monday", "-n", "40", "--min-p", "0.05", "--repeat-penalty", "1.3",
-                   "--repeat-last-n", "16", "--top-k", "20", "--top-p", "0.9", "--stats")
+    out, err = gen(
+        models["word"],
+        "--seed",
+        "Monday",
+        "-n",
+        "40",
+        "--min-p",
+        "0.05",
+        "--repeat-penalty",
+        "1.3",
+        "--repeat-last-n",
+        "16",
+        "--top-k",
+        "20",
+        "--top-p",
+        "0.9",
+        "--stats",
+    )
     assert out.startswith("Monday") and err.startswith("rnncli: prompt ") and "chars/s" in err
     timed = json.loads(gen(models["char"], "-n", "100000000", "--max-time", "0.2", "--json")[0])
     assert timed["stop_reason"] == "time" and 0 < timed["tokens"] < 100000000
@@ -78,17 +131,28 @@ def test_samplers_max_time_and_stats(models):
 
 def test_a_closed_pipe_ends_quietly_for_samples_and_prompts(models):
     for args in (["-N", "4", "-n", "100000"], ["--prompts", CORPUS, "-n", "50"]):
-        p = subprocess.run(f"{sys.executable} -m rnncli generate -m {models['char']} {' '.join(args)} | head -c 10",
-                           shell=True, capture_output=True, timeout=120)
+        p = subprocess.run(
+            f"{sys.executable} -m rnncli generate -m {models['char']} {' '.join(args)} | head -c 10",
+            shell=True,
+            capture_output=True,
+            timeout=120,
+        )
         assert len(p.stdout) == 10 and p.stderr == b""
 
 
-@pytest.mark.parametrize("args,message", [
-    (["--min-p", "2"], "--min-p"), (["--repeat-penalty", "0"], "--repeat-penalty"),
-    (["--repeat-last-n", "-1"], "--repeat-last-n"), (["--max-time", "0"], "--max-time"),
-    (["-N", "0"], "--num-samples"), (["--stop", ""], "--stop"),
-    (["--prompts", "-", "--seed", "x"], "--seed and --prompts"), (["--prompts", "/no/such"], "no such file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--min-p", "2"], "--min-p"),
+        (["--repeat-penalty", "0"], "--repeat-penalty"),
+        (["--repeat-last-n", "-1"], "--repeat-last-n"),
+        (["--max-time", "0"], "--max-time"),
+        (["-N", "0"], "--num-samples"),
+        (["--stop", ""], "--stop"),
+        (["--prompts", "-", "--seed", "x"], "--seed and --prompts"),
+        (["--prompts", "/no/such"], "no such file"),
+    ],
+)
 def test_bad_generation_options_are_one_line(models, args, message):
     code, out, err = run_cli("generate", "-m", models["char"], *args, stdin=b"Monday\n")
     assert_clean(code, err, allowed=(1, 2))

@@ -1,5 +1,6 @@
 """Hostile and damaged checkpoints: every command that reads one ends in one clear line, exit 1,
 before any kernel sees it; ids outside the vocabulary never reach compiled code."""
+
 import json
 import subprocess
 import sys
@@ -7,10 +8,10 @@ import sys
 import numpy as np
 import pytest
 
-from rnncli.store import checkpoint
 from rnncli.base.errors import RnncliError
-from rnncli.store.load import load_model
 from rnncli.run.train import Trainer
+from rnncli.store import checkpoint
+from rnncli.store.load import load_model
 from tests.hostile import assert_clean, edited, run_cli, take_apart
 
 SMALL = dict(hidden=12, embed=6, layers=2)
@@ -23,8 +24,11 @@ def base(tmp_path_factory):
     folder = tmp_path_factory.mktemp("hostile")
     (folder / "corpus.txt").write_bytes(TEXT)
     out = folder / "base.safetensors"
-    with Trainer([str(folder / "corpus.txt")], dict(SMALL, cell="lstm"),
-                 dict(batch=4, seq=8, steps=4, eval_every=2, out=str(out))) as t:
+    with Trainer(
+        [str(folder / "corpus.txt")],
+        dict(SMALL, cell="lstm"),
+        dict(batch=4, seq=8, steps=4, eval_every=2, out=str(out)),
+    ) as t:
         list(t.run())
     return out
 
@@ -36,6 +40,7 @@ def _vocab_plus(n, resize=False):
         if resize:
             meta["model"]["vocab_size"] += n
         return data
+
     return edit
 
 
@@ -49,6 +54,7 @@ def _set(part, *path_and_value):
             node = node[key]
         node[path[-1]] = value
         return data
+
     return edit
 
 
@@ -56,6 +62,7 @@ def _bytes_of(tensor, value):
     def edit(table, meta, data):
         begin = table[tensor]["data_offsets"][0]
         return data[:begin] + np.float32(value).tobytes() + data[begin + 4 :]
+
     return edit
 
 
@@ -64,6 +71,7 @@ def _flip(tensor):
         begin, end = table[tensor]["data_offsets"]
         at = (begin + end) // 2
         return data[:at] + bytes([data[at] ^ 0x10]) + data[at + 1 :]
+
     return edit
 
 
@@ -74,6 +82,7 @@ def _drop_tensor(tensor):
             if entry["data_offsets"][0] >= end:
                 entry["data_offsets"] = [o - (end - begin) for o in entry["data_offsets"]]
         return data[:begin] + data[end:]
+
     return edit
 
 
@@ -103,12 +112,22 @@ CASES = [
     (_set("table", "head.bias", "shape", [3, 2]), True, "offsets", True),
     (_set("table", "head.bias", "data_offsets", [0, 4]), True, "offsets", True),
     (_drop_tensor("rnn.bias_hh_l1"), True, "tensor rnn.bias_hh_l1 is missing", True),
-    (_drop_tensor("optimizer.exp_avg.head.bias"), True, "tensor optimizer.exp_avg.head.bias is missing", True),
+    (
+        _drop_tensor("optimizer.exp_avg.head.bias"),
+        True,
+        "tensor optimizer.exp_avg.head.bias is missing",
+        True,
+    ),
     (_drop_tensor("state.c"), True, "tensor state.c is missing", True),
     (_set("meta", "checksums", "header", "00000000"), False, "the header does not match its checksum", True),
     (_set("meta", "tokenizer", "vocab", 3, "\ud800"), True, "lone surrogate", True),
     (_set("meta", "progress", "step", 10**400), True, "below 2**53", True),
-    (_set("meta", "tokenizer", "kind", "word"), True, "its tokenizer is word but its settings say char", True),
+    (
+        _set("meta", "tokenizer", "kind", "word"),
+        True,
+        "its tokenizer is word but its settings say char",
+        True,
+    ),
     (_set("table", "head.bias", "shape", [1] * 100_000), True, "is malformed", True),
     (_set("meta", "format_version", "\u00b2"), True, "unknown format version", True),
     (_set("meta", "format_version", "9" * 5000), True, "unknown format version", True),
@@ -118,8 +137,11 @@ CASES = [
 @pytest.mark.parametrize("edit,reseal,message,by_header", CASES, ids=[c[2][:28] for c in CASES])
 def test_every_command_refuses_a_bad_checkpoint_in_one_line(base, tmp_path, edit, reseal, message, by_header):
     bad = edited(base, tmp_path / "bad.safetensors", edit, reseal)
-    commands = [["generate", "-m", str(bad), "-n", "5"], ["eval", "-m", str(bad), "-"],
-                ["train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors")]]
+    commands = [
+        ["generate", "-m", str(bad), "-n", "5"],
+        ["eval", "-m", str(bad), "-"],
+        ["train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors")],
+    ]
     if by_header:
         commands.append(["inspect", str(bad)])
     for argv in commands:
@@ -131,13 +153,20 @@ def test_every_command_refuses_a_bad_checkpoint_in_one_line(base, tmp_path, edit
 
 def test_resume_checks_the_training_state_too(base, tmp_path):
     """generate and eval read only the model's tensors; --resume also reads Adam's and the state."""
-    for edit, message in [(_bytes_of("optimizer.exp_avg_sq.head.bias", -1.0), "negative second moments"),
-                          (_flip("optimizer.exp_avg.rnn.weight_hh_l0"), "does not match its checksum"),
-                          (_bytes_of("state.c", np.nan), "NaN or infinite"),
-                          (_set("meta", "rng", {"bit_generator": "PCG64", "state": {"state": -1, "inc": 1}}), "random generator")]:
+    for edit, message in [
+        (_bytes_of("optimizer.exp_avg_sq.head.bias", -1.0), "negative second moments"),
+        (_flip("optimizer.exp_avg.rnn.weight_hh_l0"), "does not match its checksum"),
+        (_bytes_of("state.c", np.nan), "NaN or infinite"),
+        (
+            _set("meta", "rng", {"bit_generator": "PCG64", "state": {"state": -1, "inc": 1}}),
+            "random generator",
+        ),
+    ]:
         bad = edited(base, tmp_path / "bad.safetensors", edit, reseal="checksum" not in message)
         assert run_cli("generate", "-m", str(bad), "-n", "3")[0] == 0
-        code, _, err = run_cli("train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors"), stdin=TEXT)
+        code, _, err = run_cli(
+            "train", "-", "--resume", str(bad), "--out", str(tmp_path / "r.safetensors"), stdin=TEXT
+        )
         assert_clean(code, err, allowed=(1,))
         assert message in err
 
@@ -187,8 +216,8 @@ def test_weights_only_and_version_1_checkpoints_still_load(base, tmp_path):
 
 
 def test_kernels_never_receive_an_id_outside_the_vocabulary(base):
-    from rnncli.run.sample import Decoder
     from rnncli.model.config import SampleConfig
+    from rnncli.run.sample import Decoder
 
     model, tok, _ = load_model(str(base))
     V = model.cfg.vocab_size
@@ -206,6 +235,8 @@ def test_kernels_never_receive_an_id_outside_the_vocabulary(base):
 
 def test_the_real_command_line_says_one_line(base, tmp_path):
     bad = edited(base, tmp_path / "bad.safetensors", _vocab_plus(5))
-    r = subprocess.run([sys.executable, "-m", "rnncli", "generate", "-m", str(bad)], capture_output=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "rnncli", "generate", "-m", str(bad)], capture_output=True, timeout=120
+    )
     assert r.returncode == 1 and r.stdout == b""
     assert r.stderr.decode().count("\n") == 1 and "vocabulary has" in r.stderr.decode()

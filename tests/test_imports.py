@@ -3,6 +3,7 @@ importer's own layer or one below it (the order is the README's Layout, tests/te
 no modules import each other in a circle.
 
 Read from the source (ast), so a lazy import inside a function counts as much as one at the top."""
+
 import ast
 from pathlib import Path
 
@@ -27,7 +28,12 @@ def imports(path: Path, known: set[str]) -> set[str]:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("rnncli")}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rnncli") and not node.level:
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.module.startswith("rnncli")
+            and not node.level
+        ):
             subs = {f"{node.module}.{a.name}" for a in node.names} & known
             found |= subs or {node.module}
     return {m for m in found if m in known}
@@ -50,9 +56,13 @@ def test_every_module_belongs_to_a_layer_or_is_the_root():
 
 
 def test_no_import_runs_up_a_layer():
-    up = sorted(f"{m} ({LAYERS[layer(m)]}) imports {t} ({LAYERS[layer(t)]})"
-                for m, targets in graph().items() if layer(m) is not None
-                for t in targets if layer(t) is not None and layer(t) < layer(m))
+    up = sorted(
+        f"{m} ({LAYERS[layer(m)]}) imports {t} ({LAYERS[layer(t)]})"
+        for m, targets in graph().items()
+        if layer(m) is not None
+        for t in targets
+        if layer(t) is not None and layer(t) < layer(m)
+    )
     assert not up, "imports that run up a layer:\n" + "\n".join(up)
 
 
@@ -63,7 +73,10 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
         if root in index:
             continue
         work = [(root, iter(sorted(g[root])))]
-        index[root] = low[root] = counter[0]; counter[0] += 1; stack.append(root); on.add(root)
+        index[root] = low[root] = counter[0]
+        counter[0] += 1
+        stack.append(root)
+        on.add(root)
         while work:
             node, children = work[-1]
             child = next(children, None)
@@ -74,13 +87,18 @@ def cycles(g: dict[str, set[str]]) -> list[list[str]]:
                 if low[node] == index[node]:
                     group = []
                     while True:
-                        top = stack.pop(); on.discard(top); group.append(top)
+                        top = stack.pop()
+                        on.discard(top)
+                        group.append(top)
                         if top == node:
                             break
                     if len(group) > 1:
                         out.append(sorted(group))
             elif child not in index:
-                index[child] = low[child] = counter[0]; counter[0] += 1; stack.append(child); on.add(child)
+                index[child] = low[child] = counter[0]
+                counter[0] += 1
+                stack.append(child)
+                on.add(child)
                 work.append((child, iter(sorted(g.get(child, ())))))
             elif child in on:
                 low[node] = min(low[node], index[child])

@@ -1,15 +1,16 @@
 """The Numba kernels against the float64 reference: outputs, every gradient, Adam trajectories."""
+
 import zlib
 
 import numpy as np
 import pytest
 
-from rnncli.kernels.cpu import tune
-from rnncli.model.config import TrainConfig
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
+from rnncli.kernels.cpu import tune
 from rnncli.kernels.cpu.gemm import PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
 from rnncli.kernels.jit import kernel
+from rnncli.model.config import TrainConfig
 from rnncli.model.model import Model
 from rnncli.model.optim import Adam
 from tests.helpers import CELLS, as64, assert_close, random_case, run_kernels, run_reference
@@ -110,14 +111,15 @@ def test_the_cache_check_tells_the_two_splits_apart(monkeypatch, tmp_path):
     import numba
 
     from rnncli.kernels import jit
-
     from rnncli.kernels.cpu import backend as cpu
 
     (tmp_path / "k").mkdir()
     (tmp_path / "k" / "cpu_kernels.sequence_backward_cols-125.py311.nbi").touch()
     monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
     assert not jit.compiled_on_disk("sequence_backward", exact=True)
-    assert jit.compiled_on_disk("sequence_backward") and jit.compiled_on_disk("sequence_backward_cols", exact=True)
+    assert jit.compiled_on_disk("sequence_backward") and jit.compiled_on_disk(
+        "sequence_backward_cols", exact=True
+    )
     monkeypatch.setattr(cpu, "threads", lambda: 2)
     large = np.empty((1536, 512), np.float32)
     assert not cpu.compiles_first(64, large)
@@ -174,8 +176,10 @@ def test_products_match_float64(M, K, N):
     # as the model calls it: only the operand that is read, W's rows padded
     padded, empty = np.zeros((N, K + 16), np.float32), np.zeros((0, 0), np.float32)
     padded[:, :K] = W
+
     def only(p):
         return (padded, empty) if p in (ROWS, ROWS4) else (empty, WT)
+
     runs = [lambda C: matmul_nt(A, W, C), lambda C: matmul_nt(A, W, C, 4), lambda C: matmul_nn(A, WT, C)]
     runs += [lambda C, p=p: product(A, W, WT, C, p) for p in range(len(PATHS))]
     runs += [lambda C, p=p: product(A, *only(p), C, p) for p in range(len(PATHS))]

@@ -3,6 +3,7 @@
 The Layout section's fenced block names the package's folders, one a line (`rnncli/run/   what it
 does`), the layers top to bottom; a folder inside a layer (`rnncli/kernels/cpu/`) belongs to that
 layer. LAYERS is that order, for the import test to read: `from tests.test_layout import LAYERS`."""
+
 import re
 from pathlib import Path
 from urllib.parse import unquote
@@ -19,7 +20,9 @@ def layout_folders(text: str) -> list[str]:
     block = re.search(r"^```[a-z]*\n(.*?)^```", section.group(1), re.M | re.S)
     assert block, "the Layout section has no fenced block"
     folders = [m.group(1) for m in re.finditer(r"^rnncli/(\S+?)/(?:\s|$)", block.group(1), re.M)]
-    assert folders and len(folders) == len(set(folders)), f"the Layout block names no folder, or one twice: {folders}"
+    assert folders and len(folders) == len(set(folders)), (
+        f"the Layout block names no folder, or one twice: {folders}"
+    )
     return folders
 
 
@@ -37,17 +40,28 @@ LAYERS = layers_from_readme()
 
 def packages(package: Path) -> list[str]:
     """Every sub-package folder under package (one holding __init__.py), relative, as "kernels/cpu"."""
-    return sorted(p.parent.relative_to(package).as_posix() for p in package.rglob("__init__.py")
-                  if p.parent != package and not NOT_PACKAGES & set(p.parent.relative_to(package).parts))
+    return sorted(
+        p.parent.relative_to(package).as_posix()
+        for p in package.rglob("__init__.py")
+        if p.parent != package and not NOT_PACKAGES & set(p.parent.relative_to(package).parts)
+    )
 
 
 def layout_problems(folders: list[str], package: Path) -> list[str]:
     """What is wrong between the Layout block's folders and the package's tree (nothing: [])."""
-    problems = [f"{f}/ is named in the README's Layout but {package.name}/{f}/__init__.py does not exist"
-                for f in folders if not (package / f / "__init__.py").is_file()]
-    problems += [f"{p}/ is a package the README's Layout does not name" for p in packages(package) if p not in folders]
-    problems += [f"{f}/ sits inside {f.split('/')[0]}/, which the Layout does not name as a layer"
-                 for f in folders if "/" in f and f.split("/")[0] not in folders]
+    problems = [
+        f"{f}/ is named in the README's Layout but {package.name}/{f}/__init__.py does not exist"
+        for f in folders
+        if not (package / f / "__init__.py").is_file()
+    ]
+    problems += [
+        f"{p}/ is a package the README's Layout does not name" for p in packages(package) if p not in folders
+    ]
+    problems += [
+        f"{f}/ sits inside {f.split('/')[0]}/, which the Layout does not name as a layer"
+        for f in folders
+        if "/" in f and f.split("/")[0] not in folders
+    ]
     return problems
 
 
@@ -61,7 +75,7 @@ def test_the_layers_are_listed_top_to_bottom_with_their_inner_folders_after_them
     assert LAYERS == layers_from(folders) and len(LAYERS) >= 2
     for inner in (f for f in folders if "/" in f):  # kernels/cpu/ comes after kernels/, before the next layer
         outer = inner.split("/")[0]
-        between = folders[folders.index(outer) + 1:folders.index(inner)]
+        between = folders[folders.index(outer) + 1 : folders.index(inner)]
         assert all(f.startswith(outer + "/") for f in between), f"{inner}/ is not listed under {outer}/"
 
 
@@ -82,16 +96,21 @@ def test_the_layout_check_itself_on_a_made_tree(tmp_path):
 
     (package / LAYERS[0] / "extra").mkdir()
     (package / LAYERS[0] / "extra" / "__init__.py").write_text("")
-    assert layout_problems(folders, package) == [f"{LAYERS[0]}/extra/ is a package the README's Layout does not name"]
+    assert layout_problems(folders, package) == [
+        f"{LAYERS[0]}/extra/ is a package the README's Layout does not name"
+    ]
     (package / LAYERS[0] / "extra" / "__init__.py").unlink()
     (package / LAYERS[-1] / "__init__.py").unlink()
     assert layout_problems(folders, package) == [
-        f"{LAYERS[-1]}/ is named in the README's Layout but rnncli/{LAYERS[-1]}/__init__.py does not exist"]
+        f"{LAYERS[-1]}/ is named in the README's Layout but rnncli/{LAYERS[-1]}/__init__.py does not exist"
+    ]
 
 
 def test_the_layout_parser_reads_order_and_inner_folders():
-    text = ("# x\n## Layout\n\nprose rnncli/nope/ here\n```text\nrnncli/top/   a\n   wrapped description\n"
-            "rnncli/mid/   b\nrnncli/mid/inner/  c\nrnncli/low/\n```\n## Next\n```\nrnncli/after/ x\n```\n")
+    text = (
+        "# x\n## Layout\n\nprose rnncli/nope/ here\n```text\nrnncli/top/   a\n   wrapped description\n"
+        "rnncli/mid/   b\nrnncli/mid/inner/  c\nrnncli/low/\n```\n## Next\n```\nrnncli/after/ x\n```\n"
+    )
     assert layout_folders(text) == ["top", "mid", "mid/inner", "low"]
     assert layers_from(layout_folders(text)) == ["top", "mid", "low"]
 
@@ -101,12 +120,15 @@ LINK = re.compile(r"!?\[[^\]]*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 
 def anchors(markdown: str) -> set[str]:
     """GitHub's heading anchors: lower case, punctuation dropped but - and _, spaces to hyphens."""
-    headings = re.findall(r"^#{1,6}\s+(.+?)\s*#*\s*$", re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S), re.M)
+    headings = re.findall(
+        r"^#{1,6}\s+(.+?)\s*#*\s*$", re.sub(r"^```.*?^```", "", markdown, flags=re.M | re.S), re.M
+    )
     return {re.sub(r"[^\w\- ]", "", h.lower()).replace(" ", "-") for h in headings}
 
 
 def relative_links(path: Path) -> list[str]:
-    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)  # code is not prose
+    # code is not prose
+    text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.M | re.S)
     text = re.sub(r"`[^`\n]*`", "", text)
     return [t for t in LINK.findall(text) if not re.match(r"[a-z][a-z0-9+.-]*:", t, re.I)]
 

@@ -1,6 +1,7 @@
 """The HTML page of `inspect --html` (cli/page.py, cli/page_assets/): self-contained, within its byte budget,
 its data decoding back to the probe's, shipped as package data; then opened in headless Chromium,
 where its #selftest works the controls and its match agrees with neurons.match_span."""
+
 import base64
 import html
 import json
@@ -15,19 +16,23 @@ import zipfile
 import numpy as np
 import pytest
 
-from rnncli.model.config import ModelConfig
 from rnncli.base.errors import RnncliError
-from rnncli.model.model import Model
-from rnncli.run.neurons import Found, find_neurons, match_span
 from rnncli.cli.page import build_page, write_page
+from rnncli.model.config import ModelConfig
+from rnncli.model.model import Model
 from rnncli.model.params import init_params
+from rnncli.run.neurons import Found, find_neurons, match_span
 from rnncli.run.probe import Probe, probe_ids
 
-TEXT = ('He said "stop here" and left.\n  The 3 cats (and 2 dogs) ran; "why?" asked Ann.\n'
-        "Nothing {quoted} here, only [brackets].\n") * 20
+TEXT = (
+    'He said "stop here" and left.\n  The 3 cats (and 2 dogs) ran; "why?" asked Ann.\n'
+    "Nothing {quoted} here, only [brackets].\n"
+) * 20
 META = re.compile(r'<script type="application/json" id="rnn-meta">(.*?)</script>', re.S)
-UNIT = re.compile(r'<script type="application/x-rnncli-unit" id="u(\d+)([hc])(\d+)"'
-                  r'(?: data-lo="([^"]*)" data-hi="([^"]*)")?>([^<]*)</script>')
+UNIT = re.compile(
+    r'<script type="application/x-rnncli-unit" id="u(\d+)([hc])(\d+)"'
+    r'(?: data-lo="([^"]*)" data-hi="([^"]*)")?>([^<]*)</script>'
+)
 INFO = {"title": "t.txt", "cell": "lstm", "layers": 2, "hidden": 24, "tokenizer": "char"}
 
 
@@ -56,8 +61,15 @@ def synthetic_probe(n, H, layers=2, seed=1) -> Probe:
         x = rng.standard_normal((n, H)) * spread
         acts[(k, "h")] = np.tanh(x).astype(np.float32)
         acts[(k, "c")] = (3 * x + rng.uniform(-1, 1, H)).astype(np.float32)
-    return Probe([vocab[i] for i in ids], ids, loss, rng.integers(0, len(vocab), (n, 5)).astype(np.int32),
-                 np.ascontiguousarray(top_p), acts, vocab)
+    return Probe(
+        [vocab[i] for i in ids],
+        ids,
+        loss,
+        rng.integers(0, len(vocab), (n, 5)).astype(np.int32),
+        np.ascontiguousarray(top_p),
+        acts,
+        vocab,
+    )
 
 
 def parse(page: str):
@@ -72,11 +84,26 @@ def parse(page: str):
 
 
 def test_the_page_is_self_contained_and_hostile_text_stays_text(tmp_path):
-    tokens = list("ab") + ["</script><script>alert(1)</script>", "<!--", "&amp;", "\u2028", "\ud800", "{{js}}", "\n"]
+    tokens = list("ab") + [
+        "</script><script>alert(1)</script>",
+        "<!--",
+        "&amp;",
+        "\u2028",
+        "\ud800",
+        "{{js}}",
+        "\n",
+    ]
     vocab = sorted(set(tokens))
     probe = model_probe()
-    probe = Probe(tokens, np.array([vocab.index(t) for t in tokens]), probe.loss[:9], probe.top_ids[:9] % len(vocab),
-                  probe.top_p[:9], {k: a[:9] for k, a in probe.acts.items()}, vocab)
+    probe = Probe(
+        tokens,
+        np.array([vocab.index(t) for t in tokens]),
+        probe.loss[:9],
+        probe.top_ids[:9] % len(vocab),
+        probe.top_p[:9],
+        {k: a[:9] for k, a in probe.acts.items()},
+        vocab,
+    )
     page = build_page(probe, [], {**INFO, "title": "<b>x</b>.txt"})
     for outside in ("http://", "https://", "src=", "url(", "@import", "<link", "href="):
         assert outside not in page, outside
@@ -94,7 +121,9 @@ def test_losses_predictions_and_activations_decode_back():
     meta, units = parse(page)
     loss = np.frombuffer(base64.b64decode(meta["loss"]), "<f4")
     assert np.isnan(loss[0]) and np.array_equal(loss[1:], probe.loss[1:])
-    assert np.array_equal(np.frombuffer(base64.b64decode(meta["top_ids"]), "<u2").reshape(-1, 5), probe.top_ids)
+    assert np.array_equal(
+        np.frombuffer(base64.b64decode(meta["top_ids"]), "<u2").reshape(-1, 5), probe.top_ids
+    )
     top_p = np.frombuffer(base64.b64decode(meta["top_p"]), np.uint8).reshape(-1, 5) / 255
     assert np.abs(top_p - probe.top_p).max() <= 0.5 / 255 + 1e-6
     assert len(units) == meta["total_units"] == 4 * 24 and "this page keeps" not in page  # all fit: all kept
@@ -136,8 +165,11 @@ def test_a_text_too_long_for_any_page_is_refused_and_cells_without_c_have_none()
     meta, units = parse(build_page(model_probe(cell="gru", H=6), [], {**INFO, "cell": "gru"}))
     assert set(meta["states"]) == {"0:h", "1:h"} and {k[1] for k in units} == {"h"}
     probe = model_probe(H=6)
-    meta, units = parse(build_page(Probe(probe.tokens, probe.ids, probe.loss, probe.top_ids, probe.top_p, {},
-                                         probe.vocab), [], INFO))
+    meta, units = parse(
+        build_page(
+            Probe(probe.tokens, probe.ids, probe.loss, probe.top_ids, probe.top_p, {}, probe.vocab), [], INFO
+        )
+    )
     assert meta["total_units"] == 0 and not units
 
 
@@ -145,7 +177,9 @@ def test_write_page_is_atomic(tmp_path):
     path = tmp_path / "p.html"
     path.write_text("old")
     write_page(path, "<!doctype html>new \u00e9")
-    assert path.read_text(encoding="utf-8") == "<!doctype html>new \u00e9" and os.listdir(tmp_path) == ["p.html"]
+    assert path.read_text(encoding="utf-8") == "<!doctype html>new \u00e9" and os.listdir(tmp_path) == [
+        "p.html"
+    ]
     with pytest.raises(RnncliError, match="cannot write page"):
         write_page(tmp_path / "missing" / "p.html", "x")
 
@@ -154,9 +188,16 @@ def test_the_assets_ship_in_a_wheel(tmp_path):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(os.path.join(root, name), tmp_path)
-    shutil.copytree(os.path.join(root, "rnncli"), tmp_path / "rnncli", ignore=shutil.ignore_patterns("__pycache__"))
-    run = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q",
-                          "-w", "dist"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    shutil.copytree(
+        os.path.join(root, "rnncli"), tmp_path / "rnncli", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "-q", "-w", "dist"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     if run.returncode and "No module named pip" in run.stderr:
         pytest.skip("pip is not installed in this environment")
     assert run.returncode == 0, run.stderr
@@ -166,6 +207,7 @@ def test_the_assets_ship_in_a_wheel(tmp_path):
 
 
 # ---- in a real browser
+
 
 @pytest.fixture(scope="module")
 def chromium():
@@ -179,18 +221,33 @@ def chromium():
         for update in (False, True):
             if update:
                 subprocess.run(["apt-get", "update"], capture_output=True, env=env, timeout=600)
-            subprocess.run(["apt-get", "install", "-y", "chromium"], capture_output=True, env=env, timeout=900)
+            subprocess.run(
+                ["apt-get", "install", "-y", "chromium"], capture_output=True, env=env, timeout=900
+            )
             if path := find():
                 break
     if path is None:
-        pytest.skip("no chromium, chromium-browser or google-chrome on PATH, and apt-get could not install one "
-                    "(it needs root and apt-get)")
+        pytest.skip(
+            "no chromium, chromium-browser or google-chrome on PATH, and apt-get could not install one "
+            "(it needs root and apt-get)"
+        )
     return path
 
 
 def headless(browser, tmp_path, url, *flags):
-    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--virtual-time-budget=5000",
-           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", *flags, url]
+    cmd = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--no-first-run",
+        "--virtual-time-budget=5000",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        "--enable-logging=stderr",
+        "--v=0",
+        *flags,
+        url,
+    ]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert run.returncode == 0, run.stderr[-2000:]
     return run

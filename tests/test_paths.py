@@ -1,6 +1,7 @@
 """Paths people name are checked before any work starts (rnncli/base/pathcheck.py): every option that
 takes a path, given a folder, a missing folder, a device, the input itself, a file system that takes
 no new files, a NUL or a name too long, ends in one line naming the path, exit 1, nothing written."""
+
 import os
 from pathlib import Path
 
@@ -30,7 +31,10 @@ CASES = {  # name: (argv with {f} the fixture's folder, what the line must say)
     "out .": (["train", "{f}/corpus.txt", "--out", "."], "cannot write the checkpoint .: it is a folder"),
     "out folder": (["train", "{f}/corpus.txt", "--out", "{f}/dir"], "it is a folder"),
     "out name/": (["train", "{f}/corpus.txt", "--out", "{f}/new/"], "it is a folder"),
-    "out missing folder": (["train", "{f}/corpus.txt", "--out", "{f}/nope/m.st"], "the folder {f}/nope does not exist"),
+    "out missing folder": (
+        ["train", "{f}/corpus.txt", "--out", "{f}/nope/m.st"],
+        "the folder {f}/nope does not exist",
+    ),
     "out under a file": (["train", "{f}/corpus.txt", "--out", "{f}/plain/m.st"], "{f}/plain is not a folder"),
     "out /proc": (["train", "{f}/corpus.txt", "--out", "/proc/m.st"], "does not take new files"),
     "out pipe": (["train", "{f}/corpus.txt", "--out", "{f}/fifo"], "not a regular file"),
@@ -47,16 +51,30 @@ CASES = {  # name: (argv with {f} the fixture's folder, what the line must say)
     "prompts NUL": (["generate", "-m", "{f}/m.safetensors", "--prompts", "p\0"], "cannot hold a NUL"),
     "eval text missing": (["eval", "-m", "{f}/m.safetensors", "{f}/nope.txt"], "no such file: {f}/nope.txt"),
     "text folder": (["inspect", "{f}/m.safetensors", "--text", "{f}/dir"], "is a directory"),
-    "html folder": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/dir"], "it is a folder"),
-    "html missing folder": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/no/p.html"],
-                            "the folder {f}/no does not exist"),
-    "html pipe": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/fifo"],
-                  "not a regular file"),
-    "html is the text": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/corpus.txt"],
-                         "which this command reads"),
-    "html is the model": (["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/m.safetensors"],
-                          "which this command reads"),
-    "seed not UTF-8": (["generate", "-m", "{f}/m.safetensors", "--seed", "\udcff"], "--seed holds bytes that are not UTF-8"),
+    "html folder": (
+        ["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/dir"],
+        "it is a folder",
+    ),
+    "html missing folder": (
+        ["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/no/p.html"],
+        "the folder {f}/no does not exist",
+    ),
+    "html pipe": (
+        ["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/fifo"],
+        "not a regular file",
+    ),
+    "html is the text": (
+        ["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/corpus.txt"],
+        "which this command reads",
+    ),
+    "html is the model": (
+        ["inspect", "{f}/m.safetensors", "--text", "{f}/corpus.txt", "--html", "{f}/m.safetensors"],
+        "which this command reads",
+    ),
+    "seed not UTF-8": (
+        ["generate", "-m", "{f}/m.safetensors", "--seed", "\udcff"],
+        "--seed holds bytes that are not UTF-8",
+    ),
 }
 
 
@@ -67,7 +85,9 @@ def test_a_bad_path_is_one_line_before_any_work(files, case):
     code, out, err = run_cli(*(a.replace("{f}", str(files)) for a in argv))
     assert_clean(code, err, allowed=(1,))  # one line: no recipe, no "tokens, mean surprise" before it
     assert message.replace("{f}", str(files)) in err and out == ""
-    assert {p.name: p.read_bytes() for p in files.iterdir() if p.is_file()} == before  # nothing written or replaced
+    assert {
+        p.name: p.read_bytes() for p in files.iterdir() if p.is_file()
+    } == before  # nothing written or replaced
     assert (files / "fifo").is_fifo()
 
 

@@ -1,19 +1,20 @@
 """Looking inside a model (probe.py, neurons.py, `inspect --text`): per-position losses, top tokens and
 states against the float64 reference, a hand-built quote unit that --find-neurons must rank first,
 LSTMVis's match, and the command's outputs."""
+
 import json
 
 import numpy as np
 import pytest
 
-from rnncli.store import checkpoint
-from rnncli.model.config import ModelConfig, TrainConfig, to_dict
 from rnncli.data.text import Tokenizer
 from rnncli.kernels import reference
+from rnncli.model.config import ModelConfig, TrainConfig, to_dict
 from rnncli.model.model import Model
-from rnncli.run.neurons import correlations, find_neurons, match_span, text_properties, PROPERTIES
 from rnncli.model.params import init_params
+from rnncli.run.neurons import PROPERTIES, correlations, find_neurons, match_span, text_properties
 from rnncli.run.probe import Layout, probe_ids, token_texts
+from rnncli.store import checkpoint
 from tests.helpers import CELLS, as64, assert_close
 from tests.hostile import assert_clean, run_cli
 
@@ -47,7 +48,9 @@ def check_positions(out, params, ids, x_b, recorded):
     top = np.take_along_axis(ref_p, out["top_ids"][pos].astype(np.int64), axis=1)
     assert_close(out["top_p"][pos], top, atol=2e-6, what="top probabilities")
     kth = np.sort(ref_p, axis=1)[:, -out["top_ids"].shape[1]]
-    assert np.all(top[:, -1] >= kth - 1e-6) and np.all(np.diff(top, axis=1) <= 1e-7), "top-k not the likeliest, in order"
+    assert np.all(top[:, -1] >= kth - 1e-6) and np.all(np.diff(top, axis=1) <= 1e-7), (
+        "top-k not the likeliest, in order"
+    )
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -113,8 +116,10 @@ def test_correlations_agree_with_numpy():
     assert np.all(r[3] == 0)
 
 
-QUOTED = ('\nhe said "no more" and left.\nthen (quietly) she said "yes, 42 times"\n'
-          'Nothing "at all" was "said" today\n    "an indented quote"\nsee [/b] and [bold]x[/bold]\n') * 3
+QUOTED = (
+    '\nhe said "no more" and left.\nthen (quietly) she said "yes, 42 times"\n'
+    'Nothing "at all" was "said" today\n    "an indented quote"\nsee [/b] and [bold]x[/bold]\n'
+) * 3
 
 
 def quote_unit_checkpoint(path, planted=2, H=5):
@@ -137,15 +142,20 @@ def quote_unit_checkpoint(path, planted=2, H=5):
     W_ih[2 * H + u, nl] = -20.0  # a newline: n = -1, outside
     W_hh[2 * H + u, u] = -10.0
     arrays = dict(p.views)
-    checkpoint.save(path, arrays, {"model": to_dict(cfg), "train": to_dict(TrainConfig(seq=16, batch=4)),
-                                   "tokenizer": tok.to_json()})
+    checkpoint.save(
+        path,
+        arrays,
+        {"model": to_dict(cfg), "train": to_dict(TrainConfig(seq=16, batch=4)), "tokenizer": tok.to_json()},
+    )
     return path
 
 
 def test_find_neurons_ranks_a_planted_quote_unit_first(tmp_path):
     model_path = quote_unit_checkpoint(tmp_path / "quote.safetensors")
     (tmp_path / "t.txt").write_text(QUOTED)
-    code, out, err = run_cli("inspect", str(model_path), "--text", str(tmp_path / "t.txt"), "--find-neurons", "--json")
+    code, out, err = run_cli(
+        "inspect", str(model_path), "--text", str(tmp_path / "t.txt"), "--find-neurons", "--json"
+    )
     assert code == 0, err
     found = json.loads(out.splitlines()[-1])["find_neurons"]
     quote = [f for f in found if f["property"] == "quote"]
@@ -160,8 +170,17 @@ def test_match_finds_the_other_quotes(tmp_path):
     model_path = quote_unit_checkpoint(tmp_path / "quote.safetensors")
     (tmp_path / "t.txt").write_text(QUOTED)
     start = QUOTED.index("no more")
-    code, out, err = run_cli("inspect", str(model_path), "--text", str(tmp_path / "t.txt"), "--match",
-                             f"{start}:{start + 7}", "--threshold", "0.9", "--json")
+    code, out, err = run_cli(
+        "inspect",
+        str(model_path),
+        "--text",
+        str(tmp_path / "t.txt"),
+        "--match",
+        f"{start}:{start + 7}",
+        "--threshold",
+        "0.9",
+        "--json",
+    )
     assert code == 0, err
     m = json.loads(out.splitlines()[-1])["match"]
     assert "0:2" in m["units"]
@@ -186,8 +205,18 @@ def test_inspect_text_outputs(tmp_path):
     text.write_text(QUOTED[:80])
     code, out, err = run_cli("inspect", str(model_path), "--text", str(text))
     assert code == 0 and out.startswith(QUOTED[:20]) and "surprise" in out and "nats/token" in err
-    code, out, err = run_cli("inspect", str(model_path), "--text", "-", "--json", "--top", "2", "--neuron", "0:2",
-                             stdin=QUOTED[:80].encode())
+    code, out, err = run_cli(
+        "inspect",
+        str(model_path),
+        "--text",
+        "-",
+        "--json",
+        "--top",
+        "2",
+        "--neuron",
+        "0:2",
+        stdin=QUOTED[:80].encode(),
+    )
     records = [json.loads(line) for line in out.splitlines()]
     assert code == 0 and len(records) == 80 and records[0]["loss"] is None
     assert "".join(r["token"] for r in records) == QUOTED[:80]
@@ -199,16 +228,19 @@ def test_inspect_text_outputs(tmp_path):
     assert code == 0 and len(out.splitlines()) == 80 and "next:" in out
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--neuron", "1:0"], "layers 0..0"),
-    (["--neuron", "0:99"], "units 0..4"),
-    (["--neuron", "x"], "two whole numbers"),
-    (["--state", "c"], "only an LSTM"),
-    (["--state", "q"], "h (hidden) or c"),
-    (["--match", "5:2"], "START < END"),
-    (["--match", "0:100000"], "past the text"),
-    (["--top", "-1"], "--top"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--neuron", "1:0"], "layers 0..0"),
+        (["--neuron", "0:99"], "units 0..4"),
+        (["--neuron", "x"], "two whole numbers"),
+        (["--state", "c"], "only an LSTM"),
+        (["--state", "q"], "h (hidden) or c"),
+        (["--match", "5:2"], "START < END"),
+        (["--match", "0:100000"], "past the text"),
+        (["--top", "-1"], "--top"),
+    ],
+)
 def test_inspect_text_refuses_bad_options_in_one_line(tmp_path, args, message):
     model_path = quote_unit_checkpoint(tmp_path / "quote.safetensors")
     (tmp_path / "t.txt").write_text(QUOTED)
@@ -226,8 +258,10 @@ def test_probe_options_need_a_text(tmp_path):
 
 def test_find_neurons_over_several_layers_and_states():
     rng = np.random.default_rng(1)
-    acts = {(0, "h"): rng.standard_normal((200, 4)).astype(np.float32),
-            (1, "c"): rng.standard_normal((200, 4)).astype(np.float32)}
+    acts = {
+        (0, "h"): rng.standard_normal((200, 4)).astype(np.float32),
+        (1, "c"): rng.standard_normal((200, 4)).astype(np.float32),
+    }
     tokens = list(("ab(c)\n 1X " * 20))
     acts[(1, "c")][:, 2] = text_properties(tokens)[:, list(PROPERTIES).index("line_position")]
     found, absent = find_neurons(acts, tokens)
@@ -246,15 +280,25 @@ def test_edge_inputs_of_the_review(tmp_path):
     assert code == 0, err
     assert len(json.loads(out.splitlines()[0])["top"]) == len(Tokenizer.build("char", QUOTED))  # all of them
     start = text.read_text().index("[/b]")
-    code, out, err = run_cli("inspect", str(model_path), "--text", str(text), "--match", f"{start}:{start + 4}",
-                             "--threshold", "-2")
+    code, out, err = run_cli(
+        "inspect",
+        str(model_path),
+        "--text",
+        str(text),
+        "--match",
+        f"{start}:{start + 4}",
+        "--threshold",
+        "-2",
+    )
     assert code == 0 and "[/b]" in out, err
     for bad in (["--match", "\u00b2:5"], ["--neuron", "0:\u00b9"]):
         code, _, err = run_cli("inspect", str(model_path), "--text", str(text), *bad)
         assert_clean(code, err, allowed=(1,))
         assert "two whole numbers" in err
     (tmp_path / "short.txt").write_text("he")
-    code, _, err = run_cli("inspect", str(model_path), "--text", str(tmp_path / "short.txt"), "--find-neurons")
+    code, _, err = run_cli(
+        "inspect", str(model_path), "--text", str(tmp_path / "short.txt"), "--find-neurons"
+    )
     assert code == 1 and "20 tokens at least" in err
     code, _, err = run_cli("inspect", str(model_path), "--threshold", "0.5")
     assert code == 1 and "add --text FILE" in err

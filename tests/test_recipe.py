@@ -1,13 +1,14 @@
 """The automatic recipe: the choice (a pure function of corpus, budget, speed and the user's flags),
 and how train, --plan, the checkpoint and resuming carry it."""
+
 import json
 from pathlib import Path
 
 import pytest
 
+from rnncli.base.errors import RnncliError
 from rnncli.model import recipe
 from rnncli.model.config import ModelConfig, TrainConfig, from_dict, to_dict
-from rnncli.base.errors import RnncliError
 from rnncli.model.recipe import Corpus, choose
 from tests.helpers import FakeClock
 from tests.hostile import run_cli
@@ -25,12 +26,19 @@ def test_the_choice_is_deterministic_and_grows_with_the_budget():
         a = choose(SHAKESPEARE, {}, {"time": seconds}, RATE)
         assert a == choose(SHAKESPEARE, {}, {"time": seconds}, RATE)
         widths.append(a.model["hidden"])
-        assert a.train["time"] == seconds and a.train["lr_schedule"] == "cosine" and a.train["patience"] == recipe.PATIENCE
+        assert (
+            a.train["time"] == seconds
+            and a.train["lr_schedule"] == "cosine"
+            and a.train["patience"] == recipe.PATIENCE
+        )
         assert a.seconds == pytest.approx(seconds, rel=0.15)  # validations take the rest
         ModelConfig(vocab_size=65, **a.model), TrainConfig(**a.train)  # valid settings
     assert widths == sorted(widths) and widths[0] < widths[-1]
     # a faster machine buys a wider model in the same time
-    assert choose(SHAKESPEARE, {}, {"time": 600}, 4 * RATE).model["hidden"] > choose(SHAKESPEARE, {}, {"time": 600}, RATE).model["hidden"]
+    assert (
+        choose(SHAKESPEARE, {}, {"time": 600}, 4 * RATE).model["hidden"]
+        > choose(SHAKESPEARE, {}, {"time": 600}, RATE).model["hidden"]
+    )
 
 
 def test_size_follows_the_tokens_a_budget_buys_and_the_text_can_fill():
@@ -47,17 +55,21 @@ def test_size_follows_the_tokens_a_budget_buys_and_the_text_can_fill():
     assert long.model["dropout"] == 0.5 and long.epochs > 100 and "what the text can fill" in long.why
     huge = choose(Corpus(500_000_000, 262_144, 65), {}, {"time": 1e6}, RATE)
     assert huge.model["hidden"] == recipe.HIDDEN[-1] and "widest candidate" in huge.why
-    words = choose(Corpus(250_000, 10_000, 20_000), {}, {"time": 300}, RATE)  # a word vocabulary on little text
+    # a word vocabulary on little text
+    words = choose(Corpus(250_000, 10_000, 20_000), {}, {"time": 300}, RATE)
     assert words.model["hidden"] == recipe.HIDDEN[0] and "what the text can fill" in words.why
     assert words.model["embed"] == recipe.HIDDEN[0]  # (its word vectors no wider than the network)
     wordy = choose(Corpus(100_000, 10_000, 20_000), {}, {"time": 300}, RATE)
     assert wordy.model["hidden"] == recipe.HIDDEN[0] and "even it exceeds" in wordy.why
-    assert choose(SHAKESPEARE, {}, {"epochs": 1}, None).model["dropout"] == 0.0  # one pass: nothing to overfit
+    # one pass: nothing to overfit
+    assert choose(SHAKESPEARE, {}, {"epochs": 1}, None).model["dropout"] == 0.0
 
 
 def test_steps_and_epochs_need_no_speed_and_the_nearest_stop_counts():
     a = choose(SHAKESPEARE, {}, {"steps": 500}, None)
-    assert a.tokens == 500 * 64 * 100 and a.seconds is None and a.train["steps"] == 500 and "time" not in a.train
+    assert (
+        a.tokens == 500 * 64 * 100 and a.seconds is None and a.train["steps"] == 500 and "time" not in a.train
+    )
     assert choose(SHAKESPEARE, {}, {"epochs": 2}, None).tokens == pytest.approx(2 * SHAKESPEARE.train_tokens)
     both = choose(SHAKESPEARE, {}, {"steps": 100, "epochs": 2}, None)
     assert both.tokens == 100 * 64 * 100
@@ -73,10 +85,22 @@ def test_every_setting_the_user_gives_wins_and_is_not_listed_as_chosen():
     train = {"time": 600, "batch": 16, "lr": 1e-3, "patience": 9, "out": "x.st", "eval_every": 7}
     a = choose(SHAKESPEARE, model, train, RATE)
     assert {k: a.model[k] for k in model} == model
-    assert a.train["batch"] == 16 and a.train["lr"] == 1e-3 and a.train["patience"] == 9 and a.train["eval_every"] == 7
-    assert "out" not in a.train and not set(model) & set(a.chosen) and not {"batch", "lr", "time"} & set(a.chosen)
+    assert (
+        a.train["batch"] == 16
+        and a.train["lr"] == 1e-3
+        and a.train["patience"] == 9
+        and a.train["eval_every"] == 7
+    )
+    assert (
+        "out" not in a.train
+        and not set(model) & set(a.chosen)
+        and not {"batch", "lr", "time"} & set(a.chosen)
+    )
     assert "width you gave" in a.why
-    assert choose(SHAKESPEARE, {"cell": "lstm"}, {"time": 600}, RATE).model["hidden"] < choose(SHAKESPEARE, {}, {"time": 600}, RATE).model["hidden"]
+    assert (
+        choose(SHAKESPEARE, {"cell": "lstm"}, {"time": 600}, RATE).model["hidden"]
+        < choose(SHAKESPEARE, {}, {"time": 600}, RATE).model["hidden"]
+    )
 
 
 def test_windows_keep_enough_of_them_per_epoch_and_a_stream_per_rank():
@@ -90,7 +114,8 @@ def test_windows_keep_enough_of_them_per_epoch_and_a_stream_per_rank():
     # one of batch and seq given: the other fitted to it, keeping 50 windows an epoch
     assert recipe.layout(SMALL, {"batch": 256}) == (256, 8) and recipe.layout(SMALL, {"batch": 8}) == (8, 100)
     assert recipe.layout(SMALL, {"seq": 10}) == (64, 10) and recipe.layout(SMALL, {"seq": 100}) == (16, 100)
-    assert choose(Corpus(10_000, 0, 30), {}, {"steps": 10}, None).train["patience"] is None  # nothing to validate on
+    # nothing to validate on
+    assert choose(Corpus(10_000, 0, 30), {}, {"steps": 10}, None).train["patience"] is None
 
 
 def test_the_speed_is_read_from_two_probes_and_an_optimizer_step(monkeypatch):
@@ -112,7 +137,8 @@ def test_the_speed_is_read_from_two_probes_and_an_optimizer_step(monkeypatch):
     assert speed.macs_per_s == pytest.approx(1 / per_mac)
     assert speed.vocab_s == pytest.approx(max(0.0, 0.05 - per_mac * mn) / (tokens * 40))
     assert speed.param_s == pytest.approx(0.001 / wide.n_params)
-    assert speed.token_seconds(wide, tokens) * tokens == pytest.approx(0.25 + 0.001, rel=0.3)  # (what it was measured on)
+    # (what it was measured on)
+    assert speed.token_seconds(wide, tokens) * tokens == pytest.approx(0.25 + 0.001, rel=0.3)
 
 
 def test_train_takes_the_recipe_stores_it_and_resume_keeps_it(tmp_path):
@@ -125,7 +151,10 @@ def test_train_takes_the_recipe_stores_it_and_resume_keeps_it(tmp_path):
     assert "embed" not in first["chosen"] and "steps" not in first["chosen"] and "hidden" in first["chosen"]
     info = json.loads(run_cli("inspect", str(out), "--json")[1])
     assert info["recipe"]["why"] == first["why"] and info["train"]["recipe"] == "auto"
-    assert info["train"]["batch"] == first["train"]["batch"] and info["model"]["hidden"] == first["model"]["hidden"]
+    assert (
+        info["train"]["batch"] == first["train"]["batch"]
+        and info["model"]["hidden"] == first["model"]["hidden"]
+    )
     code, stdout, err = run_cli("train", CORPUS, "--resume", str(out), "--steps", "8", "--json")
     assert code == 0, err
     assert json.loads(stdout.splitlines()[0])["event"] == "step"  # (the recipe is said once, at the start)
@@ -136,18 +165,25 @@ def test_plan_prints_the_recipe_and_trains_nothing(tmp_path):
     out = tmp_path / "m.st"
     code, stdout, err = run_cli("train", CORPUS, "--time", "30", "--plan", "--out", str(out))
     assert code == 0, err
-    assert stdout.startswith("recipe (auto): gru 2x") and "why: 30 s at " in stdout and "predicted: " in stdout
+    assert (
+        stdout.startswith("recipe (auto): gru 2x") and "why: 30 s at " in stdout and "predicted: " in stdout
+    )
     assert not out.exists()
     code, stdout, _ = run_cli("train", CORPUS, "--steps", "40", "--plan", "--json", "--out", str(out))
     plan = json.loads(stdout)
-    assert plan["train"]["steps"] == 40 and plan["seconds"] > 0 and plan["parameters"] > 0 and not out.exists()
-    code, _, err = run_cli("train", CORPUS, "--plan", "--resume", str(out))  # (a resumed run's plan: test_first_hour)
+    assert (
+        plan["train"]["steps"] == 40 and plan["seconds"] > 0 and plan["parameters"] > 0 and not out.exists()
+    )
+    # (a resumed run's plan: test_first_hour)
+    code, _, err = run_cli("train", CORPUS, "--plan", "--resume", str(out))
     assert code == 1 and "no such checkpoint" in err
 
 
 def test_plain_recipe_keeps_char_rnns_settings(tmp_path):
     out = tmp_path / "p.st"
-    code, stdout, err = run_cli("train", CORPUS, "--recipe", "plain", "--steps", "2", "--out", str(out), "--json")
+    code, stdout, err = run_cli(
+        "train", CORPUS, "--recipe", "plain", "--steps", "2", "--out", str(out), "--json"
+    )
     assert code == 0, err
     assert json.loads(stdout.splitlines()[0])["event"] == "step"
     info = json.loads(run_cli("inspect", str(out), "--json")[1])
@@ -176,7 +212,9 @@ def test_plan_writes_nothing_takes_no_lock_and_needs_no_writable_folder(tmp_path
         lock.release()
     code, stdout, err = run_cli("train", CORPUS, "--steps", "40", "--plan", "--out", "/no/such/folder/m.st")
     assert code == 0, err
-    code, stdout, err = run_cli("train", CORPUS, "--steps", "40", "--plan", "--recipe", "plain", "--out", str(out))
+    code, stdout, err = run_cli(
+        "train", CORPUS, "--steps", "40", "--plan", "--recipe", "plain", "--out", str(out)
+    )
     assert code == 0 and stdout.startswith("recipe (plain): ") and '"cell": "lstm"' in stdout
 
 
@@ -187,13 +225,18 @@ def test_time_counts_the_whole_run_and_a_stop_given_on_resume_replaces_the_chose
     from rnncli.model.model import Model
     from rnncli.run.train import Trainer
 
-    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)  # (no first step set apart)
+    # (no first step set apart)
+    monkeypatch.setattr(jit, "compiled_on_disk", lambda name="", exact=False: True)
     clock, step = FakeClock(), Model.loss_and_grads
-    monkeypatch.setattr(Model, "loss_and_grads", lambda self, *a, **kw: clock.advance(0.25) or step(self, *a, **kw))
+    monkeypatch.setattr(
+        Model, "loss_and_grads", lambda self, *a, **kw: clock.advance(0.25) or step(self, *a, **kw)
+    )
     out = tmp_path / "t.st"
     small = {"batch": 8, "seq": 32, "recipe": "plain", "out": str(out)}
     for settings, resume in ((dict(small, time=3), None), ({"time": 5}, str(out))):
-        with Trainer([CORPUS], {"hidden": 16, "embed": 8} if resume is None else {}, settings, resume=resume) as t:
+        with Trainer(
+            [CORPUS], {"hidden": 16, "embed": 8} if resume is None else {}, settings, resume=resume
+        ) as t:
             t.clock = clock
             done = list(t.run())[-1]
         if resume is None:

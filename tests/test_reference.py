@@ -1,4 +1,5 @@
 """The float64 reference against central finite differences, for every cell and depth."""
+
 import numpy as np
 import pytest
 
@@ -9,7 +10,9 @@ from tests.helpers import CELLS, as64, random_case
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("layers,dropout", [(1, 0.0), (2, 0.3), (3, 0.0)])
 def test_gradients_match_finite_differences(cell, layers, dropout):
-    params, ids, targets, h0, c0, masks = random_case(cell, V=7, E=4, H=5, L=layers, T=4, B=2, dropout=dropout)
+    params, ids, targets, h0, c0, masks = random_case(
+        cell, V=7, E=4, H=5, L=layers, T=4, B=2, dropout=dropout
+    )
     P = as64(params)
     h0, c0 = h0.astype(np.float64), c0.astype(np.float64)
     m64 = None if masks is None else [m.astype(np.float64) for m in masks]

@@ -1,15 +1,16 @@
 """The compiled decoder against the model's own forward pass; batched rows against single ones;
 each sampler against the float64 reference; stop strings across chunk edges; the answers' records."""
+
 import numpy as np
 import pytest
 from scipy.stats import chisquare
 
-from rnncli.run import sample
-from rnncli.model.config import SampleConfig
 from rnncli.data.text import Tokenizer
 from rnncli.kernels import reference
 from rnncli.kernels.sampling import Sampling, choose, cut_min_p, cut_top_k, cut_top_p, draw, penalize
+from rnncli.model.config import SampleConfig
 from rnncli.model.model import Model
+from rnncli.run import sample
 from tests.helpers import CELLS, random_case
 
 
@@ -86,9 +87,16 @@ def _chain(logits, recent, s):
     return probs / probs.sum(axis=1, keepdims=True)
 
 
-SETTINGS = [Sampling(1.0, 0, 1.0, 0.0, 1.0), Sampling(1.5, 0, 1.0, 0.0, 1.0), Sampling(1.0, 5, 1.0, 0.0, 0.7),
-            Sampling(1.0, 0, 0.8, 0.0, 1.0), Sampling(1.0, 0, 1.0, 0.1, 1.3), Sampling(1.3, 8, 0.9, 0.05, 0.8),
-            Sampling(0.7, 0, 1.0, 0.0, 1.0), Sampling(2.0, 3, 1.0, 0.0, 0.0)]
+SETTINGS = [
+    Sampling(1.0, 0, 1.0, 0.0, 1.0),
+    Sampling(1.5, 0, 1.0, 0.0, 1.0),
+    Sampling(1.0, 5, 1.0, 0.0, 0.7),
+    Sampling(1.0, 0, 0.8, 0.0, 1.0),
+    Sampling(1.0, 0, 1.0, 0.1, 1.3),
+    Sampling(1.3, 8, 0.9, 0.05, 0.8),
+    Sampling(0.7, 0, 1.0, 0.0, 1.0),
+    Sampling(2.0, 3, 1.0, 0.0, 0.0),
+]
 
 
 @pytest.mark.parametrize("s", SETTINGS, ids=str)
@@ -152,8 +160,11 @@ def test_a_stop_string_ends_the_text_right_before_it_across_chunk_edges(kind, ch
     for a in full:
         assert a.stop_reason == "length" and a.tokens == 300
     target = full[1].text
-    stop = next(target[i : i + 2] for i in range(40, len(target)) if target[i : i + 2].strip()
-                and target.find(target[i : i + 2]) >= 20)
+    stop = next(
+        target[i : i + 2]
+        for i in range(40, len(target))
+        if target[i : i + 2].strip() and target.find(target[i : i + 2]) >= 20
+    )
     got = _answers(loaded, ["the"], chunk=chunk, num_samples=3, stop=(stop, "\x00never"))
     for before, after in zip(full, got):
         cut = before.text.find(stop)

@@ -1,12 +1,13 @@
 """Both the reference and the kernels against fixtures made once with PyTorch 2.13 (see fixtures/)."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from rnncli.model.config import ModelConfig, TrainConfig
 from rnncli.kernels import reference
+from rnncli.model.config import ModelConfig, TrainConfig
 from rnncli.model.model import Model
 from rnncli.model.optim import Adam
 from rnncli.model.params import Params
@@ -49,7 +50,9 @@ def test_adam_with_clipping_matches_pytorch(cell):
         ref = reference.forward_backward(P, cell, ids, targets, h0.astype(float), c0.astype(float))
         reference.adam_step(P, ref["grads"], m, v, step + 1, cfg.lr, clip=cfg.clip)
         assert loss == pytest.approx(float(f["adam_losses"][step]), rel=1e-5), f"kernels, step {step}"
-        assert ref["loss"] == pytest.approx(float(f["adam_losses"][step]), rel=1e-6), f"reference, step {step}"
+        assert ref["loss"] == pytest.approx(float(f["adam_losses"][step]), rel=1e-6), (
+            f"reference, step {step}"
+        )
     for name in params.names():
         assert_close(params[name], f["final." + name], atol=2e-5, what=name)
         assert_close(P[name], f["final." + name], atol=1e-5, what=name)  # torch ran in float32

@@ -1,15 +1,16 @@
 """Training runs, checkpoints and exact resumption, on small text made here."""
+
 import json
 import math
 
 import numpy as np
 import pytest
 
-from rnncli.store import checkpoint
 from rnncli.base.errors import RnncliError
-from rnncli.store.load import load_model
 from rnncli.run.runs import More
 from rnncli.run.train import Trainer
+from rnncli.store import checkpoint
+from rnncli.store.load import load_model
 from tests.helpers import FakeClock
 
 TINY = {"hidden": 16, "embed": 8}
@@ -31,7 +32,9 @@ def run(trainer):
 
 def test_training_lowers_the_loss_and_keeps_the_best_weights(corpus, tmp_path):
     out = str(tmp_path / "m.safetensors")
-    t = Trainer([corpus], dict(TINY, cell="gru"), dict(batch=8, seq=16, steps=60, eval_every=20, lr=0.01, out=out))
+    t = Trainer(
+        [corpus], dict(TINY, cell="gru"), dict(batch=8, seq=16, steps=60, eval_every=20, lr=0.01, out=out)
+    )
     events = run(t)
     steps = [e for e in events if e["event"] == "step"]
     assert len(steps) == 60 and events[-1]["event"] == "done"
@@ -111,7 +114,9 @@ def test_checkpoint_files_are_checked(tmp_path):
 def test_checkpoint_metadata_is_json_strings(tmp_path):
     path = tmp_path / "c.safetensors"
     checkpoint.save(path, {"w": np.ones(3, np.float32)}, {"model": {"a": 1}, "history": [[1, 2.0, None]]})
-    raw = json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])["__metadata__"]
+    raw = json.loads(path.read_bytes()[8 : 8 + int.from_bytes(path.read_bytes()[:8], "little")])[
+        "__metadata__"
+    ]
     assert all(isinstance(v, str) for v in raw.values())
     assert json.loads(raw["model"]) == {"a": 1}
     _, meta = checkpoint.read_header(path)
@@ -128,7 +133,8 @@ def test_patience_stops_after_that_many_validations_without_a_new_best(corpus, t
     assert done["early_stop"] and done["step"] == 5 and done["best_step"] == 2  # steps 3, 4, 5: no new best
     assert done["best_val_loss"] == 1.5
     with Trainer([str(corpus)], {}, {"patience": 4}, resume=str(tmp_path / "p.st")) as t:
-        again = run(t)  # resumed with a larger patience alone: the count goes on from the history (4th at step 6)
+        # resumed with a larger patience alone: the count goes on from the history (4th at step 6)
+        again = run(t)
     assert again[-1]["early_stop"] and again[-1]["step"] == 6
     with pytest.raises(RnncliError, match=r"nothing left to do: .*stopped early \(4 validations.*--more"):
         Trainer([str(corpus)], {}, {}, resume=str(tmp_path / "p.st"))
@@ -161,16 +167,21 @@ def test_the_first_compile_is_not_part_of_the_time_budget(corpus, tmp_path, monk
     assert done["tokens_per_s"] == 4 * 2 * 8 / 0.5
 
 
-@pytest.mark.parametrize("settings, message", [({"patience": 0}, "--patience must be at least 1"),
-                                               ({"patience": 2, "val_frac": 0.0}, "needs --val-frac > 0")])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"patience": 0}, "--patience must be at least 1"),
+        ({"patience": 2, "val_frac": 0.0}, "needs --val-frac > 0"),
+    ],
+)
 def test_patience_settings_are_checked(corpus, tmp_path, settings, message):
     with pytest.raises(RnncliError, match=message):
         Trainer([str(corpus)], TINY, dict(settings, out=str(tmp_path / "x.st")))
 
 
 def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(corpus, tmp_path):
-    from rnncli.run.curve import MAX_POINTS, LossCurve
     from rnncli.cli.report import chart, describe
+    from rnncli.run.curve import MAX_POINTS, LossCurve
 
     c = LossCurve()
     for step in range(1, 3001):
@@ -178,7 +189,8 @@ def test_the_loss_curve_keeps_every_step_in_bounded_space_and_resumes_exactly(co
     assert len(c.points) < MAX_POINTS and c.points[-1][0] <= 3000 and c.all_points()[-1][0] == 3000
     covered = c.stride * len(c.points) + c.count
     assert covered == 3000 and abs(sum(p[1] for p in c.points) * c.stride + c.sum - 3000 * 3001 / 2) < 1e-6
-    settings = dict(batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"), recipe="plain")  # (a constant lr: 3+4 steps = 7)
+    # (a constant lr: 3+4 steps = 7)
+    settings = dict(batch=2, seq=8, eval_every=200, out=str(tmp_path / "c.st"), recipe="plain")
     with Trainer([str(corpus)], TINY, dict(settings, steps=7)) as t:
         losses = [e["train_loss"] for e in run(t) if e["event"] == "step"]
     with Trainer([str(corpus)], TINY, dict(settings, steps=3, out=str(tmp_path / "d.st"))) as t:

@@ -1,13 +1,13 @@
-"""The measured kernel choices (rnncli/kernels/cpu/tune.py): the choice is kept per CPU and read back, and a bad
-or foreign file is measured again with a note. (Every path, forced, against the reference through
+"""The measured kernel choices (rnncli/kernels/cpu/tune.py): the choice is kept per CPU and read back,
+and a bad or foreign file is measured again with a note. (Every path, forced, against the reference through
 the sequence drivers: tests/test_kernels.py.)"""
+
 import json
 
 import numpy as np
 import pytest
 
-from rnncli.kernels.cpu import tune
-from rnncli.kernels.cpu import gemm
+from rnncli.kernels.cpu import gemm, tune
 
 SHAPE = (8, 512, 128, 1)  # M rows a thread, N outputs, K inputs, threads: above tune.SMALL
 
@@ -48,13 +48,24 @@ def test_small_shapes_and_no_tune_take_the_rule(tuning, monkeypatch):
     assert tune.path(*SHAPE) == gemm.rule(512, 128) and not tune.path_file().exists()
 
 
-@pytest.mark.parametrize("content,said", [
-    ("{not json", "cannot be read"),
-    (json.dumps({"format": tune.FORMAT, "cpu": "x", "paths": {"8,512,128,1": "fastest"}}), "malformed"),
-    (json.dumps({"format": 1, "cpu": "x", "paths": {"8,512,128,1": "rows4"}}), "earlier rnncli"),
-    (json.dumps({"format": tune.FORMAT, "cpu": "Some Other CPU (family 1 model 2); 4 float32 lanes",
-                 "paths": {"8,512,128,1": "rows4"}}), "another CPU"),
-])
+@pytest.mark.parametrize(
+    "content,said",
+    [
+        ("{not json", "cannot be read"),
+        (json.dumps({"format": tune.FORMAT, "cpu": "x", "paths": {"8,512,128,1": "fastest"}}), "malformed"),
+        (json.dumps({"format": 1, "cpu": "x", "paths": {"8,512,128,1": "rows4"}}), "earlier rnncli"),
+        (
+            json.dumps(
+                {
+                    "format": tune.FORMAT,
+                    "cpu": "Some Other CPU (family 1 model 2); 4 float32 lanes",
+                    "paths": {"8,512,128,1": "rows4"},
+                }
+            ),
+            "another CPU",
+        ),
+    ],
+)
 def test_a_corrupt_or_foreign_file_is_measured_again_with_a_note(tuning, content, said):
     tune.path_file().write_text(content)
     got = tune.path(*SHAPE)
@@ -92,7 +103,7 @@ def test_a_near_tie_with_blas_goes_to_blas(monkeypatch, rows4, chosen):
     assert gemm.rule(512, 128) == gemm.COLS
     seconds = {gemm.BLAS: 1.0, gemm.ROWS: 2.0, gemm.ROWS4: rows4, gemm.COLS: 2.0}
     now = [0.0]
-    calls = iter(range(10 ** 6))
+    calls = iter(range(10**6))
 
     def clock():  # each path is timed three times, two clock readings each
         n = next(calls)
@@ -128,8 +139,19 @@ def test_no_tune_on_the_command_line_takes_the_rule(tuning, monkeypatch, tmp_pat
     from tests.test_recipe import CORPUS
 
     monkeypatch.setattr(tune, "measure", lambda *a: pytest.fail("measured"))
-    code, _, err = run_cli("train", CORPUS, "--hidden", "200", "--steps", "1", "--recipe", "plain", "--no-tune",
-                           "--out", str(tmp_path / "m.st"))
+    code, _, err = run_cli(
+        "train",
+        CORPUS,
+        "--hidden",
+        "200",
+        "--steps",
+        "1",
+        "--recipe",
+        "plain",
+        "--no-tune",
+        "--out",
+        str(tmp_path / "m.st"),
+    )
     assert code == 0, err
     assert not tune.path_file().exists()
 

@@ -1,5 +1,6 @@
 """The newcomer's walk-through (benchmarks/walkthrough.sh): the README's commands in order on a
 bundled corpus, each output checked, with 4-second trainings instead of the README's minute."""
+
 import os
 import subprocess
 import sys
@@ -11,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_the_readme_walkthrough_holds():
     env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     env.pop("RNNCLI_MODEL", None)
-    r = subprocess.run(["bash", str(ROOT / "benchmarks" / "walkthrough.sh"), "4"], capture_output=True, env=env,
-                       timeout=600)
+    r = subprocess.run(
+        ["bash", str(ROOT / "benchmarks" / "walkthrough.sh"), "4"], capture_output=True, env=env, timeout=600
+    )
     out, err = r.stdout.decode(), r.stderr.decode()
     assert r.returncode == 0 and out.strip().endswith("0 failed"), out + err

@@ -1,5 +1,6 @@
 """A trained model in Python: `load` a checkpoint, then generate, score and look inside, as the
 `generate`, `eval` and `inspect --text` commands do (they call these)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -12,8 +13,14 @@ from rnncli.run.probe import Probe
 from rnncli.run.sample import Answer
 
 
-def load(path: str, device: str = "auto", *, threads: int | None = None, tune: bool = True,
-         notes: Callable[[str], None] | None = None) -> Model:
+def load(
+    path: str,
+    device: str = "auto",
+    *,
+    threads: int | None = None,
+    tune: bool = True,
+    notes: Callable[[str], None] | None = None,
+) -> Model:
     """The model in the checkpoint at `path`, checked as the command line checks it (a bad file is an
     RnncliError naming what is wrong), its best weights on `device` (cpu, cuda, or auto).
 
@@ -56,7 +63,10 @@ class Model:
 
     def __repr__(self) -> str:
         c = self.config
-        return f"<rnncli.Model {c.cell} {c.layers}x{c.hidden}, vocabulary {c.vocab_size} ({self.tokenizer}) from {self.path}>"
+        return (
+            f"<rnncli.Model {c.cell} {c.layers}x{c.hidden}, vocabulary {c.vocab_size} ({self.tokenizer}) "
+            f"from {self.path}>"
+        )
 
     @property
     def config(self) -> ModelConfig:
@@ -77,13 +87,38 @@ class Model:
     def meta(self) -> dict:
         return self._loaded[2]
 
-    def sample_config(self, length: int = 500, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
-                      min_p: float = 0.0, repeat_penalty: float = 1.0, repeat_last_n: int = 64, greedy: bool = False,
-                      stop: tuple[str, ...] | list[str] = (), n: int = 1, rng_seed: int | None = None,
-                      max_time: float | None = None) -> SampleConfig:
+    def sample_config(
+        self,
+        length: int = 500,
+        *,
+        temperature: float = 1.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        min_p: float = 0.0,
+        repeat_penalty: float = 1.0,
+        repeat_last_n: int = 64,
+        greedy: bool = False,
+        stop: tuple[str, ...] | list[str] = (),
+        n: int = 1,
+        rng_seed: int | None = None,
+        max_time: float | None = None,
+    ) -> SampleConfig:
         """The sampling settings these keywords name (generate's), checked."""
-        return SampleConfig(length, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, greedy, rng_seed,
-                            tuple(stop), max_time, n, self.options.device)
+        return SampleConfig(
+            length,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repeat_penalty,
+            repeat_last_n,
+            greedy,
+            rng_seed,
+            tuple(stop),
+            max_time,
+            n,
+            self.options.device,
+        )
 
     def events(self, prompts: list[str], cfg: SampleConfig, on_warning: Callable[[str], None] | None = None):
         """The decoder's events for each prompt cfg.num_samples times, as run.sample.generate yields
@@ -141,18 +176,27 @@ class Model:
         with self.options.applied():
             return score_held_out(list(corpus), self._loaded, self.options.threads)
 
-    def probe(self, text: str | bytes, top: int = 5, states: list[tuple[int, str]] | tuple = (),
-              on_warning: Callable[[str], None] | None = None) -> Probe:
+    def probe(
+        self,
+        text: str | bytes,
+        top: int = 5,
+        states: list[tuple[int, str]] | tuple = (),
+        on_warning: Callable[[str], None] | None = None,
+    ) -> Probe:
         """What the model does reading `text`: per token, its loss (nats), the `top` likeliest next
         tokens and their probabilities, and the activations of the (layer, "h" or "c") states asked
         for, as NumPy arrays (tokens x hidden units)."""
         from rnncli.run.probe import probe_text
 
         for layer, state in states:
-            if not (0 <= layer < self.config.layers and state in ("h", "c")) or (state == "c" and self.config.cell != "lstm"):
+            if not (0 <= layer < self.config.layers and state in ("h", "c")) or (
+                state == "c" and self.config.cell != "lstm"
+            ):
                 from rnncli.base.errors import RnncliError
 
-                raise RnncliError(f"states: ({layer}, {state!r}) is not a state of this {self.config.cell} "
-                                  f"of layers 0..{self.config.layers - 1} (h, and c for an LSTM)")
+                raise RnncliError(
+                    f"states: ({layer}, {state!r}) is not a state of this {self.config.cell} "
+                    f"of layers 0..{self.config.layers - 1} (h, and c for an LSTM)"
+                )
         with self.options.applied():
             return probe_text(text, self._loaded, top, tuple(states), self.options.threads, on_warning)

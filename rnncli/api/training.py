@@ -1,6 +1,7 @@
 """Training from Python: `train` sets a run up (reading the corpus, choosing the recipe, claiming
 the checkpoint path) and returns a `Run`, whose events are what `rnncli train` shows. The command
 line calls these."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
@@ -60,8 +61,15 @@ def _event(ev: dict) -> StepEvent | DoneEvent:
     return cls(**{f.name: ev.get(f.name) for f in fields(cls)})
 
 
-def train(corpus: list[str] | str, model: ModelSettings = ModelSettings(), train: TrainSettings = TrainSettings(),
-          run: RunOptions = RunOptions(), *, plan: bool = False, on_compile=None) -> Run:
+def train(
+    corpus: list[str] | str,
+    model: ModelSettings = ModelSettings(),
+    train: TrainSettings = TrainSettings(),
+    run: RunOptions = RunOptions(),
+    *,
+    plan: bool = False,
+    on_compile=None,
+) -> Run:
     """Set up a training run on the text files `corpus` ("-": standard input): a new one, or with
     run.resume the saved run continued. Settings not given are chosen by the automatic recipe.
     Nothing trains until the Run is iterated (or `finish()`ed). plan=True: only settle the recipe,
@@ -77,9 +85,18 @@ def train(corpus: list[str] | str, model: ModelSettings = ModelSettings(), train
     sources = [corpus] if isinstance(corpus, str) else list(corpus)
     more = More.parse(run.more) if run.more is not None else None
     with run.applied():
-        trainer = Trainer(sources, model.given(), {**train.given(), **run.train_fields()}, run.resume,
-                          run.allow_new_corpus, run.distributed, plan, on_compile=on_compile, force=run.force,
-                          more=more)
+        trainer = Trainer(
+            sources,
+            model.given(),
+            {**train.given(), **run.train_fields()},
+            run.resume,
+            run.allow_new_corpus,
+            run.distributed,
+            plan,
+            on_compile=on_compile,
+            force=run.force,
+            more=more,
+        )
     return Run(trainer, run)
 
 
@@ -138,8 +155,8 @@ class Run:
     def finish(self) -> DoneEvent | None:
         """Train to the end; the last event (None if stopped first)."""
         last = None
-        for last in self:
-            pass
+        for event in self:
+            last = event
         return last if isinstance(last, DoneEvent) else None
 
     def save(self) -> str:
@@ -157,27 +174,47 @@ def _new_plan(trainer) -> dict:
 
     recipe, cfg = trainer.recipe, trainer.cfg
     if recipe is None:  # --recipe plain
-        recipe = {"model": {k: getattr(trainer.model.cfg, k) for k in MODEL_FIELDS},
-                  "train": {k: getattr(cfg, k) for k in ("batch", "seq", "lr", "lr_schedule", "steps", "epochs", "time")}}
-    return dict(recipe, parameters=trainer.model.cfg.n_params, windows_per_epoch=trainer.streams.n_windows,
-                compile_s=trainer.compile_s)
+        recipe = {
+            "model": {k: getattr(trainer.model.cfg, k) for k in MODEL_FIELDS},
+            "train": {
+                k: getattr(cfg, k) for k in ("batch", "seq", "lr", "lr_schedule", "steps", "epochs", "time")
+            },
+        }
+    return dict(
+        recipe,
+        parameters=trainer.model.cfg.n_params,
+        windows_per_epoch=trainer.streams.n_windows,
+        compile_s=trainer.compile_s,
+    )
 
 
 def _resume_plan(run) -> dict:
     cfg = run.cfg
-    stop = {k: getattr(cfg, k) for k in ("time", "steps", "epochs") if getattr(cfg, k) is not None} or {"steps": cfg.stop_steps}
+    stop = {k: getattr(cfg, k) for k in ("time", "steps", "epochs") if getattr(cfg, k) is not None} or {
+        "steps": cfg.stop_steps
+    }
     rate = run.tokens_seen / run.elapsed_before if run.elapsed_before > 0 else None
     tokens_left = []
     if "steps" in stop:
         tokens_left.append((stop["steps"] - run.step) * cfg.batch * cfg.seq)
     if "epochs" in stop:
-        tokens_left.append((stop["epochs"] - run.done_in("epochs", 0.0)) * run.streams.n_windows * cfg.batch * cfg.seq)
+        tokens_left.append(
+            (stop["epochs"] - run.done_in("epochs", 0.0)) * run.streams.n_windows * cfg.batch * cfg.seq
+        )
     if "time" in stop and rate:
         tokens_left.append((stop["time"] - run.elapsed_before) * rate)
     tokens = max(0.0, min(tokens_left)) if tokens_left else None
-    return {"resume": True, "step": run.step, "elapsed_s": run.elapsed_before, "stop": stop,
-            "steps_left": None if tokens is None else round(tokens / (cfg.batch * cfg.seq)),
-            "seconds_left": tokens / rate if tokens is not None and rate else None, "tokens_per_s": rate,
-            "lr_now": run.lr_at(0.0), "lr_end": cfg.lr * cfg.lr_min_frac if cfg.lr_schedule != "constant" else cfg.lr,
-            "lr_schedule": cfg.lr_schedule, "patience": cfg.patience, "patience_from": run.patience_from}
-
+    return {
+        "resume": True,
+        "step": run.step,
+        "elapsed_s": run.elapsed_before,
+        "stop": stop,
+        "steps_left": None if tokens is None else round(tokens / (cfg.batch * cfg.seq)),
+        "seconds_left": tokens / rate if tokens is not None and rate else None,
+        "tokens_per_s": rate,
+        "lr_now": run.lr_at(0.0),
+        "lr_end": cfg.lr * cfg.lr_min_frac if cfg.lr_schedule != "constant" else cfg.lr,
+        "lr_schedule": cfg.lr_schedule,
+        "patience": cfg.patience,
+        "patience_from": run.patience_from,
+    }

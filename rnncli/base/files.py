@@ -1,6 +1,7 @@
 """Writing a file whole or not at all, once for every file rnncli writes (checkpoints, the kernel
 tuning file, the token cache's records, the inspect page): readers find the previous file or the
 whole new one, never a part, even after a crash or a full disk."""
+
 from __future__ import annotations
 
 import os
@@ -39,4 +40,6 @@ def write_atomic(path: str | os.PathLike, write, what: str) -> None:
     try:
         replace_atomic(path, write)
     except OSError as e:
-        raise RnncliError(f"cannot write {what} {path}: {e.strerror} (the previous one, if any, is intact)") from None
+        raise RnncliError(
+            f"cannot write {what} {path}: {e.strerror} (the previous one, if any, is intact)"
+        ) from None

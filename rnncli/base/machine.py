@@ -2,13 +2,21 @@
 width and registers) and the cores this process may use. The vector table is the one place that
 says what an instruction set gives; `cpu_description` reads the CPU's flags from /proc/cpuinfo, and
 the kernels read the features their compiler targets through the same `vector_shape`."""
+
 from __future__ import annotations
 
 import os
 import platform
 
 # flag -> (float32 lanes of the widest vector unit, vector registers), widest first
-VECTORS = (("avx512f", 16, 32), ("avx2", 8, 16), ("avx", 8, 16), ("asimd", 4, 32), ("neon", 4, 32), ("sse2", 4, 16))
+VECTORS = (
+    ("avx512f", 16, 32),
+    ("avx2", 8, 16),
+    ("avx", 8, 16),
+    ("asimd", 4, 32),
+    ("neon", 4, 32),
+    ("sse2", 4, 16),
+)
 
 
 def vector_shape(flags: set[str]) -> tuple[int, int]:

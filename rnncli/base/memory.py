@@ -1,5 +1,6 @@
 """How much memory this machine (or its container) can give, so that a run too large for it is
 refused with a sentence before it allocates, not with an allocator's traceback after."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -38,11 +39,17 @@ def human(n: float) -> str:
     return ""
 
 
-TRAINING = ("training this model", "lower --hidden, --layers, --embed, --batch or --seq")  # require's words for a run
+# require's words for a run
+TRAINING = (
+    "training this model",
+    "lower --hidden, --layers, --embed, --batch or --seq",
+)
 
 
 def require(need: int, what: str, advice: str) -> None:
     """Refuse, naming the estimate and what is available, when `need` bytes will not fit."""
     have = available_bytes()
     if have is not None and need > have:
-        raise RnncliError(f"{what} needs about {human(need)} of memory, more than the {human(have)} available; {advice}")
+        raise RnncliError(
+            f"{what} needs about {human(need)} of memory, more than the {human(have)} available; {advice}"
+        )

@@ -1,6 +1,7 @@
 """Paths people name on the command line, checked before any work starts: each problem is one
 RnncliError that names the path and says what is wrong with it. Nothing here reads or writes a
 file's contents; the readers and writers still handle what changes between the check and the use."""
+
 from __future__ import annotations
 
 import os
@@ -31,7 +32,9 @@ def readable_file(path: str, what: str) -> None:
         raise RnncliError(f"no such {'file' if what == 'text file' else what}: {path}")
     if stat.S_ISDIR(st.st_mode):
         raise RnncliError(f"{path} is a directory, not a {what}")
-    if not stat.S_ISREG(st.st_mode):  # (a FIFO or <(command) is left alone: opening it is the writer's signal)
+    if not stat.S_ISREG(
+        st.st_mode
+    ):  # (a FIFO or <(command) is left alone: opening it is the writer's signal)
         return
     try:
         os.close(os.open(path, os.O_RDONLY))
@@ -48,9 +51,16 @@ def writable_file(path: str, what: str, sources=()) -> None:
     if path.endswith(os.sep) or (st is not None and stat.S_ISDIR(st.st_mode)):
         raise RnncliError(f"{where}: it is a folder; name a file inside it")
     if st is not None and not stat.S_ISREG(st.st_mode):
-        raise RnncliError(f"{where}: it is not a regular file (a device, pipe or socket), which writing would replace")
+        raise RnncliError(
+            f"{where}: it is not a regular file (a device, pipe or socket), which writing would replace"
+        )
     for src in sources:
-        if st is not None and src != "-" and (other := _stat(src, "cannot read")) and os.path.samestat(st, other):
+        if (
+            st is not None
+            and src != "-"
+            and (other := _stat(src, "cannot read"))
+            and os.path.samestat(st, other)
+        ):
             raise RnncliError(f"{where}: it is {src}, which this command reads; name another file")
     folder = os.path.dirname(os.path.abspath(path))
     there = _stat(folder, f"cannot write {what} in")

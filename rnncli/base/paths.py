@@ -1,6 +1,7 @@
 """Where rnncli keeps its per-user files (compiled kernels, token caches): one root, computed
 without importing anything heavy, so that reading a corpus never loads Numba; and the channel
 through which the caches say, once each, that a file was rebuilt or could not be written."""
+
 from __future__ import annotations
 
 import os

@@ -3,6 +3,7 @@
 Heavy modules (numpy, numba) are imported inside the commands that need them, so `--help` and
 `inspect` stay quick. Every error is one line on stderr and a non-zero exit.
 """
+
 from __future__ import annotations
 
 import errno
@@ -45,12 +46,19 @@ def _note(message: str) -> None:
 
 
 def _model_option():
-    return typer.Option(None, "--model", "-m", help=_d("checkpoint to use", f"${MODEL_ENV}, else {DEFAULT_MODEL}"),
-                        show_default=False)
+    return typer.Option(
+        None,
+        "--model",
+        "-m",
+        help=_d("checkpoint to use", f"${MODEL_ENV}, else {DEFAULT_MODEL}"),
+        show_default=False,
+    )
 
 
 def _model_argument():
-    return typer.Argument(None, help="checkpoint to use (or -m/--model)", show_default=False, metavar="[MODEL]")
+    return typer.Argument(
+        None, help="checkpoint to use (or -m/--model)", show_default=False, metavar="[MODEL]"
+    )
 
 
 def _model(positional: str | None, option: str | None) -> str:
@@ -60,7 +68,9 @@ def _model(positional: str | None, option: str | None) -> str:
         raise RnncliError(f"two models named: {positional} and -m {option}; give one")
     path = positional or option or os.environ.get(MODEL_ENV) or DEFAULT_MODEL
     if path == DEFAULT_MODEL and not os.path.lexists(path):
-        raise RnncliError(f"no such checkpoint: {path} (train one with `rnncli train TEXT_FILE`, or name one with -m PATH)")
+        raise RnncliError(
+            f"no such checkpoint: {path} (train one with `rnncli train TEXT_FILE`, or name one with -m PATH)"
+        )
     return path
 
 
@@ -82,8 +92,11 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def _top(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="print the version and exit")):
+def _top(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+):
     """Train, sample, score and inspect recurrent language models (RNN, GRU, LSTM)."""
 
 
@@ -92,7 +105,9 @@ def _threads_option():
 
 
 def _no_tune_option():
-    return typer.Option(False, "--no-tune", help="recurrent products by fixed rules, not this CPU's measured choice")
+    return typer.Option(
+        False, "--no-tune", help="recurrent products by fixed rules, not this CPU's measured choice"
+    )
 
 
 def _load(path: str, device: str, threads: int | None = None, no_tune: bool = False):
@@ -103,11 +118,14 @@ def _load(path: str, device: str, threads: int | None = None, no_tune: bool = Fa
 
 
 def _device_option(default: Optional[str] = "auto"):
-    return typer.Option(default, help=_d("cpu, cuda, or auto (CUDA when a GPU is there)", "auto"), show_default=False)
+    return typer.Option(
+        default, help=_d("cpu, cuda, or auto (CUDA when a GPU is there)", "auto"), show_default=False
+    )
 
 
 def _utf8(option: str, *values: str) -> None:
-    """Text options hold text: bytes that are not UTF-8 (which Python keeps as lone surrogates) are refused."""
+    """Text options hold text: bytes that are not UTF-8 (which Python keeps as lone surrogates) are
+    refused."""
     for value in values:
         try:
             value.encode()
@@ -124,49 +142,150 @@ EMBED = f"{R.EMBED}; auto over a vocabulary of {R.WIDE_VOCAB}+: {R.WIDE_EMBED}, 
 @app.command()
 def train(
     corpus: List[str] = typer.Argument(..., help="text files to learn from; - reads standard input"),
-    cell: Optional[str] = typer.Option(None, help=_d("rnn, gru or lstm", f"{R.CELL} (auto) / {M.cell} (plain)"), show_default=False),
-    layers: Optional[int] = typer.Option(None, help=_d("recurrent layers", f"{R.LAYERS} (auto) / {M.layers}"), show_default=False),
-    hidden: Optional[int] = typer.Option(None, help=_d("hidden units per layer", f"{CHOSEN} / {M.hidden}"), show_default=False),
+    cell: Optional[str] = typer.Option(
+        None, help=_d("rnn, gru or lstm", f"{R.CELL} (auto) / {M.cell} (plain)"), show_default=False
+    ),
+    layers: Optional[int] = typer.Option(
+        None, help=_d("recurrent layers", f"{R.LAYERS} (auto) / {M.layers}"), show_default=False
+    ),
+    hidden: Optional[int] = typer.Option(
+        None, help=_d("hidden units per layer", f"{CHOSEN} / {M.hidden}"), show_default=False
+    ),
     embed: Optional[int] = typer.Option(None, help=_d("embedding size", EMBED), show_default=False),
-    dropout: Optional[float] = typer.Option(None, help=_d("dropout between layers", f"{CHOSEN} / {M.dropout}"), show_default=False),
-    batch: Optional[int] = typer.Option(None, help=_d("parallel streams", f"{CHOSEN} / {T.batch}"), show_default=False),
-    seq: Optional[int] = typer.Option(None, help=_d("steps of backpropagation through time", f"{CHOSEN} / {T.seq}"), show_default=False),
-    lr: Optional[float] = typer.Option(None, help=_d("Adam learning rate", f"{LR} / {T.lr}"), show_default=False),
-    lr_schedule: Optional[str] = typer.Option(None, help=_d("constant, cosine or linear decay", f"{R.LR_SCHEDULE} (auto) / {T.lr_schedule}"), show_default=False),
-    lr_min_frac: Optional[float] = typer.Option(None, help=_d("where decaying schedules end, as a share of --lr", f"{R.LR_MIN_FRAC:g} (auto) / {T.lr_min_frac}"), show_default=False),
-    warmup: Optional[int] = typer.Option(None, help=_d("steps of linear learning-rate warm-up", f"{CHOSEN} / {T.warmup}"), show_default=False),
-    clip: Optional[float] = typer.Option(None, help=_d("global gradient-norm clip, 0 for none", f"{T.clip}"), show_default=False),
-    steps: Optional[int] = typer.Option(None, help=_d("stop after this many steps", f"{T().stop_steps} with --recipe plain and no stop given"), show_default=False),
+    dropout: Optional[float] = typer.Option(
+        None, help=_d("dropout between layers", f"{CHOSEN} / {M.dropout}"), show_default=False
+    ),
+    batch: Optional[int] = typer.Option(
+        None, help=_d("parallel streams", f"{CHOSEN} / {T.batch}"), show_default=False
+    ),
+    seq: Optional[int] = typer.Option(
+        None, help=_d("steps of backpropagation through time", f"{CHOSEN} / {T.seq}"), show_default=False
+    ),
+    lr: Optional[float] = typer.Option(
+        None, help=_d("Adam learning rate", f"{LR} / {T.lr}"), show_default=False
+    ),
+    lr_schedule: Optional[str] = typer.Option(
+        None,
+        help=_d("constant, cosine or linear decay", f"{R.LR_SCHEDULE} (auto) / {T.lr_schedule}"),
+        show_default=False,
+    ),
+    lr_min_frac: Optional[float] = typer.Option(
+        None,
+        help=_d(
+            "where decaying schedules end, as a share of --lr", f"{R.LR_MIN_FRAC:g} (auto) / {T.lr_min_frac}"
+        ),
+        show_default=False,
+    ),
+    warmup: Optional[int] = typer.Option(
+        None, help=_d("steps of linear learning-rate warm-up", f"{CHOSEN} / {T.warmup}"), show_default=False
+    ),
+    clip: Optional[float] = typer.Option(
+        None, help=_d("global gradient-norm clip, 0 for none", f"{T.clip}"), show_default=False
+    ),
+    steps: Optional[int] = typer.Option(
+        None,
+        help=_d("stop after this many steps", f"{T().stop_steps} with --recipe plain and no stop given"),
+        show_default=False,
+    ),
     epochs: Optional[float] = typer.Option(None, help="stop after this many passes over the corpus"),
-    time: Optional[float] = typer.Option(None, "--time", help=_d("stop after this many seconds (compiling not counted)", f"{R.DEFAULT_TIME:g} with --recipe auto and no stop given"), show_default=False),
-    val_frac: Optional[float] = typer.Option(None, help=_d("share of the text held out", f"{T.val_frac}"), show_default=False),
-    eval_every: Optional[int] = typer.Option(None, help=_d("steps between validations", f"{CHOSEN} / {T.eval_every}"), show_default=False),
-    patience: Optional[int] = typer.Option(None, help=_d("stop after this many validations without a new best", f"{R.PATIENCE} (auto) / never"), show_default=False),
-    tokenizer: Optional[str] = typer.Option(None, help=_d("char, byte or word", f"{T.tokenizer}"), show_default=False),
-    max_vocab: Optional[int] = typer.Option(None, help=_d("word tokenizer's vocabulary", f"{T.max_vocab}"), show_default=False),
-    rng_seed: Optional[int] = typer.Option(None, help=_d("seed that makes the run repeatable", f"{T.rng_seed}"), show_default=False),
+    time: Optional[float] = typer.Option(
+        None,
+        "--time",
+        help=_d(
+            "stop after this many seconds (compiling not counted)",
+            f"{R.DEFAULT_TIME:g} with --recipe auto and no stop given",
+        ),
+        show_default=False,
+    ),
+    val_frac: Optional[float] = typer.Option(
+        None, help=_d("share of the text held out", f"{T.val_frac}"), show_default=False
+    ),
+    eval_every: Optional[int] = typer.Option(
+        None, help=_d("steps between validations", f"{CHOSEN} / {T.eval_every}"), show_default=False
+    ),
+    patience: Optional[int] = typer.Option(
+        None,
+        help=_d("stop after this many validations without a new best", f"{R.PATIENCE} (auto) / never"),
+        show_default=False,
+    ),
+    tokenizer: Optional[str] = typer.Option(
+        None, help=_d("char, byte or word", f"{T.tokenizer}"), show_default=False
+    ),
+    max_vocab: Optional[int] = typer.Option(
+        None, help=_d("word tokenizer's vocabulary", f"{T.max_vocab}"), show_default=False
+    ),
+    rng_seed: Optional[int] = typer.Option(
+        None, help=_d("seed that makes the run repeatable", f"{T.rng_seed}"), show_default=False
+    ),
     threads: Optional[int] = _threads_option(),
     device: Optional[str] = _device_option(None),
-    out: Optional[str] = typer.Option(None, "--out", "-o", help=_d("checkpoint to write", f"{T.out}, or the --resume file"), show_default=False),
+    out: Optional[str] = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help=_d("checkpoint to write", f"{T.out}, or the --resume file"),
+        show_default=False,
+    ),
     resume: Optional[str] = typer.Option(None, help="continue the run saved in this checkpoint"),
-    allow_new_corpus: bool = typer.Option(False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"),
-    more: Optional[str] = typer.Option(None, "--more", help="with --resume: train this much more (30s, 10m, 1h, 500steps, 2epochs)"),
+    allow_new_corpus: bool = typer.Option(
+        False, "--allow-new-corpus", help="with --resume: continue on text other than the run's own"
+    ),
+    more: Optional[str] = typer.Option(
+        None, "--more", help="with --resume: train this much more (30s, 10m, 1h, 500steps, 2epochs)"
+    ),
     force: bool = typer.Option(False, "--force", help="replace another run's checkpoint at --out"),
-    distributed: Optional[bool] = typer.Option(None, "--distributed/--no-distributed", help=_d("one rank of an MPI job (under mpiexec: found by itself)", "when mpiexec started it"), show_default=False),
-    recipe: Optional[str] = typer.Option(None, help=_d("auto: settings not given are chosen from the corpus, the budget and this machine's speed; plain: char-rnn's", f"{T.recipe}"), show_default=False),
+    distributed: Optional[bool] = typer.Option(
+        None,
+        "--distributed/--no-distributed",
+        help=_d("one rank of an MPI job (under mpiexec: found by itself)", "when mpiexec started it"),
+        show_default=False,
+    ),
+    recipe: Optional[str] = typer.Option(
+        None,
+        help=_d(
+            "auto: settings not given are chosen from the corpus, the budget and this machine's speed; "
+            "plain: char-rnn's",
+            f"{T.recipe}",
+        ),
+        show_default=False,
+    ),
     plan: bool = typer.Option(False, "--plan", help="print the recipe and what it should see, then exit"),
     no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per event on stdout"),
 ):
     """Train a model on text and write a checkpoint."""
     _not_checkpoints(corpus, "text to learn from", "to continue its run, add --resume with that file")
-    options = RunOptions(device=device or "auto", threads=threads, out=out, resume=resume, more=more, force=force,
-                         allow_new_corpus=allow_new_corpus, distributed=distributed, tune=not no_tune, notes=_note)
+    options = RunOptions(
+        device=device or "auto",
+        threads=threads,
+        out=out,
+        resume=resume,
+        more=more,
+        force=force,
+        allow_new_corpus=allow_new_corpus,
+        distributed=distributed,
+        tune=not no_tune,
+        notes=_note,
+    )
     model = ModelSettings(cell=cell, layers=layers, hidden=hidden, embed=embed, dropout=dropout)
     settings = TrainSettings(
-        batch=batch, seq=seq, lr=lr, lr_schedule=lr_schedule, lr_min_frac=lr_min_frac, warmup=warmup, clip=clip, steps=steps,
-        epochs=epochs, time=time, val_frac=val_frac, eval_every=eval_every, patience=patience, tokenizer=tokenizer,
-        max_vocab=max_vocab, rng_seed=rng_seed, recipe=recipe,
+        batch=batch,
+        seq=seq,
+        lr=lr,
+        lr_schedule=lr_schedule,
+        lr_min_frac=lr_min_frac,
+        warmup=warmup,
+        clip=clip,
+        steps=steps,
+        epochs=epochs,
+        time=time,
+        val_frac=val_frac,
+        eval_every=eval_every,
+        patience=patience,
+        tokenizer=tokenizer,
+        max_vocab=max_vocab,
+        rng_seed=rng_seed,
+        recipe=recipe,
     )
     from rnncli.cli.ui import run_training
 
@@ -187,15 +306,23 @@ def generate(
     top_k: int = typer.Option(S.top_k, help="sample among the k likeliest tokens (0: all)"),
     top_p: float = typer.Option(S.top_p, help="sample among the likeliest tokens holding this mass"),
     min_p: float = typer.Option(S.min_p, help="drop tokens less likely than this share of the likeliest"),
-    repeat_penalty: float = typer.Option(S.repeat_penalty, help="make tokens seen in the last --repeat-last-n less likely (1: off)"),
+    repeat_penalty: float = typer.Option(
+        S.repeat_penalty, help="make tokens seen in the last --repeat-last-n less likely (1: off)"
+    ),
     repeat_last_n: int = typer.Option(S.repeat_last_n, help="tokens the repetition penalty looks back over"),
     greedy: bool = typer.Option(False, "--greedy", help="always take the likeliest token"),
     rng_seed: Optional[int] = typer.Option(None, help="seed that makes the output repeatable"),
-    echo: bool = typer.Option(True, "--echo/--no-echo", help="print the seed (or prompt) before the continuation"),
+    echo: bool = typer.Option(
+        True, "--echo/--no-echo", help="print the seed (or prompt) before the continuation"
+    ),
     stop: List[str] = typer.Option(None, "--stop", help="end right before this text (repeatable)"),
     max_time: Optional[float] = typer.Option(None, help="stop generating after this many seconds"),
-    num_samples: int = typer.Option(S.num_samples, "--num-samples", "-N", help="samples of the seed, decoded together"),
-    prompts: Optional[str] = typer.Option(None, "--prompts", help="prompts, one per line, from a file (- reads stdin)"),
+    num_samples: int = typer.Option(
+        S.num_samples, "--num-samples", "-N", help="samples of the seed, decoded together"
+    ),
+    prompts: Optional[str] = typer.Option(
+        None, "--prompts", help="prompts, one per line, from a file (- reads stdin)"
+    ),
     stats: bool = typer.Option(False, "--stats", help="speed figures on stderr at the end"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per sample"),
     device: str = _device_option(),
@@ -203,21 +330,41 @@ def generate(
     """Stream text continuing a seed (or answer prompts) to stdout."""
     _utf8("--seed", seed)
     _utf8("--stop", *(stop or ()))
-    cfg = SampleConfig(length, temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, greedy, rng_seed,
-                       tuple(stop or ()), max_time, num_samples, device)
+    cfg = SampleConfig(
+        length,
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repeat_penalty,
+        repeat_last_n,
+        greedy,
+        rng_seed,
+        tuple(stop or ()),
+        max_time,
+        num_samples,
+        device,
+    )
     from rnncli.cli.ui import run_generation
 
-    _not_checkpoints([prompts] if prompts else [], "a file of prompts", f"name the model first or with -m {prompts}")
+    _not_checkpoints(
+        [prompts] if prompts else [], "a file of prompts", f"name the model first or with -m {prompts}"
+    )
     path = _model(model_path, model)
     run_generation(_load(path, device), seed, prompts, cfg, echo, json_out, stats, _warn)
 
 
 @app.command("eval")
 def evaluate(
-    text: List[str] = typer.Argument(None, help="[MODEL] then text files to score; - or nothing reads standard input",
-                                     metavar="[MODEL] [TEXT]..."),
+    text: List[str] = typer.Argument(
+        None,
+        help="[MODEL] then text files to score; - or nothing reads standard input",
+        metavar="[MODEL] [TEXT]...",
+    ),
     model: Optional[str] = _model_option(),
-    held_out: bool = typer.Option(False, "--held-out", help="score the model's own validation split of TEXT (its corpus)"),
+    held_out: bool = typer.Option(
+        False, "--held-out", help="score the model's own validation split of TEXT (its corpus)"
+    ),
     threads: Optional[int] = _threads_option(),
     device: str = _device_option(),
     no_tune: bool = _no_tune_option(),
@@ -243,14 +390,24 @@ def evaluate(
 def inspect(
     path: Optional[str] = _model_argument(),
     model: Optional[str] = _model_option(),
-    text: List[str] = typer.Option(None, "--text", help="look inside the model reading this text (- for standard input)"),
-    neuron: List[str] = typer.Option(None, "--neuron", help="colour by unit LAYER:INDEX (and report it in --json)"),
+    text: List[str] = typer.Option(
+        None, "--text", help="look inside the model reading this text (- for standard input)"
+    ),
+    neuron: List[str] = typer.Option(
+        None, "--neuron", help="colour by unit LAYER:INDEX (and report it in --json)"
+    ),
     state: str = typer.Option(P.state, help="h (hidden) or c (LSTM cell) state of --neuron and --match"),
     top: int = typer.Option(P.top, help="the K likeliest next tokens at each position"),
-    find_neurons: bool = typer.Option(False, "--find-neurons", help="rank units by how they track quotes, brackets, line position, ..."),
-    match: Optional[str] = typer.Option(None, help="units on across character span START:END, and where else they are on"),
+    find_neurons: bool = typer.Option(
+        False, "--find-neurons", help="rank units by how they track quotes, brackets, line position, ..."
+    ),
+    match: Optional[str] = typer.Option(
+        None, help="units on across character span START:END, and where else they are on"
+    ),
     threshold: float = typer.Option(P.threshold, help="activation at which --match counts a unit as on"),
-    html: Optional[str] = typer.Option(None, "--html", help="write a self-contained web page to explore it all"),
+    html: Optional[str] = typer.Option(
+        None, "--html", help="write a self-contained web page to explore it all"
+    ),
     page_mb: float = typer.Option(P.page_mb, help="size limit of the --html page, in MB"),
     threads: Optional[int] = _threads_option(),
     device: str = _device_option(),
@@ -260,15 +417,33 @@ def inspect(
     _not_checkpoints(text, "text to read", "name the model first or with -m")
     model_path = _model(path, model)
     if text:
-        cfg = ProbeConfig(tuple(span(n, "--neuron") for n in neuron or ()), state, top, find_neurons,
-                          span(match, "--match"), threshold, html, page_mb, device)
+        cfg = ProbeConfig(
+            tuple(span(n, "--neuron") for n in neuron or ()),
+            state,
+            top,
+            find_neurons,
+            span(match, "--match"),
+            threshold,
+            html,
+            page_mb,
+            device,
+        )
         from rnncli.cli.probe_view import run_probe
 
         run_probe(model_path, text, cfg, threads, json_out, _warn, notes=_note)
         return
-    if neuron or top or find_neurons or match or html or (state, threshold, page_mb) != (P.state, P.threshold, P.page_mb):
-        raise RnncliError("--neuron, --state, --top, --find-neurons, --match, --threshold, --html and --page-mb "
-                          "look at a text: add --text FILE")
+    if (
+        neuron
+        or top
+        or find_neurons
+        or match
+        or html
+        or (state, threshold, page_mb) != (P.state, P.threshold, P.page_mb)
+    ):
+        raise RnncliError(
+            "--neuron, --state, --top, --find-neurons, --match, --threshold, --html and --page-mb "
+            "look at a text: add --text FILE"
+        )
     from rnncli.cli.report import describe, render
 
     info = describe(model_path)
@@ -280,19 +455,31 @@ def inspect(
 
 @app.command()
 def bench(
-    config: List[str] = typer.Option(None, "--config", "-c", help=_d("small-lstm, medium-gru, ..., small, medium or all", "all"), show_default=False),
-    measure: List[str] = typer.Option(["train", "eval", "generate"], help="train, eval, generate, generate-batch"),
+    config: List[str] = typer.Option(
+        None,
+        "--config",
+        "-c",
+        help=_d("small-lstm, medium-gru, ..., small, medium or all", "all"),
+        show_default=False,
+    ),
+    measure: List[str] = typer.Option(
+        ["train", "eval", "generate"], help="train, eval, generate, generate-batch"
+    ),
     repeats: int = typer.Option(3, help="timed runs of each measurement; medians are shown"),
     threads: Optional[int] = _threads_option(),
-    against_torch: bool = typer.Option(False, "--against-torch", help="run the same work in PyTorch, interleaved"),
+    against_torch: bool = typer.Option(
+        False, "--against-torch", help="run the same work in PyTorch, interleaved"
+    ),
     device: str = _device_option(),
-    tune: bool = typer.Option(False, "--tune", help="forget this CPU's measured kernel choices and measure them again"),
+    tune: bool = typer.Option(
+        False, "--tune", help="forget this CPU's measured kernel choices and measure them again"
+    ),
     no_tune: bool = _no_tune_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Measure training, scoring and generation speed (optionally beside PyTorch)."""
-    from rnncli.run.bench import MEASURES, expand
     from rnncli.cli.ui import run_bench
+    from rnncli.run.bench import MEASURES, expand
 
     if tune and no_tune:
         raise RnncliError("--tune and --no-tune: give one or the other")
@@ -303,7 +490,9 @@ def bench(
 
     bad = [m for m in measure if m not in MEASURES]
     if bad or repeats < 1:
-        raise RnncliError(f"--measure takes {', '.join(MEASURES)}; --repeats at least 1 (got {bad or repeats})")
+        raise RnncliError(
+            f"--measure takes {', '.join(MEASURES)}; --repeats at least 1 (got {bad or repeats})"
+        )
     options = RunOptions(device=device, threads=threads, tune=not no_tune, notes=_note)
     with options.applied():
         run_bench(expand(config), measure, repeats, threads, against_torch, json_out, device, options.tune)
@@ -322,8 +511,10 @@ class _Stdout:
         except OSError as e:
             raise OutputError(e) from None
         except UnicodeEncodeError as e:
-            raise RnncliError(f"standard output ({e.encoding}) cannot show {e.object[e.start:e.end]!r}; "
-                              "set PYTHONIOENCODING=utf-8") from None
+            raise RnncliError(
+                f"standard output ({e.encoding}) cannot show {e.object[e.start : e.end]!r}; "
+                "set PYTHONIOENCODING=utf-8"
+            ) from None
 
     def flush(self):
         try:
@@ -337,7 +528,9 @@ class _Stdout:
 
 def _error(message: str) -> None:
     """One line, whatever the message quotes (a file name may hold a newline or other control characters)."""
-    one_line = "".join(ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in message)
+    one_line = "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode() for ch in message
+    )
     print(f"rnncli: error: {one_line}", file=sys.stderr)
 
 
@@ -374,7 +567,10 @@ def main(argv: list[str] | None = None) -> None:
     except click_exceptions.UsageError as e:
         _error(e.format_message())
         code = 2
-    except (Exception, KeyboardInterrupt):  # a bug, or a second Ctrl-C: other ranks must not wait for this one
+    except (
+        Exception,
+        KeyboardInterrupt,
+    ):  # a bug, or a second Ctrl-C: other ranks must not wait for this one
         if _mpi_job():
             import traceback
 

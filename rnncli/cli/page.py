@@ -3,6 +3,7 @@ activations packed into one file with its script and styles (page_assets/); noth
 
 Builds a string and writes it; runs no model and prints nothing.
 """
+
 from __future__ import annotations
 
 import base64
@@ -42,11 +43,14 @@ def build_page(probe, found, info: dict, max_bytes: int = 20_000_000) -> str:
     }
     total = sum(a.shape[1] for a in probe.acts.values())
     template = _asset("page.html")
-    fixed = len(_fill(template, {**parts, "keep": _keep_note(total, total), "units": ""}).encode())  # the longest note
+    # the longest note
+    fixed = len(_fill(template, {**parts, "keep": _keep_note(total, total), "units": ""}).encode())
     room = max_bytes - fixed
     if room < 0:
-        raise RnncliError(f"the page would take {fixed / 1e6:.1f} MB before any unit's activations, over its "
-                          f"{max_bytes / 1e6:g} MB limit: use a shorter text or raise --page-mb")
+        raise RnncliError(
+            f"the page would take {fixed / 1e6:.1f} MB before any unit's activations, over its "
+            f"{max_bytes / 1e6:g} MB limit: use a shorter text or raise --page-mb"
+        )
     units = []
     for key, unit in _unit_order(probe.acts, found, info.get("units") or ()):
         element = _unit_element(probe.acts[key][:, unit], key, unit)
@@ -89,7 +93,8 @@ def _meta(probe, found, info: dict) -> dict:
         "found": [f.to_json() for f in found],
         "properties": PROPERTIES,
         "absent": list(info.get("absent") or ()),
-        "threshold": float(info.get("threshold", 0.3)),  # the CLI's --threshold and --state, as the page starts
+        # the CLI's --threshold and --state, as the page starts
+        "threshold": float(info.get("threshold", 0.3)),
         "state": info.get("state", "h"),
     }
 
@@ -152,8 +157,10 @@ def _unit_element(values: np.ndarray, key, unit: int) -> str:
 
 
 def _keep_note(kept: int, total: int) -> str:
-    return (f"this page keeps {kept} of {total} units (the found ones, then the most variable); "
-            "run on a shorter text or raise --page-mb for all")
+    return (
+        f"this page keeps {kept} of {total} units (the found ones, then the most variable); "
+        "run on a shorter text or raise --page-mb for all"
+    )
 
 
 def _summary(info: dict) -> str:

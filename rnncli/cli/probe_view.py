@@ -1,6 +1,7 @@
 """`rnncli inspect MODEL --text FILE`: the text coloured by surprise or by a unit, the top next
 tokens, the units that track simple properties, LSTMVis's span match, JSON records, a web page.
 Output for people and scripts only: the numbers come from probe.py and neurons.py."""
+
 from __future__ import annotations
 
 import json
@@ -66,7 +67,9 @@ def token_offsets(tokens: list[str]) -> np.ndarray:
 
 def wanted_states(cfg, model_cfg) -> list[tuple[int, str]]:
     """The (layer, state) activations this run needs to keep."""
-    every = [(k, s) for k in range(model_cfg.layers) for s in ("h", "c") if s == "h" or model_cfg.cell == "lstm"]
+    every = [
+        (k, s) for k in range(model_cfg.layers) for s in ("h", "c") if s == "h" or model_cfg.cell == "lstm"
+    ]
     if cfg.html or cfg.find_neurons:
         return every
     keys = {(layer, cfg.state) for layer, _ in cfg.neurons}
@@ -75,41 +78,59 @@ def wanted_states(cfg, model_cfg) -> list[tuple[int, str]]:
     return sorted(keys)
 
 
-def run_probe(model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning, tune=True, notes=None) -> None:
+def run_probe(
+    model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning, tune=True, notes=None
+) -> None:
     """Load, probe (the API's Model.probe), then show what cfg asks for (and write the page)."""
-    from rnncli.base import pathcheck
-    from rnncli.model.config import to_dict
-    from rnncli.data.text import read_bytes, text_for
-    from rnncli.base.errors import RnncliError
     from rnncli.api.model import load
+    from rnncli.base import pathcheck
+    from rnncli.base.errors import RnncliError
+    from rnncli.data.text import read_bytes, text_for
+    from rnncli.model.config import to_dict
     from rnncli.run.neurons import find_neurons, match_span
 
     if cfg.html:
         pathcheck.writable_file(cfg.html, "the page", [model_path, *sources])
     model = load(model_path, cfg.device, threads=threads, tune=tune, notes=notes)
     cfg.check_model(model.config)
-    data = text_for(model.tokenizer, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
+    data = text_for(
+        model.tokenizer, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes"
+    )
     states = wanted_states(cfg, model.config)
     probe = model.probe(data, max(cfg.top, 5), states, on_warning)
     if cfg.find_neurons and probe.n < MIN_FIND:
-        raise RnncliError(f"--find-neurons needs a text of {MIN_FIND} tokens at least (this one has {probe.n}): "
-                          "correlations over a few positions mean nothing")
-    found, absent = (find_neurons(probe.acts, probe.tokens) if (cfg.find_neurons or cfg.html) and probe.n >= MIN_FIND
-                     else ([], []))
+        raise RnncliError(
+            f"--find-neurons needs a text of {MIN_FIND} tokens at least (this one has {probe.n}): "
+            "correlations over a few positions mean nothing"
+        )
+    found, absent = (
+        find_neurons(probe.acts, probe.tokens)
+        if (cfg.find_neurons or cfg.html) and probe.n >= MIN_FIND
+        else ([], [])
+    )
     matched = None
     if cfg.match:
         a, b = char_span(probe.tokens, *cfg.match)
         units, spans = match_span(probe.acts, cfg.state, a, b, cfg.threshold)
         matched = (a, b, units, spans)
     mean = probe.mean_loss()
-    print(f"rnncli: {probe.n} tokens, mean surprise {mean:.4f} nats/token ({mean / math.log(2):.4f} bits/token)",
-          file=sys.stderr)
+    print(
+        f"rnncli: {probe.n} tokens, mean surprise {mean:.4f} nats/token "
+        f"({mean / math.log(2):.4f} bits/token)",
+        file=sys.stderr,
+    )
     if cfg.html:
         from rnncli.cli.page import build_page, write_page
 
-        info = {"title": ", ".join(sources), "model": {**to_dict(model.config), "tokenizer": model.tokenizer},
-                "threshold": cfg.threshold, "state": cfg.state,
-                "mean_loss": mean, "units": [(k, cfg.state, u) for k, u in cfg.neurons], "absent": absent}
+        info = {
+            "title": ", ".join(sources),
+            "model": {**to_dict(model.config), "tokenizer": model.tokenizer},
+            "threshold": cfg.threshold,
+            "state": cfg.state,
+            "mean_loss": mean,
+            "units": [(k, cfg.state, u) for k, u in cfg.neurons],
+            "absent": absent,
+        }
         write_page(cfg.html, build_page(probe, found, info, int(cfg.page_mb * 1e6)))
         print(f"rnncli: wrote {cfg.html}", file=sys.stderr)
     if json_out:
@@ -124,8 +145,10 @@ def _json(probe, cfg, found, absent, matched) -> None:
         loss = probe.loss[i]
         rec = {"i": i, "token": tok, "loss": None if math.isnan(loss) else round(float(loss), 5)}
         if cfg.top:
-            rec["top"] = [[probe.vocab[t], round(float(p), 5)] for t, p in
-                          zip(probe.top_ids[i, : cfg.top].tolist(), probe.top_p[i, : cfg.top].tolist())]
+            rec["top"] = [
+                [probe.vocab[t], round(float(p), 5)]
+                for t, p in zip(probe.top_ids[i, : cfg.top].tolist(), probe.top_p[i, : cfg.top].tolist())
+            ]
         if keys:
             rec["acts"] = {f"{k}:{u}:{s}": round(float(probe.acts[(k, s)][i, u]), 5) for k, s, u in keys}
         print(json.dumps(rec, ensure_ascii=False))
@@ -138,10 +161,21 @@ def _json(probe, cfg, found, absent, matched) -> None:
 def _match_json(probe, cfg, matched) -> dict:
     a, b, units, spans = matched
     at = token_offsets(probe.tokens)
-    return {"span": [int(at[a]), int(at[b])], "state": cfg.state, "threshold": cfg.threshold,
-            "units": [f"{k}:{u}" for k, u in units],
-            "spans": [{"start": int(at[m.start]), "end": int(at[m.end]), "score": round(m.score, 4),
-                       "text": "".join(probe.tokens[m.start : m.end])} for m in spans]}
+    return {
+        "span": [int(at[a]), int(at[b])],
+        "state": cfg.state,
+        "threshold": cfg.threshold,
+        "units": [f"{k}:{u}" for k, u in units],
+        "spans": [
+            {
+                "start": int(at[m.start]),
+                "end": int(at[m.end]),
+                "score": round(m.score, 4),
+                "text": "".join(probe.tokens[m.start : m.end]),
+            }
+            for m in spans
+        ],
+    }
 
 
 MIN_FIND = 20  # tokens --find-neurons needs before a correlation says anything
@@ -165,11 +199,15 @@ def _terminal(probe, cfg, found, absent, matched) -> None:
         shown = min(probe.n, TOP_LINES)
         for i in range(shown):
             loss = "-" if math.isnan(probe.loss[i]) else f"{probe.loss[i]:.3f}"
-            guesses = "  ".join(f"{visible(probe.vocab[t])!s:>4} {p * 100:5.1f}%" for t, p in
-                                zip(probe.top_ids[i, : cfg.top].tolist(), probe.top_p[i, : cfg.top].tolist()))
+            guesses = "  ".join(
+                f"{visible(probe.vocab[t])!s:>4} {p * 100:5.1f}%"
+                for t, p in zip(probe.top_ids[i, : cfg.top].tolist(), probe.top_p[i, : cfg.top].tolist())
+            )
             console.print(f"{i:6d}  {visible(probe.tokens[i]):>4}  {loss:>6}  next: {guesses}")
         if shown < probe.n:
-            err.print(f"rnncli: --top shown for the first {shown} of {probe.n} positions; --json or --html has all")
+            err.print(
+                f"rnncli: --top shown for the first {shown} of {probe.n} positions; --json or --html has all"
+            )
     if cfg.find_neurons:
         _print_found(console, found, absent)
     if matched:
@@ -181,7 +219,9 @@ def _print_found(console, found, absent) -> None:
 
     console.print(f"{'property':<14} {'what it measures':<52} {'unit':>8} {'r':>7}")
     for f in found:
-        console.print(f"{f.prop:<14} {PROPERTIES[f.prop]:<52} {f'{f.layer}:{f.unit} {f.state}':>8} {f.r:+7.3f}")
+        console.print(
+            f"{f.prop:<14} {PROPERTIES[f.prop]:<52} {f'{f.layer}:{f.unit} {f.state}':>8} {f.r:+7.3f}"
+        )
     if absent:
         console.print(f"(not varying in this text, nothing to find: {', '.join(absent)})")
 
@@ -191,10 +231,15 @@ def _print_match(console, probe, cfg, matched) -> None:
     s, e = m["span"]
     query = "".join(probe.tokens[matched[0] : matched[1]])
     if not m["units"]:
-        console.print(f"no {cfg.state} unit stays >= {cfg.threshold:g} across {s}:{e} {query!r}; try a lower --threshold")
+        console.print(
+            f"no {cfg.state} unit stays >= {cfg.threshold:g} across {s}:{e} {query!r}; "
+            "try a lower --threshold"
+        )
         return
-    console.print(f"{len(m['units'])} {cfg.state} units stay >= {cfg.threshold:g} across {s}:{e} {query!r}: "
-                  f"{' '.join(m['units'])}")
+    console.print(
+        f"{len(m['units'])} {cfg.state} units stay >= {cfg.threshold:g} across {s}:{e} {query!r}: "
+        f"{' '.join(m['units'])}"
+    )
     if not m["spans"]:
         console.print("no other span has half of them on")
     for rank, sp in enumerate(m["spans"], 1):

@@ -1,9 +1,10 @@
 """`rnncli inspect`: what a checkpoint holds, read from its header alone (no numpy, no numba)."""
+
 from __future__ import annotations
 
+from rnncli.run.curve import LossCurve
 from rnncli.store import validate
 from rnncli.store.checkpoint import TRAINING_PREFIXES
-from rnncli.run.curve import LossCurve
 
 
 def describe(path: str) -> dict:
@@ -65,21 +66,33 @@ def render(info: dict) -> None:
     out = Console(highlight=False, soft_wrap=True)
     m, t, p = info["model"] or {}, info["train"] or {}, info["progress"] or {}
     out.print(f"[bold]{info['path']}[/bold]  (rnncli checkpoint v{info['format_version']})")
-    out.print(f"model      {m.get('cell')} x{m.get('layers')} layers, hidden {m.get('hidden')}, "
-              f"embedding {m.get('embed')}, dropout {_n(m.get('dropout'))}; {info['parameters']:,} parameters")
-    out.print(f"tokenizer  {info['tokenizer']}, vocabulary {info['vocab_size']}"
-              + (f": {info['vocab_preview']!r}" if info["vocab_preview"] else ""))
+    out.print(
+        f"model      {m.get('cell')} x{m.get('layers')} layers, hidden {m.get('hidden')}, "
+        f"embedding {m.get('embed')}, dropout {_n(m.get('dropout'))}; {info['parameters']:,} parameters"
+    )
+    out.print(
+        f"tokenizer  {info['tokenizer']}, vocabulary {info['vocab_size']}"
+        + (f": {info['vocab_preview']!r}" if info["vocab_preview"] else "")
+    )
     if t:
-        out.print(f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {_n(t.get('lr'))} "
-                  f"({t.get('lr_schedule')}), clip {_n(t.get('clip'))}, val {_n(t.get('val_frac'))}, seed {t.get('rng_seed')}")
+        out.print(
+            f"training   batch {t.get('batch')} x seq {t.get('seq')}, Adam lr {_n(t.get('lr'))} "
+            f"({t.get('lr_schedule')}), clip {_n(t.get('clip'))}, val {_n(t.get('val_frac'))}, "
+            f"seed {t.get('rng_seed')}"
+        )
     why = info.get("recipe", {}).get("why") if isinstance(info.get("recipe"), dict) else None
     if isinstance(why, str):
         out.print(f"recipe     automatic: {why}", markup=False)
     if p:
         best = p.get("best_val_loss")
-        out.print(f"progress   step {p.get('step')}, epoch {p.get('epoch')}, {p.get('tokens_seen', 0):,} tokens, "
-                  f"{p.get('elapsed_s', 0):.0f} s" + ("" if info["resumable"] else " (weights only)"))
-        out.print("best val   " + (f"{best:.4f} nats/token at step {p.get('best_step')}" if best is not None else "-"))
+        out.print(
+            f"progress   step {p.get('step')}, epoch {p.get('epoch')}, {p.get('tokens_seen', 0):,} tokens, "
+            f"{p.get('elapsed_s', 0):.0f} s" + ("" if info["resumable"] else " (weights only)")
+        )
+        out.print(
+            "best val   "
+            + (f"{best:.4f} nats/token at step {p.get('best_step')}" if best is not None else "-")
+        )
     lines = chart(info["history"], info.get("curve"))
     if lines:
         out.print("\nloss (· train, o validation)")

@@ -1,4 +1,5 @@
 """What people see while training: a rich progress bar on stderr, or JSON lines on stdout."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,11 @@ def notice_compiling(kernel_name: str) -> None:
 
 
 def say_compiling() -> None:
-    print("rnncli: compiling the kernels and timing them on this CPU (first run only: later runs load them)...",
-          file=sys.stderr, flush=True)
+    print(
+        "rnncli: compiling the kernels and timing them on this CPU (first run only: later runs load them)...",
+        file=sys.stderr,
+        flush=True,
+    )
 
 
 STOP_SIGNALS = ("SIGINT", "SIGTERM", "SIGHUP")
@@ -45,10 +49,11 @@ def recipe_lines(recipe: dict) -> list[str]:
     stop = describe_stop({k: t.get(k) for k in ("time", "steps", "epochs")})
     yours = [k for k in (*m, *t) if k not in recipe["chosen"]]
     return [
-        f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, dropout {m['dropout']:g}; "
-        f"batch {t['batch']}x{t['seq']}, lr {t['lr']:g} ({t['lr_schedule']} to {t['lr_min_frac']:g}x, {t['warmup']} "
-        f"warm-up steps), validation every {t['eval_every']} steps, patience {t['patience'] or 'off'}; {stop}"
-        + (f" (yours: {', '.join(yours)})" if yours else ""),
+        f"recipe (auto): {m['cell']} {m['layers']}x{m['hidden']}, embedding {m['embed']}, "
+        f"dropout {m['dropout']:g}; "
+        f"batch {t['batch']}x{t['seq']}, lr {t['lr']:g} ({t['lr_schedule']} to {t['lr_min_frac']:g}x, "
+        f"{t['warmup']} warm-up steps), validation every {t['eval_every']} steps, "
+        f"patience {t['patience'] or 'off'}; {stop}" + (f" (yours: {', '.join(yours)})" if yours else ""),
         f"why: {recipe['why']}",
     ]
 
@@ -66,8 +71,11 @@ def show_plan(run, json_out: bool) -> None:
     for line in recipe_lines(recipe):
         print(line)
     seconds = f", about {recipe['seconds']:.0f} s of training" if recipe["seconds"] else ""
-    print(f"predicted: {recipe['tokens'] / (cfg.batch * cfg.seq):,.0f} steps, {recipe['tokens'] / 1e6:.3g}M tokens, "
-          f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters")
+    print(
+        f"predicted: {recipe['tokens'] / (cfg.batch * cfg.seq):,.0f} steps, "
+        f"{recipe['tokens'] / 1e6:.3g}M tokens, "
+        f"{recipe['epochs']:.3g} epochs{seconds}; {plan['parameters']:,} parameters"
+    )
 
 
 def show_resume_plan(run, json_out: bool) -> None:
@@ -78,18 +86,28 @@ def show_resume_plan(run, json_out: bool) -> None:
         return
     stop, rate = plan["stop"], plan["tokens_per_s"]
     ends = ", ".join(f"{v:.0f} s" if k == "time" else f"{v:g} {k}" for k, v in stop.items())
-    print(f"resume: step {plan['step']:,}, {plan['elapsed_s']:.0f} s of training so far; stops at {ends} (whole run)")
+    print(
+        f"resume: step {plan['step']:,}, {plan['elapsed_s']:.0f} s of training so far; "
+        f"stops at {ends} (whole run)"
+    )
     left = "-" if plan["steps_left"] is None else f"{plan['steps_left']:,}"
-    secs = f", about {plan['seconds_left']:.0f} s at {rate / 1000:.1f}k tokens/s" if plan["seconds_left"] is not None else ""
-    print(f"predicted: {left} more steps{secs}; learning rate {plan['lr_now']:.3g} -> {plan['lr_end']:.3g} "
-          f"({cfg.lr_schedule}); patience {cfg.patience or 'off'}"
-          + (" (counted from this session)" if cfg.patience and plan["patience_from"] == plan["step"] else ""))
+    secs = (
+        f", about {plan['seconds_left']:.0f} s at {rate / 1000:.1f}k tokens/s"
+        if plan["seconds_left"] is not None
+        else ""
+    )
+    print(
+        f"predicted: {left} more steps{secs}; learning rate {plan['lr_now']:.3g} -> {plan['lr_end']:.3g} "
+        f"({cfg.lr_schedule}); patience {cfg.patience or 'off'}"
+        + (" (counted from this session)" if cfg.patience and plan["patience_from"] == plan["step"] else "")
+    )
 
 
 def run_training(corpus: list[str], model, train, options, json_out: bool, plan: bool = False) -> None:
-    """Set the run up (api.training.train: ModelSettings, TrainSettings, RunOptions) and show its events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of
-    the step under way, save it and exit 128 + the signal (a second one stops at once, without
-    saving); a signal the run was started with ignored (nohup, a background job) stays ignored.
+    """Set the run up (api.training.train: ModelSettings, TrainSettings, RunOptions) and show its
+    events. SIGINT (Ctrl-C), SIGTERM and SIGHUP stop it at the end of the step under way, save it
+    and exit 128 + the signal (a second one stops at once, without saving); a signal the run was
+    started with ignored (nohup, a background job) stays ignored.
     Standard output failing (`--json | head`, a full disk) saves too, then ends as main says for
     output errors. In an MPI job every rank trains; the lead (rank 0) alone shows anything, and a
     signal to any rank stops all of them after the same step."""
@@ -111,10 +129,15 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
         from rnncli.run.runs import resume_command
 
         path = trainer.save()
-        return f"stopped {why} at step {trainer.step}; saved {path} (continue with `{resume_command(corpus, path)}`)"
+        return (
+            f"stopped {why} at step {trainer.step}; saved {path} "
+            f"(continue with `{resume_command(corpus, path)}`)"
+        )
 
     said = []  # (the automatic recipe's speed probe may be what compiles: it says so then)
-    with start(corpus, model, train, options, plan=plan, on_compile=lambda: said.append(say_compiling())) as run:
+    with start(
+        corpus, model, train, options, plan=plan, on_compile=lambda: said.append(say_compiling())
+    ) as run:
         trainer = run.trainer
         lead = trainer.world.lead
         for note in trainer.notes if lead else ():
@@ -127,15 +150,19 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
             return
         if lead and not said:
             notice_compiling("sequence_backward")
-        head = []  # JSON lines that go out with the first step's (so that an output failure finds a step to save)
+        # JSON lines that go out with the first step's (so that an output failure finds a step to save)
+        head = []
         if lead and trainer.recipe is not None and not options.resume:
             if json_out:
                 head.append({"event": "recipe", **trainer.recipe})
             else:
                 for line in recipe_lines(trainer.recipe):
                     console.print(f"rnncli: {line}", markup=False)
-        signals = [sig for sig in (getattr(signal, name, None) for name in STOP_SIGNALS)
-                   if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN]
+        signals = [
+            sig
+            for sig in (getattr(signal, name, None) for name in STOP_SIGNALS)
+            if sig is not None and signal.getsignal(sig) is not signal.SIG_IGN
+        ]
         previous = {sig: signal.signal(sig, on_signal) for sig in signals}
         try:
             events = _until(run.events(), asked if trainer.world.size == 1 else [])
@@ -145,7 +172,9 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
                 for _ in events:
                     pass
         except OutputError as e:
-            if trainer.world.size > 1:  # saving is collective and the other ranks are stepping on: end the job
+            if (
+                trainer.world.size > 1
+            ):  # saving is collective and the other ranks are stepping on: end the job
                 raise
             message = save_and_say(f"as the output failed ({e.strerror})")
             if e.errno == errno.EPIPE:
@@ -167,8 +196,8 @@ def run_training(corpus: list[str], model, train, options, json_out: bool, plan:
 def warm_generation(trainer) -> None:
     """A first run compiles generation's kernels too, after training (so that the first `generate`
     starts at once): two tokens of the trained model, thrown away."""
-    from rnncli.model.config import SampleConfig
     from rnncli.kernels.jit import compiled_on_disk
+    from rnncli.model.config import SampleConfig
     from rnncli.run.sample import generate
 
     if trainer.K.NAME != "cpu" or compiled_on_disk("decode"):
@@ -205,24 +234,44 @@ def _show(trainer, console: Console, events) -> None:
         f"({cfg.tokenizer}); {trainer.streams.n_windows} windows of {cfg.batch}x{cfg.seq} per epoch"
     )
     live = console.is_terminal
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn()]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+    ]
     with Progress(*columns, console=console, disable=not live, transient=False) as bar:
         task = bar.add_task("train", total=1.0, info="")
         val = None
         for ev in events:
             if ev["event"] == "done":
                 best = ev["best_val_loss"]
-                session = (f" ({ev['session_steps']:,} steps, {ev['elapsed_s']:.0f} s this session)"
-                           if ev["session_steps"] != ev["step"] else "")
+                session = (
+                    f" ({ev['session_steps']:,} steps, {ev['elapsed_s']:.0f} s this session)"
+                    if ev["session_steps"] != ev["step"]
+                    else ""
+                )
                 console.print(
-                    f"rnncli: saved {ev['checkpoint']} after {ev['step']:,} steps in {ev['run_elapsed_s']:.0f} s{session}"
-                    + (f" (+ {ev['compile_s']:.0f} s compiling the kernels, once)" if ev["compile_s"] > 1 else "")
-                    + (f" (best validation loss {best:.4f} nats at step {ev['best_step']})" if best is not None else "")
+                    f"rnncli: saved {ev['checkpoint']} after {ev['step']:,} steps "
+                    f"in {ev['run_elapsed_s']:.0f} s{session}"
+                    + (
+                        f" (+ {ev['compile_s']:.0f} s compiling the kernels, once)"
+                        if ev["compile_s"] > 1
+                        else ""
+                    )
+                    + (
+                        f" (best validation loss {best:.4f} nats at step {ev['best_step']})"
+                        if best is not None
+                        else ""
+                    )
                 )
                 if ev["early_stop"]:
-                    console.print(f"rnncli: stopped early: {cfg.patience} validations without a new best "
-                                  "(the best weights are what is saved)")
+                    console.print(
+                        f"rnncli: stopped early: {cfg.patience} validations without a new best "
+                        "(the best weights are what is saved)"
+                    )
                 break
             val = ev.get("val_loss", val)
             rate = ev["tokens_per_s"]
@@ -230,7 +279,9 @@ def _show(trainer, console: Console, events) -> None:
                 f"{rate / 1000:.1f}k tok/s" if rate else ""
             )
             bar.update(task, completed=ev["progress"], info=info)
-            if "val_loss" in ev or (not live and "best_val_loss" not in ev and ev["step"] % trainer.cfg.eval_every == 0):
+            if "val_loss" in ev or (
+                not live and "best_val_loss" not in ev and ev["step"] % trainer.cfg.eval_every == 0
+            ):
                 (bar.console if live else console).print(_line(ev))
     sys.stderr.flush()
 
@@ -247,11 +298,15 @@ def run_eval(model, sources: list[str], held_out: bool, json_out: bool, on_warni
         scores, names = model.score_files(sources, on_warning), list(sources)
     total = Score.total(scores) if len(scores) > 1 else scores[0]
     if json_out:
-        extra = {"files": [dict(s.to_json(), file=n) for n, s in zip(names, scores)]} if len(scores) > 1 else {}
+        extra = (
+            {"files": [dict(s.to_json(), file=n) for n, s in zip(names, scores)]} if len(scores) > 1 else {}
+        )
         print(json.dumps({**total.to_json(), **({"held_out": True} if held_out else {}), **extra}))
         return
-    line = lambda s: (f"nats/token {s.nats_per_token:.4f}  bits/char {s.bits_per_char:.4f}  "  # noqa: E731
-                      f"perplexity {s.perplexity:.3f}  tokens {s.tokens}")
+    line = lambda s: (
+        f"nats/token {s.nats_per_token:.4f}  bits/char {s.bits_per_char:.4f}  "  # noqa: E731
+        f"perplexity {s.perplexity:.3f}  tokens {s.tokens}"
+    )
     if len(scores) == 1:
         print(line(total) + ("  (held-out split)" if held_out else ""))
         return
@@ -261,13 +316,14 @@ def run_eval(model, sources: list[str], held_out: bool, json_out: bool, on_warni
     print(f"{'total':<{width}}  {line(total)}")
 
 
-def run_generation(model, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool,
-                   show_stats: bool, on_warning) -> None:
+def run_generation(
+    model, seed: str, prompts_file: str | None, cfg, echo: bool, json_out: bool, show_stats: bool, on_warning
+) -> None:
     """Run `rnncli generate`: one sample streamed as it is made; with -N, samples one after another
     under a `--- sample i ---` line (the first streamed); with --prompts, one line per answer
     (newlines escaped); with --json, one JSON object per answer. --stats: speed on stderr."""
-    from rnncli.data.text import decode_text, read_bytes
     from rnncli.base.errors import RnncliError
+    from rnncli.data.text import decode_text, read_bytes
 
     if prompts_file is not None:
         if seed:
@@ -307,23 +363,35 @@ def run_generation(model, seed: str, prompts_file: str | None, cfg, echo: bool, 
 
 
 # every character str.splitlines() breaks at, and the backslash, written as escapes
-ONE_LINE = str.maketrans({ch: ch.encode("unicode_escape").decode() for ch in "\\\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"})
+ONE_LINE = str.maketrans(
+    {ch: ch.encode("unicode_escape").decode() for ch in "\\\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+)
 
 
 def _speed_line(s: dict) -> str:
     rate = lambda x: "-" if x is None else f"{x:,.0f}"  # noqa: E731
-    return (f"rnncli: prompt {s['prompt_tokens']} tokens at {rate(s['prompt_tokens_per_s'])} tok/s; "
-            f"first token after {1000 * s['first_token_s']:.1f} ms; {s['tokens']:,} tokens, {s['chars']:,} chars "
-            f"in {s['decode_s']:.2f} s: {rate(s['tokens_per_s'])} tok/s, {rate(s['chars_per_s'])} chars/s")
+    return (
+        f"rnncli: prompt {s['prompt_tokens']} tokens at {rate(s['prompt_tokens_per_s'])} tok/s; "
+        f"first token after {1000 * s['first_token_s']:.1f} ms; {s['tokens']:,} tokens, {s['chars']:,} chars "
+        f"in {s['decode_s']:.2f} s: {rate(s['tokens_per_s'])} tok/s, {rate(s['chars_per_s'])} chars/s"
+    )
 
 
-def run_bench(configs: list[str], measures: list[str], repeats: int, threads, against_torch: bool, json_out: bool,
-              device: str = "auto", tune: bool = True):
+def run_bench(
+    configs: list[str],
+    measures: list[str],
+    repeats: int,
+    threads,
+    against_torch: bool,
+    json_out: bool,
+    device: str = "auto",
+    tune: bool = True,
+):
     """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
     import os
 
-    from rnncli.run import bench
     from rnncli.kernels.device import backend
+    from rnncli.run import bench
 
     device = backend(device).NAME  # auto resolved here, once, for every child process
 
@@ -337,8 +405,16 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
     from rnncli.base.machine import cpu_description
 
     cpu, lanes = cpu_description()
-    machine = {"cpu": cpu, "vector_floats": lanes, "cores": os.cpu_count(), "threads": threads or os.cpu_count(),
-               "matmul_gflops": rate, "memory_gb_per_s": memory, "repeats": repeats, "device": device}
+    machine = {
+        "cpu": cpu,
+        "vector_floats": lanes,
+        "cores": os.cpu_count(),
+        "threads": threads or os.cpu_count(),
+        "matmul_gflops": rate,
+        "memory_gb_per_s": memory,
+        "repeats": repeats,
+        "device": device,
+    }
     if json_out:
         print(json.dumps({"machine": machine, "results": rows}))
         return
@@ -346,12 +422,23 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
 
     pairs = ", ratio: median of each repeat's pair" if against_torch else ""
     where = f"{cpu}, {lanes}-float vectors, {machine['threads']} threads" if device == "cpu" else "CUDA GPU"
-    table = Table(title=f"rnncli bench: {where}, float32 sgemm {rate:.0f} GFLOP/s, one core's memory "
-                  f"{memory:.1f} GB/s, medians of {repeats}{pairs}",
-                  caption="GFLOP/s: the products each side executes (nominal: the model's); of matmul: GFLOP/s "
-                  "over the sgemm's; of memory: the weights read a character, a second, over the bandwidth")
-    columns = ["config", "measure", "rnncli /s", "GFLOP/s", "nominal", "of matmul", "weights GB/s", "of memory",
-               "warm-up s"]
+    table = Table(
+        title=f"rnncli bench: {where}, float32 sgemm {rate:.0f} GFLOP/s, one core's memory "
+        f"{memory:.1f} GB/s, medians of {repeats}{pairs}",
+        caption="GFLOP/s: the products each side executes (nominal: the model's); of matmul: GFLOP/s "
+        "over the sgemm's; of memory: the weights read a character, a second, over the bandwidth",
+    )
+    columns = [
+        "config",
+        "measure",
+        "rnncli /s",
+        "GFLOP/s",
+        "nominal",
+        "of matmul",
+        "weights GB/s",
+        "of memory",
+        "warm-up s",
+    ]
     if against_torch:
         columns += ["torch /s", "torch of matmul", "torch of memory", "ratio"]
     for col in columns:
@@ -362,12 +449,28 @@ def run_bench(configs: list[str], measures: list[str], repeats: int, threads, ag
         return "-" if r["weight_gb_per_s"] is None else f"{100 * r['weight_gb_per_s'] / memory:.0f}%"
 
     for r in (r for r in rows if r["impl"] == "rnncli"):
-        cells = [r["config"], r["measure"], f"{r['rate']:,.0f} {unit[r['measure']]}", f"{r['gflops']:.1f}",
-                 f"{r['gflops_nominal']:.1f}", f"{100 * r['gflops'] / rate:.0f}%",
-                 "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}", of_memory(r),
-                 f"{r['warmup_s']:.2f}"]
+        cells = [
+            r["config"],
+            r["measure"],
+            f"{r['rate']:,.0f} {unit[r['measure']]}",
+            f"{r['gflops']:.1f}",
+            f"{r['gflops_nominal']:.1f}",
+            f"{100 * r['gflops'] / rate:.0f}%",
+            "-" if r["weight_gb_per_s"] is None else f"{r['weight_gb_per_s']:.1f}",
+            of_memory(r),
+            f"{r['warmup_s']:.2f}",
+        ]
         if against_torch:
-            t = next(x for x in rows if x["impl"] == "torch" and x["config"] == r["config"] and x["measure"] == r["measure"])
-            cells += [f"{t['rate']:,.0f}", f"{100 * t['gflops'] / rate:.0f}%", of_memory(t), f"{r['ratio']:.2f}x"]
+            t = next(
+                x
+                for x in rows
+                if x["impl"] == "torch" and x["config"] == r["config"] and x["measure"] == r["measure"]
+            )
+            cells += [
+                f"{t['rate']:,.0f}",
+                f"{100 * t['gflops'] / rate:.0f}%",
+                of_memory(t),
+                f"{r['ratio']:.2f}x",
+            ]
         table.add_row(*cells)
     Console(width=200).print(table)

@@ -1,5 +1,7 @@
-"""Corpora larger than memory: token ids made in a streaming pass or two over the files, kept in a per-user
-cache file that later runs memory-map. The rules stay data.Tokenizer's; this module only applies them in blocks."""
+"""Corpora larger than memory: token ids made in a streaming pass or two over the files, kept in a
+per-user cache file that later runs memory-map. The rules stay data.Tokenizer's; this module only
+applies them in blocks."""
+
 from __future__ import annotations
 
 import hashlib
@@ -18,12 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rnncli.data import streaming, word_split
-from rnncli.data.text import BOMS, Tokenizer, _id_dtype, decode_text, open_file, reading
 from rnncli.base.errors import RnncliError
 from rnncli.base.files import replace_atomic
 from rnncli.base.paths import cache_root
+from rnncli.data import streaming, word_split
 from rnncli.data.streaming import check
+from rnncli.data.text import BOMS, Tokenizer, _id_dtype, decode_text, open_file, reading
 
 FORMAT = 2  # bump when the cache's files or the tokenization change (2: a CRC-32 of the ids)
 EDGE = 1 << 20  # bytes hashed at each end of a file for the cache key
@@ -52,8 +54,14 @@ class _Damaged(Exception):
     """A cache entry that is not what was written there (cut short, garbage, unreadable): rebuilt."""
 
 
-def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokenizer | None = None,
-                cache: bool = True, block: int = 1 << 24) -> Corpus:
+def load_corpus(
+    sources: list[str],
+    kind: str,
+    max_vocab: int,
+    tokenizer: Tokenizer | None = None,
+    cache: bool = True,
+    block: int = 1 << 24,
+) -> Corpus:
     """The token ids of the concatenated `sources` (`-` is standard input, never cached), with a vocabulary
     built as Tokenizer.build(kind, text, max_vocab) would, or `tokenizer`'s. Files are read `block` bytes at a
     time. Errors are today's: bad UTF-8 (with the --tokenizer byte hint unless a tokenizer is given, as for
@@ -70,7 +78,10 @@ def load_corpus(sources: list[str], kind: str, max_vocab: int, tokenizer: Tokeni
         try:
             found = _load(folder, key, kind, tokenizer) if folder else None
         except _Damaged as e:
-            found, damaged = None, f"the token cache entry {key[:12]}... in {folder} was damaged ({e}); tokenized again"
+            found, damaged = (
+                None,
+                f"the token cache entry {key[:12]}... in {folder} was damaged ({e}); tokenized again",
+            )
         if found:
             return found
         try:
@@ -118,7 +129,8 @@ class _Source:
 
 
 def _raw(files: list[_Source], block: int, sha=None):
-    """The concatenated bytes, block by block; `sha` hashes them in a second thread (hashlib lets go of the GIL)."""
+    """The concatenated bytes, block by block; `sha` hashes them in a second thread (hashlib lets go
+    of the GIL)."""
     if sha is None:
         for f in files:
             yield from f.blocks(block)
@@ -149,7 +161,9 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
         with open(fd, "wb", buffering=1 << 20) as out:
             if kind == "byte":
                 made = _bytes(files, block, sha, tokenizer, out)
-            elif encoding != "utf-8" and encoding != "utf-8-sig":  # UTF-16/32: in memory, as data.decode_text does
+            elif (
+                encoding != "utf-8" and encoding != "utf-8-sig"
+            ):  # UTF-16/32: in memory, as data.decode_text does
                 made = _in_memory(files, kind, max_vocab, block, sha, tokenizer, hint, out)
             else:
                 skip = 3 if encoding == "utf-8-sig" else 0
@@ -162,8 +176,16 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
                 if kind == "char":
                     made = streaming.char_ids(passes, tokenizer, out)
                 elif workers > 1:  # a large file: its first pass in several processes
-                    parts = word_split.provisional_parts(files[0].name, files[0].stat[0], skip, hint, folder, workers,
-                                                         files[0].file, lambda: deque(_raw(files, block, sha), 0))
+                    parts = word_split.provisional_parts(
+                        files[0].name,
+                        files[0].stat[0],
+                        skip,
+                        hint,
+                        folder,
+                        workers,
+                        files[0].file,
+                        lambda: deque(_raw(files, block, sha), 0),
+                    )
                     try:
                         made = streaming.finish_words(parts, max_vocab, tokenizer, out)
                     finally:
@@ -182,8 +204,16 @@ def _build(files, kind, max_vocab, tokenizer, folder, key, block) -> Corpus:
         _clear(path)
         os.replace(tmp, path)
         ids = _map(path, dtype, n)
-        meta = {"format": FORMAT, "dtype": dtype.str, "length": n, "crc32": zlib.crc32(ids), "tokenizer": tok.to_json(),
-                "fingerprint": fingerprint, "missing": missing, "own_vocabulary": tokenizer is None}
+        meta = {
+            "format": FORMAT,
+            "dtype": dtype.str,
+            "length": n,
+            "crc32": zlib.crc32(ids),
+            "tokenizer": tok.to_json(),
+            "fingerprint": fingerprint,
+            "missing": missing,
+            "own_vocabulary": tokenizer is None,
+        }
         _write_json(folder / f"{key}.json", meta)
         return Corpus(ids, tok, fingerprint, missing)
     except OSError as e:
@@ -246,11 +276,14 @@ def _key(files: list[_Source], kind: str, max_vocab: int) -> str:
     and mtime still moves ctime), the kind (and max_vocab, for word), and the Unicode tables (\\w,
     isspace). Not a given vocabulary: _load compares that with the entry's, so a resumed run finds
     the ids its first run made."""
-    h = hashlib.sha256(json.dumps([FORMAT, kind, max_vocab if kind == "word" else 0,
-                                   unicodedata.unidata_version]).encode())
+    h = hashlib.sha256(
+        json.dumps([FORMAT, kind, max_vocab if kind == "word" else 0, unicodedata.unidata_version]).encode()
+    )
     for f in files:
         st = os.fstat(f.file.fileno())
-        h.update(json.dumps([os.path.abspath(f.name), st.st_dev, st.st_ino, *f.stat, st.st_ctime_ns]).encode())
+        h.update(
+            json.dumps([os.path.abspath(f.name), st.st_dev, st.st_ino, *f.stat, st.st_ctime_ns]).encode()
+        )
         f.file.seek(0)
         h.update(reading(f.name, f.file.read, EDGE))
         f.file.seek(max(0, f.stat[0] - EDGE))
@@ -275,10 +308,18 @@ def _load(folder: Path, key: str, kind: str, tokenizer: Tokenizer | None) -> Cor
         if tokenizer is None and meta.get("own_vocabulary") is not True:
             return None  # a resumed run's ids, in the vocabulary of another text: a new run builds its own
         tok = tokenizer or Tokenizer.from_json(meta["tokenizer"])
-        fingerprint = {"sha256": str(meta["fingerprint"]["sha256"]), "bytes": int(meta["fingerprint"]["bytes"])}
+        fingerprint = {
+            "sha256": str(meta["fingerprint"]["sha256"]),
+            "bytes": int(meta["fingerprint"]["bytes"]),
+        }
         missing = meta["missing"]
-        if (meta["format"] != FORMAT or tok.kind != kind or dtype != np.dtype(_id_dtype(len(tok)))
-                or not isinstance(missing, list) or path.stat().st_size != n * dtype.itemsize):
+        if (
+            meta["format"] != FORMAT
+            or tok.kind != kind
+            or dtype != np.dtype(_id_dtype(len(tok)))
+            or not isinstance(missing, list)
+            or path.stat().st_size != n * dtype.itemsize
+        ):
             raise ValueError("its parts disagree")
         ids = _map(path, dtype, n)
         if zlib.crc32(ids) != meta["crc32"]:
@@ -297,7 +338,8 @@ def _map(path, dtype: np.dtype, n: int) -> np.ndarray:
 
 
 def _clear(path: Path) -> None:
-    """A folder where a cache file belongs is removed (the cache folder is ours), so that the file can replace it."""
+    """A folder where a cache file belongs is removed (the cache folder is ours), so that the file
+    can replace it."""
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
 

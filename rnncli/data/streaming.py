@@ -1,5 +1,7 @@
-"""The char and word tokenizers applied to text that streams by in pieces, for rnncli/data/corpus.py: the vocabulary
-and ids data.Tokenizer.build + encode would give for the whole text, in memory bounded by the piece size."""
+"""The char and word tokenizers applied to text that streams by in pieces, for rnncli/data/corpus.py:
+the vocabulary and ids data.Tokenizer.build + encode would give for the whole text, in memory
+bounded by the piece size."""
+
 from __future__ import annotations
 
 import codecs
@@ -8,8 +10,8 @@ import tempfile
 
 import numpy as np
 
-from rnncli.data.text import Tokenizer, _id_dtype, char_vocab, word_vocab
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import Tokenizer, _id_dtype, char_vocab, word_vocab
 
 STEP = 1 << 16  # bytes tokenized at a time, so that numpy's temporaries stay in the CPU's cache
 FLUSH = 1 << 22  # provisional word ids gathered before they are counted and written
@@ -19,7 +21,8 @@ _WORD = re.compile(r"\w")  # data.WORD_RE's runs are made of these; any other ch
 _WORD_RUN = re.compile(r"\w*")
 WORD8 = np.array([bool(_WORD.match(chr(b))) for b in range(256)])  # for code points 0-255
 WORD_BYTES = bytes(np.flatnonzero(WORD8[:128]).astype(np.uint8))
-MASK8 = bytes(b if WORD8[b] else 32 for b in range(256))  # other characters become spaces, which split() drops
+# other characters become spaces, which split() drops
+MASK8 = bytes(b if WORD8[b] else 32 for b in range(256))
 
 
 def check(empty: bool, blank: bool) -> None:
@@ -35,7 +38,9 @@ def utf8_pieces(raw_blocks, skip: int, hint: str, step: int, done: int = 0):
     split between blocks is carried over); text is the decoded str, or None for an ASCII piece. The first
     `skip` bytes (a UTF-8 byte-order mark) are dropped, and error offsets counted after them, as
     data.decode_text counts them, from `done` (where these blocks begin in the text)."""
-    dec = codecs.getincrementaldecoder("utf-8")()  # done: bytes passed on so far, where the held-back ones begin
+    dec = codecs.getincrementaldecoder(
+        "utf-8"
+    )()  # done: bytes passed on so far, where the held-back ones begin
     for raw in raw_blocks:
         if skip:
             raw, skip = raw[skip:], max(0, skip - len(raw))
@@ -49,7 +54,9 @@ def utf8_pieces(raw_blocks, skip: int, hint: str, step: int, done: int = 0):
             try:
                 text = dec.decode(piece)
             except UnicodeDecodeError as e:
-                raise RnncliError(f"the corpus is not UTF-8 text (bad byte at offset {done + e.start}){hint}") from None
+                raise RnncliError(
+                    f"the corpus is not UTF-8 text (bad byte at offset {done + e.start}){hint}"
+                ) from None
             whole = held + piece
             whole = whole[: len(whole) - len(dec.getstate()[0])]
             done += len(whole)
@@ -58,7 +65,9 @@ def utf8_pieces(raw_blocks, skip: int, hint: str, step: int, done: int = 0):
     try:
         dec.decode(b"", final=True)
     except UnicodeDecodeError as e:
-        raise RnncliError(f"the corpus is not UTF-8 text (bad byte at offset {done + e.start}){hint}") from None
+        raise RnncliError(
+            f"the corpus is not UTF-8 text (bad byte at offset {done + e.start}){hint}"
+        ) from None
 
 
 def char_ids(passes, tokenizer: Tokenizer | None, out) -> tuple[Tokenizer, list[str], int]:
@@ -126,7 +135,8 @@ class Provisional(dict):
         """Provisional ids of the tokens of `b` (whole UTF-8 characters, starting at a token's start), up to
         its last non-word character (all of it when final), and how many bytes that is."""
         if b.isascii():
-            used = len(b) if final else len(b.rstrip(WORD_BYTES))  # a word at the end may go on in the next piece
+            # a word at the end may go on in the next piece
+            used = len(b) if final else len(b.rstrip(WORD_BYTES))
             masked = b[:used].translate(MASK8)
             codes = np.frombuffer(b, np.uint8, count=used)
             isw = np.frombuffer(masked, np.uint8) != 32  # (n,) word characters
@@ -139,9 +149,12 @@ class Provisional(dict):
                 codes, isw = codes[:cut], isw[:cut]
             lens = 1 + sum((codes >= limit).view(np.uint8) for limit in (0x80, 0x800, 0x10000))  # UTF-8 bytes
             used = int(lens.sum(dtype=np.int64))
-            masked = np.where(np.repeat(isw, lens), np.frombuffer(b, np.uint8, count=used), np.uint8(32)).tobytes()
+            masked = np.where(
+                np.repeat(isw, lens), np.frombuffer(b, np.uint8, count=used), np.uint8(32)
+            ).tobytes()
         words = masked.split()
-        start = np.empty(len(isw), bool)  # a token starts at every character but the second and later of a run
+        # a token starts at every character but the second and later of a run
+        start = np.empty(len(isw), bool)
         np.logical_and(isw[1:], isw[:-1], out=start[1:])
         np.logical_not(start, out=start)
         start[:1] = True
@@ -175,7 +188,9 @@ def _breaks(piece: bytes, text: str | None) -> bool:
     return bool(piece.translate(None, WORD_BYTES)) if text is None else _WORD_RUN.fullmatch(text) is None
 
 
-def word_ids(pieces, max_vocab: int, tokenizer: Tokenizer | None, out, folder) -> tuple[Tokenizer, list[str], int]:
+def word_ids(
+    pieces, max_vocab: int, tokenizer: Tokenizer | None, out, folder
+) -> tuple[Tokenizer, list[str], int]:
     """Word kind. One pass gives every token a provisional id (one dictionary look-up per word), writes them
     to a temp file and counts them; the vocabulary then maps provisional ids to ids in a second, numpy-only
     pass over that file into `out`."""

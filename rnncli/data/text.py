@@ -2,6 +2,7 @@
 
 Token ids live in compact numpy arrays (uint8/uint16/int32), never in Python lists of the text.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -49,8 +50,13 @@ def reading(src: str, fn, *args):
 
 
 # Byte-order marks, longest first (UTF-32 LE's begins with UTF-16 LE's): Windows editors write them.
-BOMS = [(codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF8, "utf-8-sig"),
-        (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")]
+BOMS = [
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+]
 
 
 def decode_text(data: bytes, what: str = "the input", hint: str = "") -> str:
@@ -157,8 +163,12 @@ class Tokenizer:
 def missing_note(kind: str, missing: list[str]) -> str:
     """What people are told of the tokens a text has and a vocabulary lacks (Tokenizer.encode's list)."""
     if kind == "char":
-        return f"{len(missing)} characters (left out) not in the model's vocabulary: {''.join(missing)[:80]!r}"
-    shown = ", ".join(repr(w) for w in missing[:12]) + (f" and {len(missing) - 12} more" if len(missing) > 12 else "")
+        return (
+            f"{len(missing)} characters (left out) not in the model's vocabulary: {''.join(missing)[:80]!r}"
+        )
+    shown = ", ".join(repr(w) for w in missing[:12]) + (
+        f" and {len(missing) - 12} more" if len(missing) > 12 else ""
+    )
     return f"{len(missing)} words (read as <unk>) not in the model's vocabulary: {shown}"
 
 
@@ -200,8 +210,10 @@ def count_token_chars(tokenizer: "Tokenizer", ids: np.ndarray) -> int:
 def check_val_split(n_val: int, seq: int) -> None:
     """Refuse a validation split that is not empty yet shorter than one window (nothing to score)."""
     if 0 < n_val <= seq:
-        raise RnncliError(f"the corpus is too short to validate on: its validation split ({n_val} tokens) is shorter "
-                          f"than one --seq {seq} window; give more text, raise --val-frac or use --val-frac 0")
+        raise RnncliError(
+            f"the corpus is too short to validate on: its validation split ({n_val} tokens) is shorter "
+            f"than one --seq {seq} window; give more text, raise --val-frac or use --val-frac 0"
+        )
 
 
 class Streams:
@@ -214,7 +226,8 @@ class Streams:
         self.B, self.T = b1 - b0, seq
         self.length = (len(ids) - 1) // batch  # tokens per stream
         n = self.length * batch
-        shape = (batch, self.length) if self.length else (0, 0)  # (more streams than tokens: no window; and numpy caps an axis)
+        # (more streams than tokens: no window; and numpy caps an axis)
+        shape = (batch, self.length) if self.length else (0, 0)
         self.x = ids[:n].reshape(shape)[b0:b1]
         self.y = ids[1 : n + 1].reshape(shape)[b0:b1]
         self.n_windows = self.length // seq

@@ -6,6 +6,7 @@ The pass is one dictionary look-up per word in Python, so it is bound to one cor
 fresh interpreters started with exec (never fork: a process that has run Numba's thread pool cannot
 fork safely), and they report a bad byte with its offset in the whole file.
 """
+
 from __future__ import annotations
 
 import json
@@ -53,8 +54,17 @@ def provisional_parts(path: str, size: int, skip: int, hint: str, folder, worker
     procs = []
     try:
         for k, (a, b) in enumerate(zip(bounds, bounds[1:])):
-            argv = [sys.executable, "-m", "rnncli.data.word_split", path, str(a), str(b), str(a - skip), hint,
-                    os.path.join(work, str(k))]
+            argv = [
+                sys.executable,
+                "-m",
+                "rnncli.data.word_split",
+                path,
+                str(a),
+                str(b),
+                str(a - skip),
+                hint,
+                os.path.join(work, str(k)),
+            ]
             procs.append(subprocess.Popen(argv, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL))
         meanwhile()
         errors = [p.communicate()[1].decode(errors="replace").strip() for p in procs]

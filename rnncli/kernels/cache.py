@@ -8,6 +8,7 @@ note. A cache folder that cannot be written (read-only, full, under /proc) leave
 compiled in memory, with one note. Only numba.config.CACHE_DIR is used, never Numba's fallbacks
 (the install folder's __pycache__, ~/.cache/numba). Not a place for compile options: that is jit.py.
 """
+
 from __future__ import annotations
 
 import os
@@ -47,7 +48,7 @@ def unframed(path: str) -> bytes:
     head = len(TAG) + 4
     if len(blob) < head or not blob.startswith(TAG):
         raise Damaged(path, "not a kernel cache file" if blob else "empty")
-    if struct.unpack("<I", blob[len(TAG):head])[0] != zlib.crc32(blob[head:]):
+    if struct.unpack("<I", blob[len(TAG) : head])[0] != zlib.crc32(blob[head:]):
         raise Damaged(path, "cut short or overwritten (its checksum differs)")
     return blob[head:]
 
@@ -80,7 +81,9 @@ class _Files(caching.IndexDataCacheFile):
         self._write(self._data_path(name), data)
 
     def _write(self, path, obj):
-        if os.path.isdir(path) and not os.path.islink(path):  # (a folder in a file's place: no rename replaces it)
+        if os.path.isdir(path) and not os.path.islink(
+            path
+        ):  # (a folder in a file's place: no rename replaces it)
             _remove(path)
         with self._open_for_write(path) as f:  # (a temporary file beside it, renamed over it)
             f.write(framed(self._dump(obj)))
@@ -127,8 +130,10 @@ class _Cache(caching.FunctionCache):
             return super().load_overload(sig, target_context)
         except Exception as e:  # damaged: whatever the file held, the kernel is compiled again
             _remove(getattr(e, "path", None) or self._cache_file._index_path)
-            paths.note_once("kernels damaged", f"damaged compiled kernels in {config.CACHE_DIR} ({e}); "
-                                               "compiling them again")
+            paths.note_once(
+                "kernels damaged",
+                f"damaged compiled kernels in {config.CACHE_DIR} ({e}); compiling them again",
+            )
             return None
 
     def save_overload(self, sig, data):
@@ -142,8 +147,11 @@ class _Cache(caching.FunctionCache):
 
 def unwritable(e: Exception) -> None:
     why = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
-    paths.note_once("kernels unwritable", f"compiled kernels cannot be kept in {config.CACHE_DIR} ({why}); "
-                                          "compiling them in memory for this run")
+    paths.note_once(
+        "kernels unwritable",
+        f"compiled kernels cannot be kept in {config.CACHE_DIR} ({why}); "
+        "compiling them in memory for this run",
+    )
 
 
 def _remove(path: str) -> None:

@@ -12,9 +12,11 @@ row in table.py, its <name>_forward and <name>_backward, a branch in unit_forwar
 the CPU's step loops below, and its equations in reference.py; tests/test_cells.py says what a cell
 must define.
 """
+
 import numpy as np
 
 from rnncli.kernels.jit import kernel
+
 # (the table is read by the kernels here, and by cuda/ and the tests through this module)
 from rnncli.kernels.table import ACTS, APART, CSTATE, GATES, MAX_GATES, NAMES  # noqa: F401
 

@@ -1,6 +1,7 @@
 """The records both decoders take (cpu/decode.py on NumPy arrays, cuda/decode.py on device arrays):
 the weights laid out for generation, and the per-row scratch. Each backend's `decoder_weights` fills
 Weights from its own arrays; run/sample.py makes the Rows."""
+
 from collections import namedtuple
 
 # table0 (V, G) or (0, G): E W_ih0^T + b_ih0, so that layer 0's projection is a row copy;

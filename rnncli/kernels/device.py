@@ -1,10 +1,11 @@
 """Which kernel backend a command runs on: `--device cpu|cuda|auto`.
 
-The CPU backend is kernels/cpu/backend.py; the GPU one, kernels/cuda/backend.py, is imported only when CUDA is asked
-for, or when `auto` finds an NVIDIA driver on this machine, so that CPU users never pay for
-importing numba.cuda. Both have the same kernel API, so the model, the optimizer and the decoder run
-unchanged on either, and checkpoints are the same whichever device wrote them.
+The CPU backend is kernels/cpu/backend.py; the GPU one, kernels/cuda/backend.py, is imported only
+when CUDA is asked for, or when `auto` finds an NVIDIA driver on this machine, so that CPU users
+never pay for importing numba.cuda. Both have the same kernel API, so the model, the optimizer and
+the decoder run unchanged on either, and checkpoints are the same whichever device wrote them.
 """
+
 from __future__ import annotations
 
 import os

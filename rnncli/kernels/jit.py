@@ -7,6 +7,7 @@ error_model="numpy" drops Python's zero-division checks, which otherwise stop LL
 vectorizing loops; fastmath only allows fused multiply-add, nothing that changes IEEE semantics.
 The disk cache takes a damaged file for a miss (cache.py).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,8 +17,8 @@ from pathlib import Path
 import numba
 from numba import njit
 
-from rnncli.kernels.cache import cache_for
 from rnncli.base.paths import cache_root
+from rnncli.kernels.cache import cache_for
 
 OPTIONS = dict(cache=True, nogil=True, error_model="numpy", fastmath={"contract"})
 
@@ -46,8 +47,12 @@ def kernel(fn=None, *, parallel: bool = False, inline: bool = False, reassociate
 
     def wrap(f):
         options = dict(OPTIONS, fastmath=OPTIONS["fastmath"] | {"reassoc"}) if reassociate else OPTIONS
-        dispatcher = njit(parallel=parallel, inline="always" if inline else "never", **dict(options, cache=False))(f)
-        dispatcher._cache = cache_for(f)  # (what cache=True would set up, with damaged files taken for misses)
+        dispatcher = njit(
+            parallel=parallel, inline="always" if inline else "never", **dict(options, cache=False)
+        )(f)
+        dispatcher._cache = cache_for(
+            f
+        )  # (what cache=True would set up, with damaged files taken for misses)
         return dispatcher
 
     return wrap(fn) if fn is not None else wrap
@@ -85,5 +90,7 @@ def gpu_kernel(fn=None, *, device: bool = False):
 def compiled_on_disk(kernel_name: str = "sequence_backward", exact: bool = False) -> bool:
     """Whether a kernel is already in the disk cache (if not, its first call compiles it): the one of
     that name if `exact`, else any whose name starts so (sequence_forward: either split's)."""
-    pattern = f"**/*.{kernel_name}-*.nbi" if exact else f"**/*.{kernel_name}*.nbi"  # (module.name-line.pyXY.nbi)
+    pattern = (
+        f"**/*.{kernel_name}-*.nbi" if exact else f"**/*.{kernel_name}*.nbi"
+    )  # (module.name-line.pyXY.nbi)
     return any(Path(numba.config.CACHE_DIR).glob(pattern))

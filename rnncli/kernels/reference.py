@@ -11,6 +11,7 @@ Gate order and equations are PyTorch's (x is the layer input, h the previous hid
 
 with s the logistic sigmoid. Loss: mean over T*B of -log softmax(W_out h_top + b_out)[target].
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -3,6 +3,7 @@ top-p, min-p, temperature, then a draw. Each one cuts tokens by setting their lo
 place, so the next sees only what is left. reference.sample_probs is the float64 oracle of the same
 rules; this file is what the decoder runs.
 """
+
 from collections import namedtuple
 
 import numpy as np

@@ -3,6 +3,7 @@ CUDA kernels (cells.py and what calls it) and the tests. No numba here, so that 
 it at start-up. A new cell is a row here, its per-unit functions and step loops in cells.py, and its
 equations in reference.py; tests/test_cells.py says what it must define.
 """
+
 # Per cell code: GATES blocks of H gate pre-activations (in gx, gh and the rows of W_ih, W_hh; in
 # PyTorch's order), ACTS blocks of H that `act` keeps for backward, CSTATE blocks of H of cell state
 # c, and APART: 1 when the recurrent side of a step's gradient differs from its input side (dgh an

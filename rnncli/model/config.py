@@ -2,6 +2,7 @@
 
 The CLI takes its option defaults from here and checkpoints store these as JSON. No numpy, no numba.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -9,9 +10,8 @@ import math
 from dataclasses import dataclass, fields
 
 from rnncli.base.errors import RnncliError
-from rnncli.data.text import UNK
 from rnncli.kernels import table
-from rnncli.kernels.device import DEVICES, check_device
+from rnncli.kernels.device import check_device
 
 CELLS = table.NAMES  # the kernels know a cell by its index in this tuple
 GATES = dict(zip(table.NAMES, table.GATES))  # blocks of `hidden` rows in weight_ih / weight_hh
@@ -141,23 +141,50 @@ class TrainConfig:
 
     def __post_init__(self):
         for name in ("batch", "seq", "eval_every", "max_vocab"):
-            require(getattr(self, name) >= 1, f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
+            require(
+                getattr(self, name) >= 1,
+                f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}",
+            )
         require(self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
-        require(0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0 and self.eps > 0, "Adam's betas must be in [0, 1) and eps > 0")
+        require(
+            0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0 and self.eps > 0,
+            "Adam's betas must be in [0, 1) and eps > 0",
+        )
         require(self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, not {self.lr}")
         require(self.clip >= 0, f"--clip must be >= 0 (0 turns clipping off), not {self.clip}")
         require(0.0 <= self.val_frac < 1.0, f"--val-frac must be in [0, 1), not {self.val_frac}")
-        require(self.lr_schedule in SCHEDULES, f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+        require(
+            self.lr_schedule in SCHEDULES,
+            f"unknown --lr-schedule {self.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}",
+        )
         require(0.0 <= self.lr_min_frac <= 1.0, f"--lr-min-frac must be in [0, 1], not {self.lr_min_frac}")
         require(self.warmup >= 0, f"--warmup must be >= 0, not {self.warmup}")
-        require(self.tokenizer in TOKENIZERS, f"unknown --tokenizer {self.tokenizer!r}: choose one of {', '.join(TOKENIZERS)}")
+        require(
+            self.tokenizer in TOKENIZERS,
+            f"unknown --tokenizer {self.tokenizer!r}: choose one of {', '.join(TOKENIZERS)}",
+        )
         require(self.steps is None or self.steps >= 1, f"--steps must be at least 1, not {self.steps}")
-        require(self.epochs is None or (self.epochs > 0 and _finite(self.epochs)), f"--epochs must be positive, not {self.epochs}")
-        require(self.time is None or (self.time > 0 and _finite(self.time)), f"--time must be a positive number of seconds, not {self.time}")
-        require(self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}")
-        require(self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}")
-        require(self.patience is None or self.val_frac > 0, "--patience watches the validation loss: it needs --val-frac > 0")
-        require(self.recipe in RECIPES, f"unknown --recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}")
+        require(
+            self.epochs is None or (self.epochs > 0 and _finite(self.epochs)),
+            f"--epochs must be positive, not {self.epochs}",
+        )
+        require(
+            self.time is None or (self.time > 0 and _finite(self.time)),
+            f"--time must be a positive number of seconds, not {self.time}",
+        )
+        require(
+            self.threads is None or self.threads >= 1, f"--threads must be at least 1, not {self.threads}"
+        )
+        require(
+            self.patience is None or self.patience >= 1, f"--patience must be at least 1, not {self.patience}"
+        )
+        require(
+            self.patience is None or self.val_frac > 0,
+            "--patience watches the validation loss: it needs --val-frac > 0",
+        )
+        require(
+            self.recipe in RECIPES, f"unknown --recipe {self.recipe!r}: choose one of {', '.join(RECIPES)}"
+        )
         check_device(self.device)
 
     @property
@@ -189,17 +216,30 @@ class SampleConfig:
 
     def __post_init__(self):
         require(self.length >= 0, f"--length must be >= 0, not {self.length}")
-        require(self.rng_seed is None or self.rng_seed >= 0, f"--rng-seed must be a whole number >= 0, not {self.rng_seed}")
-        require(self.temperature >= 0 and math.isfinite(self.temperature), f"--temperature must be a number >= 0, not {self.temperature}")
+        require(
+            self.rng_seed is None or self.rng_seed >= 0,
+            f"--rng-seed must be a whole number >= 0, not {self.rng_seed}",
+        )
+        require(
+            self.temperature >= 0 and math.isfinite(self.temperature),
+            f"--temperature must be a number >= 0, not {self.temperature}",
+        )
         require(self.top_k >= 0, f"--top-k must be >= 0 (0 keeps every token), not {self.top_k}")
         require(0.0 < self.top_p <= 1.0, f"--top-p must be in (0, 1], not {self.top_p}")
         require(0.0 <= self.min_p <= 1.0, f"--min-p must be in [0, 1], not {self.min_p}")
-        require(self.repeat_penalty > 0 and math.isfinite(self.repeat_penalty),
-                f"--repeat-penalty must be a positive number (1 is off), not {self.repeat_penalty}")
-        require(0 <= self.repeat_last_n <= 1 << 16, f"--repeat-last-n must be in [0, 65536], not {self.repeat_last_n}")
+        require(
+            self.repeat_penalty > 0 and math.isfinite(self.repeat_penalty),
+            f"--repeat-penalty must be a positive number (1 is off), not {self.repeat_penalty}",
+        )
+        require(
+            0 <= self.repeat_last_n <= 1 << 16,
+            f"--repeat-last-n must be in [0, 65536], not {self.repeat_last_n}",
+        )
         require(all(self.stop), "--stop takes a non-empty string")
-        require(self.max_time is None or (self.max_time > 0 and math.isfinite(self.max_time)),
-                f"--max-time must be a positive number of seconds, not {self.max_time}")
+        require(
+            self.max_time is None or (self.max_time > 0 and math.isfinite(self.max_time)),
+            f"--max-time must be a positive number of seconds, not {self.max_time}",
+        )
         require(self.num_samples >= 1, f"--num-samples must be at least 1, not {self.num_samples}")
         check_device(self.device)
 
@@ -239,18 +279,29 @@ class ProbeConfig:
     def __post_init__(self):
         require(self.state in STATES, f"--state takes h (hidden) or c (LSTM cell), not {self.state!r}")
         require(0 <= self.top <= 100, f"--top must be in [0, 100], not {self.top}")
-        require(self.match is None or self.match[0] < self.match[1], f"--match START:END needs START < END, not {self.match}")
+        require(
+            self.match is None or self.match[0] < self.match[1],
+            f"--match START:END needs START < END, not {self.match}",
+        )
         require(math.isfinite(self.threshold), f"--threshold must be a finite number, not {self.threshold}")
-        require(self.page_mb > 0 and math.isfinite(self.page_mb), f"--page-mb must be a positive number, not {self.page_mb}")
+        require(
+            self.page_mb > 0 and math.isfinite(self.page_mb),
+            f"--page-mb must be a positive number, not {self.page_mb}",
+        )
         check_device(self.device)
 
     def check_model(self, cfg: ModelConfig) -> None:
         """Refuse units and states this model does not have, naming what it has."""
-        require(self.state == "h" or cfg.cell == "lstm", f"--state c: only an LSTM has cell states; this model is a {cfg.cell}")
+        require(
+            self.state == "h" or cfg.cell == "lstm",
+            f"--state c: only an LSTM has cell states; this model is a {cfg.cell}",
+        )
         for layer, unit in self.neurons:
-            require(layer < cfg.layers and unit < cfg.hidden,
-                    f"--neuron {layer}:{unit}: this model has layers 0..{cfg.layers - 1} of units 0..{cfg.hidden - 1}")
-
+            require(
+                layer < cfg.layers and unit < cfg.hidden,
+                f"--neuron {layer}:{unit}: this model has layers 0..{cfg.layers - 1} "
+                f"of units 0..{cfg.hidden - 1}",
+            )
 
 
 def to_dict(cfg) -> dict:
@@ -258,8 +309,14 @@ def to_dict(cfg) -> dict:
 
 
 _KINDS = {
-    "int": ("a whole number below 2**53", lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53),
-    "float": ("a finite number", lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)),
+    "int": (
+        "a whole number below 2**53",
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and abs(v) < 2**53,
+    ),
+    "float": (
+        "a finite number",
+        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+    ),
     "str": ("a string", lambda v: isinstance(v, str)),
     "bool": ("true or false", lambda v: isinstance(v, bool)),
 }
@@ -269,7 +326,9 @@ def check_kind(name: str, value, kind: str) -> None:
     """Raise unless a stored value is of `kind`: int, float, str or bool, with " | None" allowed."""
     base, _, optional = kind.partition(" | ")
     what, ok = _KINDS[base]
-    require((value is None and optional == "None") or ok(value), f"the setting {name} is {value!r}, not {what}")
+    require(
+        (value is None and optional == "None") or ok(value), f"the setting {name} is {value!r}, not {what}"
+    )
 
 
 BEFORE = {"recipe": "plain"}  # settings whose default changed when they were added

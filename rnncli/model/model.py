@@ -6,6 +6,7 @@ recurrence, and after the backward time loop each weight gradient is one more pr
 are kept between calls of the same (T, B) so the training loop allocates nothing large. Token ids,
 states and dropout masks may come in as NumPy arrays; they are moved to the backend here.
 """
+
 from __future__ import annotations
 
 from types import SimpleNamespace
@@ -49,24 +50,42 @@ class Model:
                 act=z((L, T, B, A)),
                 gx=z((T, B, G)),
                 dgh=z((T, B, G)) if c.apart else None,
-                gh=z((B, G)), tmp=z((B, H)), dh=z((B, H)), dc=z((B, H)),
+                gh=z((B, G)),
+                tmp=z((B, H)),
+                dh=z((B, H)),
+                dc=z((B, H)),
                 x0=z((T, B, E)),  # layer 0's inputs, when it reads embedding rows
                 inputs=[None] * L,  # what each layer read, (T, B, I)
-                logits=z((N, V)), dlogits=z((N, V)),
+                logits=z((N, V)),
+                dlogits=z((N, V)),
                 d_out=z((2, N, H)),  # gradients reaching layer outputs, ping-pong
                 d_x0=z((N, E)),  # the gradient reaching the embedding rows
                 dropped=z((L - 1, T, B, H)),  # outputs after dropout (when masks are given)
-                per_token=z((V, G)), table=z((V, G)),
+                per_token=z((V, G)),
+                table=z((V, G)),
                 views={},
             )
         w = full.views.get(T)
         if w is None:
             w = full.views[T] = SimpleNamespace(
-                hs=full.hs[:, : T + 1], cs=full.cs[:, : T + 1], act=full.act[:, :T], gx=full.gx[:T],
-                dgh=None if full.dgh is None else full.dgh[:T], gh=full.gh, tmp=full.tmp, dh=full.dh, dc=full.dc,
-                x0=full.x0[:T], inputs=full.inputs, logits=full.logits[: T * B], dlogits=full.dlogits[: T * B],
-                d_out=full.d_out[:, : T * B], d_x0=full.d_x0[: T * B], dropped=full.dropped[:, :T],
-                per_token=full.per_token, table=full.table,
+                hs=full.hs[:, : T + 1],
+                cs=full.cs[:, : T + 1],
+                act=full.act[:, :T],
+                gx=full.gx[:T],
+                dgh=None if full.dgh is None else full.dgh[:T],
+                gh=full.gh,
+                tmp=full.tmp,
+                dh=full.dh,
+                dc=full.dc,
+                x0=full.x0[:T],
+                inputs=full.inputs,
+                logits=full.logits[: T * B],
+                dlogits=full.dlogits[: T * B],
+                d_out=full.d_out[:, : T * B],
+                d_x0=full.d_x0[: T * B],
+                dropped=full.dropped[:, :T],
+                per_token=full.per_token,
+                table=full.table,
             )
         return w
 
@@ -96,7 +115,9 @@ class Model:
             K.copy_into(w.hs[k, 0], h0[k])
             if c.cstate_width:
                 K.copy_into(w.cs[k, 0], c0[k])
-            K.sequence_forward(self.scratch, k, c.cell_code, w.gx, W_hh, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh)
+            K.sequence_forward(
+                self.scratch, k, c.cell_code, w.gx, W_hh, b_hh, w.hs[k], w.cs[k], w.act[k], w.gh
+            )
             x = w.hs[k, 1:]
             if masks is not None and k < c.layers - 1:
                 K.multiply(x, masks[k], w.dropped[k])
@@ -118,7 +139,9 @@ class Model:
 
     def _head(self, top, w):
         """Logits (N, V) of top-layer outputs (N, H), into w.logits."""
-        self.K.matmul(top, self.K.transpose_view(self.params["head.weight"]), self.params["head.bias"], w.logits)
+        self.K.matmul(
+            top, self.K.transpose_view(self.params["head.weight"]), self.params["head.bias"], w.logits
+        )
         return w.logits
 
     def logits(self, ids, h0, c0):
@@ -174,8 +197,21 @@ class Model:
             K.copy_into(dc_next, self._zeros(B))
             dgx = w.gx  # the forward projections are no longer needed: reuse their memory
             dgh = w.dgh if w.dgh is not None else dgx
-            K.sequence_backward(self.scratch, k, c.cell_code, W_hh, w.hs[k], w.cs[k], w.act[k], d_out, dh_next,
-                                dc_next, dgx, dgh, w.tmp)
+            K.sequence_backward(
+                self.scratch,
+                k,
+                c.cell_code,
+                W_hh,
+                w.hs[k],
+                w.cs[k],
+                w.act[k],
+                d_out,
+                dh_next,
+                dc_next,
+                dgx,
+                dgh,
+                w.tmp,
+            )
             dgx2, dgh2 = dgx.reshape(N, G), dgh.reshape(N, G)
             K.weight_grad(self.scratch, dgh2, w.hs[k, :T].reshape(N, -1), gW_hh, gb_hh)
             if k == 0 and self._by_table(N):
@@ -221,4 +257,3 @@ def check_ids(ids: np.ndarray, vocab_size: int) -> None:
         from rnncli.base.errors import RnncliError
 
         raise RnncliError(f"token ids {ids.min()}..{ids.max()} fall outside the vocabulary [0, {vocab_size})")
-

@@ -1,4 +1,5 @@
 """Global-norm gradient clipping, Adam and the learning-rate schedule, on flat float32 buffers."""
+
 from __future__ import annotations
 
 import math
@@ -32,7 +33,9 @@ class Adam:
         norm = self.grad_norm(grads) if norm is None else norm
         scale = min(1.0, c.clip / (norm + 1e-6)) if c.clip > 0 else 1.0
         self.step_count += 1
-        self.K.adam_update(params, grads, self.m, self.v, lr, c.beta1, c.beta2, c.eps, float(self.step_count), scale)
+        self.K.adam_update(
+            params, grads, self.m, self.v, lr, c.beta1, c.beta2, c.eps, float(self.step_count), scale
+        )
         return norm
 
 

@@ -3,6 +3,7 @@
 Names are those of a module with children `embedding` (nn.Embedding), `rnn` (nn.RNN/GRU/LSTM with
 batch_first=False) and `head` (nn.Linear), so the tensors load into those modules with load_state_dict.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -36,13 +37,20 @@ class Params:
 
     def layer(self, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         v = self.views
-        return v[f"rnn.weight_ih_l{k}"], v[f"rnn.weight_hh_l{k}"], v[f"rnn.bias_ih_l{k}"], v[f"rnn.bias_hh_l{k}"]
+        return (
+            v[f"rnn.weight_ih_l{k}"],
+            v[f"rnn.weight_hh_l{k}"],
+            v[f"rnn.bias_ih_l{k}"],
+            v[f"rnn.bias_hh_l{k}"],
+        )
 
     def zeros_like(self) -> "Params":
         return Params(self.cfg, backend=self.backend)
 
     def copy(self) -> "Params":
-        return Params(self.cfg, self.backend.copy(self.data) if self.backend else self.data.copy(), self.backend)
+        return Params(
+            self.cfg, self.backend.copy(self.data) if self.backend else self.data.copy(), self.backend
+        )
 
     def to(self, backend) -> "Params":
         """These parameters where `backend` keeps arrays (the CPU's: the same memory)."""
@@ -55,7 +63,9 @@ class Params:
     def load(self, tensors: dict[str, np.ndarray], prefix: str = "") -> "Params":
         """Copy named arrays (as in a checkpoint) into this buffer, checking every name and shape."""
         if self.backend is not None:
-            self.backend.copy_into(self.data, self.backend.asarray(Params(self.cfg).load(tensors, prefix).data))
+            self.backend.copy_into(
+                self.data, self.backend.asarray(Params(self.cfg).load(tensors, prefix).data)
+            )
             return self
         for name, view in self.views.items():
             arr = tensors[prefix + name]

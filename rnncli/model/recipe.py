@@ -15,14 +15,15 @@ The rules, and the runs behind them (tinyshakespeare, 2-core Zen 2; README "Choo
 - Adam with a short linear warm-up and a cosine decay that ends when the budget ends; about
   VALIDATIONS validations, and early stopping after PATIENCE of them without a new best.
 """
+
 from __future__ import annotations
 
 import math
 import time
 from dataclasses import dataclass, field
 
-from rnncli.model.config import ModelConfig, to_dict
 from rnncli.base.errors import RnncliError
+from rnncli.model.config import ModelConfig, to_dict
 
 HIDDEN = (16, 32, 48, 64, 96, 128, 192, 256, 320, 384, 448, 512, 640, 768, 1024)
 # (batch, seq) in order of preference: long windows, but 32+ rows before 100 steps (the products'
@@ -37,11 +38,27 @@ PATIENCE = 4
 DEFAULT_TIME = 300.0  # the automatic recipe's run when no --time, --steps or --epochs is given
 EVAL_COST = 1 / 3  # a validated token costs about this share of a trained one (no backward pass)
 # what the recipe chooses where nothing is given and nothing needs measuring (the CLI's help reads these)
-CELL, LAYERS, EMBED, WIDE_EMBED, WIDE_VOCAB = "gru", 2, 64, 256, 512  # the embedding: WIDE_EMBED over WIDE_VOCAB
+CELL, LAYERS, EMBED, WIDE_EMBED, WIDE_VOCAB = (
+    "gru",
+    2,
+    64,
+    256,
+    512,
+)  # the embedding: WIDE_EMBED over WIDE_VOCAB
 LR_SCHEDULE, LR_MIN_FRAC = "cosine", 0.05
 LR_NARROW, LR_WIDE, LR_WIDTH = 3e-3, 2e-3, 256  # Adam's rate: LR_NARROW up to LR_WIDTH units, else LR_WIDE
 MODEL_FIELDS = ("cell", "layers", "hidden", "embed", "dropout")
-TRAIN_FIELDS = ("batch", "seq", "lr", "lr_schedule", "lr_min_frac", "warmup", "eval_every", "patience", "time")
+TRAIN_FIELDS = (
+    "batch",
+    "seq",
+    "lr",
+    "lr_schedule",
+    "lr_min_frac",
+    "warmup",
+    "eval_every",
+    "patience",
+    "time",
+)
 clock = time.perf_counter  # what `probe_speed` times steps with (tests give their own)
 
 
@@ -59,9 +76,11 @@ class Speed:
     def token_seconds(self, cfg: ModelConfig, tokens_per_step: int, window: int | None = None) -> float:
         """window: the tokens of one process's share of a step (layer 0's table is made once for
         them; ModelConfig.macs_per_token); None: the whole step's, as in one process."""
-        return (cfg.macs_per_token(window or tokens_per_step, training=True) / self.macs_per_s
-                + self.vocab_s * cfg.vocab_size
-                + self.param_s * cfg.n_params / max(1, tokens_per_step))
+        return (
+            cfg.macs_per_token(window or tokens_per_step, training=True) / self.macs_per_s
+            + self.vocab_s * cfg.vocab_size
+            + self.param_s * cfg.n_params / max(1, tokens_per_step)
+        )
 
 
 @dataclass(frozen=True)
@@ -85,8 +104,16 @@ class Recipe:
     why: str = field(default="")
 
     def to_json(self) -> dict:
-        return {"model": self.model, "train": self.train, "chosen": list(self.chosen), "tokens": self.tokens,
-                "epochs": self.epochs, "seconds": self.seconds, "tokens_per_s": self.tokens_per_s, "why": self.why}
+        return {
+            "model": self.model,
+            "train": self.train,
+            "chosen": list(self.chosen),
+            "tokens": self.tokens,
+            "epochs": self.epochs,
+            "seconds": self.seconds,
+            "tokens_per_s": self.tokens_per_s,
+            "why": self.why,
+        }
 
 
 SEQS = (100, 64, 32, 16, 8)
@@ -135,15 +162,22 @@ def describe_stop(stop: dict) -> str:
 def base_model(corpus: Corpus, model: dict) -> dict:
     """The architecture before the width: a 2-layer GRU (embedding 64, or 256 for vocabularies over
     512), under the user's settings."""
-    return {"cell": CELL, "layers": LAYERS, "embed": EMBED if corpus.vocab_size <= WIDE_VOCAB else WIDE_EMBED,
-            "dropout": 0.0, **model}
+    return {
+        "cell": CELL,
+        "layers": LAYERS,
+        "embed": EMBED if corpus.vocab_size <= WIDE_VOCAB else WIDE_EMBED,
+        "dropout": 0.0,
+        **model,
+    }
 
 
 def sized(corpus: Corpus, model: dict, hidden: int) -> ModelConfig:
     """base_model at a width. Over a large vocabulary the embedding is no wider than the hidden
     layer: a narrow model with 256-wide word vectors spends its parameters on the table, not the network."""
     base = base_model(corpus, model)
-    embed = base["embed"] if "embed" in model or corpus.vocab_size <= WIDE_VOCAB else min(base["embed"], hidden)
+    embed = (
+        base["embed"] if "embed" in model or corpus.vocab_size <= WIDE_VOCAB else min(base["embed"], hidden)
+    )
     return ModelConfig(vocab_size=corpus.vocab_size, **dict(base, hidden=hidden, embed=embed))
 
 
@@ -151,8 +185,16 @@ def _speed(speed) -> "Speed | None":
     return speed if speed is None or isinstance(speed, Speed) else Speed(float(speed))
 
 
-def _tokens(model: ModelConfig, corpus: Corpus, stop: dict, batch: int, seq: int, evals: int,
-            speed: Speed | None, window: int | None = None):
+def _tokens(
+    model: ModelConfig,
+    corpus: Corpus,
+    stop: dict,
+    batch: int,
+    seq: int,
+    evals: int,
+    speed: Speed | None,
+    window: int | None = None,
+):
     """Predicted training tokens and seconds under the stop rule (the nearest of those given);
     window: one rank's share of a step (Speed.token_seconds)."""
     t_token = speed.token_seconds(model, batch * seq, window) if speed else None
@@ -177,7 +219,9 @@ def _dropout(epochs: float, params: int, train_tokens: int) -> float:
     return min(0.5, round(0.08 * math.log2(pressure) / 0.05) * 0.05)
 
 
-def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None, world_size: int = 1) -> Recipe:
+def choose(
+    corpus: Corpus, model: dict, train: dict, speed: Speed | float | None, world_size: int = 1
+) -> Recipe:
     """The recipe for a new run. model, train: the settings the user gave (they win); speed: the
     measured Speed (`training_speed`; a number is multiply-adds per second alone), needed when the stop
     is a time. A time too short for MIN_STEPS steps of the model is an RnncliError."""
@@ -194,37 +238,59 @@ def choose(corpus: Corpus, model: dict, train: dict, speed: Speed | float | None
         trainable = tokens >= TOKENS_PER_PARAM * cfg.n_params
         fillable = cfg.n_params <= PARAMS_PER_TOKEN * corpus.train_tokens
         if not (trainable and fillable) and len(widths) > 1:
-            bound = (f"what the budget can train ({TOKENS_PER_PARAM:g}+ tokens a parameter)" if not trainable
-                     else f"what the text can fill (at most {PARAMS_PER_TOKEN:g} parameters a training token)")
-            limit = f"the widest within {bound}" if best else f"the narrowest ({hidden}), though even it exceeds {bound}"
+            bound = (
+                f"what the budget can train ({TOKENS_PER_PARAM:g}+ tokens a parameter)"
+                if not trainable
+                else f"what the text can fill (at most {PARAMS_PER_TOKEN:g} parameters a training token)"
+            )
+            limit = (
+                f"the widest within {bound}"
+                if best
+                else f"the narrowest ({hidden}), though even it exceeds {bound}"
+            )
         if best is None or (trainable and fillable):
             best = (cfg, tokens, seconds)
         if not (trainable and fillable):
             break
     cfg, tokens, seconds = best
     steps = int(tokens // (batch * seq))
-    by_time = (_tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed, window)[0]
-               if "time" in stop else math.inf)
+    by_time = (
+        _tokens(cfg, corpus, {"time": stop["time"]}, batch, seq, VALIDATIONS, speed, window)[0]
+        if "time" in stop
+        else math.inf
+    )
     if by_time <= tokens and steps < MIN_STEPS:  # (the time is what ends the run, and it ends it at once)
         rate = 1 / speed.token_seconds(cfg, batch * seq, window)
         raise RnncliError(
-            f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} on this machine "
-            f"({batch}x{seq} tokens a step at about {rate / 1000:.1f}k tokens/s); give more time, or a smaller model or batch")
+            f"--time {stop['time']:g} buys about {steps} steps of a {cfg.layers}x{cfg.hidden} {cfg.cell} "
+            f"on this machine ({batch}x{seq} tokens a step at about {rate / 1000:.1f}k tokens/s); "
+            "give more time, or a smaller model or batch"
+        )
     epochs = tokens / corpus.train_tokens
-    dropout = model.get("dropout", _dropout(epochs, cfg.n_params, corpus.train_tokens) if cfg.layers > 1 else 0.0)
+    dropout = model.get(
+        "dropout", _dropout(epochs, cfg.n_params, corpus.train_tokens) if cfg.layers > 1 else 0.0
+    )
     steps = max(1, steps)
     chosen_train = {
-        "batch": batch, "seq": seq, "lr": LR_NARROW if cfg.hidden <= LR_WIDTH else LR_WIDE, "lr_schedule": LR_SCHEDULE,
-        "lr_min_frac": LR_MIN_FRAC, "warmup": min(100, max(1, steps // 20)), "eval_every": max(1, steps // VALIDATIONS),
-        "patience": PATIENCE if corpus.val_tokens else None, **stop,
+        "batch": batch,
+        "seq": seq,
+        "lr": LR_NARROW if cfg.hidden <= LR_WIDTH else LR_WIDE,
+        "lr_schedule": LR_SCHEDULE,
+        "lr_min_frac": LR_MIN_FRAC,
+        "warmup": min(100, max(1, steps // 20)),
+        "eval_every": max(1, steps // VALIDATIONS),
+        "patience": PATIENCE if corpus.val_tokens else None,
+        **stop,
     }
     out_train = {**chosen_train, **{k: v for k, v in train.items() if k in TRAIN_FIELDS}}
     out_model = {**{k: getattr(cfg, k) for k in MODEL_FIELDS}, "dropout": dropout}
     chosen = tuple(k for k in MODEL_FIELDS if k not in model) + tuple(k for k in out_train if k not in train)
     rate = tokens / seconds if seconds else None
     speed = f" at {rate / 1000:.1f}k tokens/s" if rate else ""
-    why = (f"{describe_stop(stop)}{speed} buys about {tokens / 1e6:.3g}M tokens, {epochs:.3g} epochs of "
-           f"{corpus.train_tokens:,}; {cfg.n_params:,} parameters: {limit}")
+    why = (
+        f"{describe_stop(stop)}{speed} buys about {tokens / 1e6:.3g}M tokens, {epochs:.3g} epochs of "
+        f"{corpus.train_tokens:,}; {cfg.n_params:,} parameters: {limit}"
+    )
     return Recipe(out_model, out_train, chosen, tokens, epochs, seconds, rate, why)
 
 
@@ -252,7 +318,9 @@ def training_speed(K, world, threads: int | None, corpus: Corpus, model: dict, t
     K.use_threads(threads)
     speed, first = probe_speed(K, corpus, model, b1 - b0, seq)
     # every rank trains its share at once: all the ranks' tokens cost what one rank's share does
-    shared = [world.share(x) for x in (speed.macs_per_s * world.size, speed.vocab_s / world.size, speed.param_s)]
+    shared = [
+        world.share(x) for x in (speed.macs_per_s * world.size, speed.vocab_s / world.size, speed.param_s)
+    ]
     return Speed(*shared), first
 
 
@@ -278,7 +346,7 @@ def probe_speed(K, corpus: Corpus, model: dict, batch: int, seq: int, steps: int
     for cfg in (wide, narrow) if narrow != wide else (wide,):
         step = TrainStep(Model(init_params(cfg, rng), K), TrainConfig(), batch)
         probes.append(step)
-        seconds = _fastest(K, steps, lambda: step.backward(ids, ids))
+        seconds = _fastest(K, steps, lambda step=step: step.backward(ids, ids))
         timed.append((cfg.macs_per_token(tokens, training=True) * tokens, *seconds))
     param_s = _fastest(K, steps, lambda: probes[0].update(1e-3))[0] / wide.n_params
     (macs_wide, t_wide, first), (macs_narrow, t_narrow, _) = timed[0], timed[-1]

@@ -4,6 +4,7 @@ frozen; the CLI builds them from flags and the Python API takes them as they are
 
 The complete settings a run ends up with are config.py's ModelConfig and TrainConfig, which
 checkpoints store; these are the user's side of that choice."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -12,7 +13,9 @@ from rnncli.model.config import ModelConfig, TrainConfig
 
 
 def _given(settings) -> dict:
-    return {f.name: getattr(settings, f.name) for f in fields(settings) if getattr(settings, f.name) is not None}
+    return {
+        f.name: getattr(settings, f.name) for f in fields(settings) if getattr(settings, f.name) is not None
+    }
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,7 @@ hidden state carried to the next window. Training, bench and the recipe's speed 
 What a run does around a step (choosing windows, dropout masks, the ranks' gradient exchange between
 backward and update, validation, checkpoints) is run/train.py's, not this file's.
 """
+
 from __future__ import annotations
 
 from rnncli.model.config import TrainConfig

@@ -10,6 +10,7 @@ GFLOP/s count the products each side executes (ModelConfig.macs_per_token), besi
 nominal work; both are divided by one BLAS sgemm's rate (matmul_gflops), and generation's weight
 traffic by one core's memory bandwidth (memory_gb_per_s).
 """
+
 from __future__ import annotations
 
 import math
@@ -108,8 +109,12 @@ class Ours:
             from threadpoolctl import threadpool_limits  # whatever an earlier measure set
 
             threadpool_limits(self.K.thread_count(self.threads), user_api="blas")
-        dec = Decoder(self.model, SampleConfig(length=n, rng_seed=0), streams=range(rows),
-                      threads=self.threads if rows > 1 else None)  # (streaming leaves threads alone)
+        dec = Decoder(
+            self.model,
+            SampleConfig(length=n, rng_seed=0),
+            streams=range(rows),
+            threads=self.threads if rows > 1 else None,  # (streaming leaves threads alone)
+        )
         dec.prime([np.array([0])])
         for _ in dec.tokens(n):
             pass
@@ -180,20 +185,33 @@ def expand(names: list[str]) -> list[str]:
         if not picked:
             from rnncli.base.errors import RnncliError
 
-            raise RnncliError(f"unknown --config {name!r}: choose from all, small, medium, {', '.join(CONFIGS)}")
+            raise RnncliError(
+                f"unknown --config {name!r}: choose from all, small, medium, {', '.join(CONFIGS)}"
+            )
         out += [c for c in picked if c not in out]
     return out
 
 
-def _child(impl: str, name: str, measures: list[str], threads: int | None, device: str, tune: bool = True) -> list[dict]:
+def _child(
+    impl: str, name: str, measures: list[str], threads: int | None, device: str, tune: bool = True
+) -> list[dict]:
     """One implementation on one configuration, in a fresh process: two libraries' OpenMP pools in
     one process slow each other down (seen: PyTorch's small RNN 20x slower after a Numba kernel)."""
     import json
     import subprocess
     import sys
 
-    cmd = [sys.executable, "-m", "rnncli.run.bench", impl, name, ",".join(measures), str(threads or 0), device,
-           str(int(tune))]
+    cmd = [
+        sys.executable,
+        "-m",
+        "rnncli.run.bench",
+        impl,
+        name,
+        ",".join(measures),
+        str(threads or 0),
+        device,
+        str(int(tune)),
+    ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
         from rnncli.base.errors import RnncliError
@@ -203,8 +221,15 @@ def _child(impl: str, name: str, measures: list[str], threads: int | None, devic
     return json.loads(done.stdout)
 
 
-def run(names: list[str], what: list[str], repeats: int, threads: int | None, against_torch: bool,
-        device: str = "cpu", tune: bool = True):
+def run(
+    names: list[str],
+    what: list[str],
+    repeats: int,
+    threads: int | None,
+    against_torch: bool,
+    device: str = "cpu",
+    tune: bool = True,
+):
     """Yield one result dict per (config, measurement, implementation). Each repeat runs every
     implementation in turn, so that both see the same machine state, the first in one repeat last
     in the next; rates are medians, and rnncli's rows carry `ratio`, the median over repeats of
@@ -226,8 +251,13 @@ def run(names: list[str], what: list[str], repeats: int, threads: int | None, ag
                 rate = statistics.median(r["rate"] for r in rs)
                 executed = impl == "rnncli"  # (PyTorch runs the model's products as written)
                 row = {
-                    "config": name, "measure": w, "impl": impl, "rate": rate, "runs": [r["rate"] for r in rs],
-                    "warmup_s": rs[0]["warmup_s"], "gflops": rate * cfg.flops_per_token(w, executed) / 1e9,
+                    "config": name,
+                    "measure": w,
+                    "impl": impl,
+                    "rate": rate,
+                    "runs": [r["rate"] for r in rs],
+                    "warmup_s": rs[0]["warmup_s"],
+                    "gflops": rate * cfg.flops_per_token(w, executed) / 1e9,
                     "gflops_nominal": rate * cfg.flops_per_token(w, False) / 1e9,
                     "weight_gb_per_s": rate * cfg.weight_bytes(executed) / 1e9 if w == "generate" else None,
                 }

@@ -1,5 +1,6 @@
 """PyTorch's side of `rnncli bench --against-torch`, and the one PyTorch twin of rnncli's network
 that the comparison tests and scripts share. Imported only when asked for: rnncli never needs torch."""
+
 from __future__ import annotations
 
 import os
@@ -74,8 +75,9 @@ class Theirs:
     def eval_step(self):
         with torch.inference_mode():
             logits, self.state = self.net(self.ids, None if self.state is None else detach(self.state))
-            torch.nn.functional.cross_entropy(logits.reshape(-1, self.cfg.model.vocab_size), self.targets,
-                                              reduction="sum").item()
+            torch.nn.functional.cross_entropy(
+                logits.reshape(-1, self.cfg.model.vocab_size), self.targets, reduction="sum"
+            ).item()
         self.state = detach(self.state)
 
     def generate(self, n: int, rows: int = 1):

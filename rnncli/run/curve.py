@@ -1,5 +1,6 @@
 """The training loss of every step, kept in bounded space for the checkpoint and `inspect`'s chart:
 consecutive steps are averaged in buckets whose width doubles whenever the points fill up."""
+
 from __future__ import annotations
 
 MAX_POINTS = 512

@@ -2,6 +2,7 @@
 it reads, and the one Allreduce per step that averages gradients (and agrees on the clock and on
 stopping). mpi4py is imported only when a run is distributed; a single process pays nothing.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,8 +67,10 @@ class Mpi(Solo):
         self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
         self.lead = self.rank == 0
         if self.size == 1 and launched_size() > 1:  # e.g. Open MPI's mpirun starting MPICH's mpi4py
-            raise RnncliError(f"the launcher started {launched_size()} processes but MPI sees each alone: run "
-                              "mpiexec from the same MPI that mpi4py uses (the one in this environment)")
+            raise RnncliError(
+                f"the launcher started {launched_size()} processes but MPI sees each alone: run "
+                "mpiexec from the same MPI that mpi4py uses (the one in this environment)"
+            )
 
     def _wait(self, request) -> None:
         """Wait for a nonblocking exchange without spinning a core (a rank waiting on the lead's
@@ -89,20 +92,30 @@ class Mpi(Solo):
         differs between machines would otherwise train on silently, or hang an exchange)."""
         values = self.comm.allgather(value)
         if any(v != values[0] for v in values):
-            raise RnncliError(f"the ranks disagree on {what}: rank 0 has {values[0]}, "
-                              f"rank {next(i for i, v in enumerate(values) if v != values[0])} has "
-                              f"{next(v for v in values if v != values[0])}")
+            raise RnncliError(
+                f"the ranks disagree on {what}: rank 0 has {values[0]}, "
+                f"rank {next(i for i, v in enumerate(values) if v != values[0])} has "
+                f"{next(v for v in values if v != values[0])}"
+            )
 
     def threads(self) -> int | None:
         """Each rank's share of its machine's cores, when --threads is not given."""
-        local = next((int(os.environ[v]) for v in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
-                      if os.environ.get(v, "").isdigit()), 1)
+        local = next(
+            (
+                int(os.environ[v])
+                for v in ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE")
+                if os.environ.get(v, "").isdigit()
+            ),
+            1,
+        )
         return max(1, usable_cores() // max(1, local))
 
     def part(self, batch: int) -> tuple[int, int]:
         """This rank's rows [b0, b1) of the batch's streams: as even a split as whole streams allow."""
         if batch < self.size:
-            raise RnncliError(f"--batch {batch} has fewer streams than the {self.size} ranks; give each rank one at least")
+            raise RnncliError(
+                f"--batch {batch} has fewer streams than the {self.size} ranks; give each rank one at least"
+            )
         return self._rows(self.rank, batch)
 
     def _rows(self, rank: int, batch: int) -> tuple[int, int]:
@@ -152,4 +165,3 @@ def world(distributed: bool | None = None):
 
 
 ACTIVE: Mpi | None = None  # this process's MPI job, once it has joined one
-

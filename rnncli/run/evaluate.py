@@ -1,11 +1,12 @@
 """Scoring text with a model: nats per token, bits per character, perplexity."""
+
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
-from rnncli.data.text import Streams, count_chars
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import Streams, count_chars
 
 
 def score_streams(model, streams: Streams) -> tuple[float, int]:
@@ -39,8 +40,11 @@ class Score:
     @classmethod
     def total(cls, scores: list["Score"]) -> "Score":
         """Several scores as one: nats summed over all their tokens."""
-        return cls.of(sum(s.nats_per_token * s.tokens for s in scores), sum(s.tokens for s in scores),
-                      sum(s.chars for s in scores))
+        return cls.of(
+            sum(s.nats_per_token * s.tokens for s in scores),
+            sum(s.tokens for s in scores),
+            sum(s.chars for s in scores),
+        )
 
 
 def eval_streams_batch(n_tokens: int, seq: int, max_batch: int) -> int:
@@ -54,7 +58,9 @@ def score_text(sources: list[str], loaded, threads: int | None = None, on_warnin
     metadata), the model on the device it will run on), state carried across the text."""
     from rnncli.data.text import read_bytes, text_for
 
-    text = text_for(loaded[1].kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes")
+    text = text_for(
+        loaded[1].kind, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes"
+    )
     return score_data(text, loaded, threads, on_warning)
 
 
@@ -75,8 +81,11 @@ def score_data(text: str | bytes, loaded, threads: int | None = None, on_warning
     seq = train_cfg.seq
     B = eval_streams_batch(len(ids), seq, train_cfg.batch)
     streams = Streams(ids, B, seq)
-    memory.require(workspace_bytes(model.K, model.cfg, min(seq, streams.length), B, False, threads),
-                   "scoring with this model", "score a shorter text")
+    memory.require(
+        workspace_bytes(model.K, model.cfg, min(seq, streams.length), B, False, threads),
+        "scoring with this model",
+        "score a shorter text",
+    )
     total, count = score_streams(model, streams)
     return Score.of(total, count, max(1, round(count_chars(text) * count / len(ids))))
 
@@ -99,11 +108,15 @@ def score_held_out(sources: list[str], loaded, threads: int | None = None) -> Sc
     corpus = load_corpus(sources, tokenizer.kind, cfg.max_vocab, tokenizer)
     kept = meta.get("corpus") or {}
     if kept.get("sha256") not in (None, corpus.fingerprint["sha256"]):
-        raise RnncliError(f"{' '.join(sources)} is not the text this model was trained on ({kept.get('bytes', '?')} "
-                          f"bytes, sha256 {str(kept['sha256'])[:12]}...): --held-out needs its corpus")
+        raise RnncliError(
+            f"{' '.join(sources)} is not the text this model was trained on ({kept.get('bytes', '?')} "
+            f"bytes, sha256 {str(kept['sha256'])[:12]}...): --held-out needs its corpus"
+        )
     val_ids = split_val(corpus.ids, cfg.val_frac)[1]
     if len(val_ids) <= cfg.seq:
-        raise RnncliError(f"the model was trained with --val-frac {cfg.val_frac:g}: no validation split to score")
+        raise RnncliError(
+            f"the model was trained with --val-frac {cfg.val_frac:g}: no validation split to score"
+        )
     streams = val_streams(val_ids, cfg.batch, cfg.seq)
     total, count = score_streams(model, streams)
     return Score.of(total, count, count_token_chars(tokenizer, streams.y.ravel()))

@@ -4,6 +4,7 @@ that stay on across a span, and the other spans where the same units are on).
 
 Works on a Probe's activations; computes nothing of the model.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,16 @@ def text_properties(tokens: list[str]) -> np.ndarray:
             else:
                 leading = False
         last = tok[-1:] or " "
-        out[i] = (quote, depth > 0, column, tok.endswith("\n"), last.isdigit(), last.isupper(), indent,
-                  bool(tok) and tok.isspace())
+        out[i] = (
+            quote,
+            depth > 0,
+            column,
+            tok.endswith("\n"),
+            last.isdigit(),
+            last.isupper(),
+            indent,
+            bool(tok) and tok.isspace(),
+        )
     return out
 
 
@@ -87,7 +96,13 @@ class Found:
     r: float
 
     def to_json(self) -> dict:
-        return {"property": self.prop, "layer": self.layer, "state": self.state, "unit": self.unit, "r": round(self.r, 4)}
+        return {
+            "property": self.prop,
+            "layer": self.layer,
+            "state": self.state,
+            "unit": self.unit,
+            "r": round(self.r, 4),
+        }
 
 
 def find_neurons(acts: dict, tokens: list[str], best: int = 3) -> tuple[list[Found], list[str]]:
@@ -101,8 +116,10 @@ def find_neurons(acts: dict, tokens: list[str], best: int = 3) -> tuple[list[Fou
     for j, name in enumerate(names):
         if name in absent:
             continue
-        ranked = sorted(((abs(r[u, j]), key, u, r[u, j]) for key, r in table for u in range(r.shape[0])),
-                        key=lambda t: -t[0])
+        ranked = sorted(
+            ((abs(r[u, j]), key, u, r[u, j]) for key, r in table for u in range(r.shape[0])),
+            key=lambda t: -t[0],
+        )
         found += [Found(name, key[0], key[1], int(u), float(r)) for _, key, u, r in ranked[:best]]
     return found, absent
 

@@ -1,6 +1,7 @@
 """How a run is carried out, as opposed to what it learns: where it writes, what it continues, which
 device and how many threads, whether the kernels' measured choices are used. One frozen object,
 handed down to the call that needs it; nothing travels through the environment or a module global."""
+
 from __future__ import annotations
 
 import contextlib

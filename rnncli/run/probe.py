@@ -4,6 +4,7 @@ tokens and every unit's hidden (and cell) state at every position.
 It reads the states out of the same compiled forward pass that `eval` runs (Model's own buffers),
 so what it shows is what the model computes, not a second implementation of it.
 """
+
 from __future__ import annotations
 
 import math
@@ -178,13 +179,14 @@ def probe_ids(model, ids: np.ndarray, seq: int, max_batch: int, top_k: int = 5, 
     return {"loss": loss, "top_ids": top_ids, "top_p": top_p, "acts": acts}
 
 
-def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: int | None = None,
-               on_warning=None) -> Probe:
+def probe_text(
+    data: bytes | str, loaded, top_k: int = 5, states=(), threads: int | None = None, on_warning=None
+) -> Probe:
     """Probe a text (str, or bytes for a byte model) with a loaded model (load.load_model's
     (model, tokenizer, metadata)); `states` lists the (layer, "h"|"c") whose activations to keep."""
     from rnncli.base import memory
-    from rnncli.data.text import missing_note
     from rnncli.base.errors import RnncliError
+    from rnncli.data.text import missing_note
     from rnncli.model.model import workspace_bytes
 
     model, tokenizer, meta = loaded
@@ -197,8 +199,11 @@ def probe_text(data: bytes | str, loaded, top_k: int = 5, states=(), threads: in
         raise RnncliError("the text has fewer than two tokens the model knows: nothing to look at")
     lay = Layout.plan(len(ids), train_cfg.seq, train_cfg.batch)
     keep = len(ids) * (4 * len(states) * model.cfg.hidden + 8 * top_k + 120)  # (120: a token's str in a list)
-    memory.require(keep + workspace_bytes(model.K, model.cfg, train_cfg.seq, lay.B, False, threads),
-                   "looking inside this model over this text", "use a shorter text or ask for fewer units")
+    memory.require(
+        keep + workspace_bytes(model.K, model.cfg, train_cfg.seq, lay.B, False, threads),
+        "looking inside this model over this text",
+        "use a shorter text or ask for fewer units",
+    )
     tokens = token_texts(tokenizer, data, ids)
     out = probe_ids(model, ids, train_cfg.seq, train_cfg.batch, top_k, tuple(states))
     return Probe(tokens, ids, out["loss"], out["top_ids"], out["top_p"], out["acts"], vocab_texts(tokenizer))

@@ -6,6 +6,7 @@ move the new run elsewhere or replace it. `--more` asks a resumed run for more o
 steps or epochs) beyond where it is, with its schedule laid over the extension and its patience
 counted afresh. No numpy, no numba.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,12 +16,21 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from rnncli.model.config import require
 from rnncli.base.errors import RnncliError
+from rnncli.model.config import require
 
 STOPS = ("time", "steps", "epochs")
-UNITS = {"s": ("time", 1.0), "sec": ("time", 1.0), "m": ("time", 60.0), "min": ("time", 60.0), "h": ("time", 3600.0),
-         "step": ("steps", 1.0), "steps": ("steps", 1.0), "epoch": ("epochs", 1.0), "epochs": ("epochs", 1.0)}
+UNITS = {
+    "s": ("time", 1.0),
+    "sec": ("time", 1.0),
+    "m": ("time", 60.0),
+    "min": ("time", 60.0),
+    "h": ("time", 3600.0),
+    "step": ("steps", 1.0),
+    "steps": ("steps", 1.0),
+    "epoch": ("epochs", 1.0),
+    "epochs": ("epochs", 1.0),
+}
 
 
 def new_run_id() -> str:
@@ -39,7 +49,7 @@ class More:
         """'30s', '10m', '1h', '90' (seconds), '500steps', '2 epochs'."""
         raw = text.strip().lower()
         number = raw.rstrip("abcdefghijklmnopqrstuvwxyz ")
-        unit = raw[len(number):].strip() or "s"
+        unit = raw[len(number) :].strip() or "s"
         try:
             amount = float(number)
         except ValueError:
@@ -105,10 +115,14 @@ def claim(out: str, resume: str | None, force: bool, sources: list[str]) -> str 
     if force:
         return f"--force: replacing {out}" + (f" ({describe_saved(there)})" if there else "")
     if there is None:
-        raise RnncliError(f"{out} exists and is not an rnncli checkpoint; choose another --out (or --force to replace it)")
-    raise RnncliError(f"{out} holds another run's model ({describe_saved(there)}); continue it with "
-                      f"`{resume_command(sources, out)}`, write this run elsewhere with --out NEW.safetensors, "
-                      f"or replace it with --force")
+        raise RnncliError(
+            f"{out} exists and is not an rnncli checkpoint; choose another --out (or --force to replace it)"
+        )
+    raise RnncliError(
+        f"{out} holds another run's model ({describe_saved(there)}); continue it with "
+        f"`{resume_command(sources, out)}`, write this run elsewhere with --out NEW.safetensors, "
+        f"or replace it with --force"
+    )
 
 
 def _same(a: str, b: str) -> bool:
@@ -130,7 +144,8 @@ def extend(run, more: More) -> None:
 
 
 def check_left(run, path: str) -> None:
-    """A resumed run with nothing left to do (its stop reached, or stopped early) says so, and how to ask for more."""
+    """A resumed run with nothing left to do (its stop reached, or stopped early) says so, and how
+    to ask for more."""
     cfg = run.cfg
     reached = [k for k in STOPS if getattr(cfg, k) is not None and run.done_in(k, 0.0) >= getattr(cfg, k)]
     if cfg.stop_steps and not reached and run.step >= cfg.stop_steps:
@@ -138,11 +153,20 @@ def check_left(run, path: str) -> None:
     early = bool(cfg.patience and run.best_step is not None and run._since_best() >= cfg.patience)
     if not (reached or early):
         return
-    kind = reached[0] if reached else next((k for k in ("time", "steps", "epochs") if getattr(cfg, k)), "steps")
-    amount = {"time": f"{max(1, round(run.elapsed_before))}s", "steps": f"{max(1, run.step)}steps",
-              "epochs": f"{max(0.1, round(run.done_in('epochs', 0.0), 1)):g}epochs"}[kind]
-    why = (f"stopped early ({cfg.patience} validations without a new best)" if not reached else
-           f"has run its {More(kind, getattr(cfg, kind) or cfg.stop_steps).text()}")
-    raise RnncliError(f"nothing left to do: {path} {why} (step {run.step:,}, {run.elapsed_before:.0f} s of "
-                      f"training); ask for more with `{resume_command(run.sources, path, amount)}`")
-
+    kind = (
+        reached[0] if reached else next((k for k in ("time", "steps", "epochs") if getattr(cfg, k)), "steps")
+    )
+    amount = {
+        "time": f"{max(1, round(run.elapsed_before))}s",
+        "steps": f"{max(1, run.step)}steps",
+        "epochs": f"{max(0.1, round(run.done_in('epochs', 0.0), 1)):g}epochs",
+    }[kind]
+    why = (
+        f"stopped early ({cfg.patience} validations without a new best)"
+        if not reached
+        else f"has run its {More(kind, getattr(cfg, kind) or cfg.stop_steps).text()}"
+    )
+    raise RnncliError(
+        f"nothing left to do: {path} {why} (step {run.step:,}, {run.elapsed_before:.0f} s of "
+        f"training); ask for more with `{resume_command(run.sources, path, amount)}`"
+    )

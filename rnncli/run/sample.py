@@ -1,6 +1,7 @@
 """Generation: a Decoder that runs B rows through the compiled kernels at once, and `generate`,
 which turns prompts into answers (pieces of text as they are made, then a record per answer),
 with stop strings, a time limit and speed figures. It never prints."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,7 +22,9 @@ def row_rng(seed: int | None, stream: int, root: np.random.SeedSequence | None =
     """Random stream number `stream` of a seed: stream 0 is default_rng(seed), the others its
     children, so answer i draws the same numbers however many answers are decoded beside it."""
     root = root or np.random.SeedSequence(seed)
-    return np.random.default_rng(root if stream == 0 else np.random.SeedSequence(root.entropy, spawn_key=(stream,)))
+    return np.random.default_rng(
+        root if stream == 0 else np.random.SeedSequence(root.entropy, spawn_key=(stream,))
+    )
 
 
 class Decoder:
@@ -29,20 +32,36 @@ class Decoder:
     state of one row per random stream, and the sampler settings; `tokens` continues from wherever
     the last call stopped."""
 
-    def __init__(self, model, cfg: SampleConfig, streams=(0,), root: np.random.SeedSequence | None = None,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        model,
+        cfg: SampleConfig,
+        streams=(0,),
+        root: np.random.SeedSequence | None = None,
+        threads: int | None = None,
+    ):
         from rnncli.kernels.sampling import Sampling
 
         K, p, c = model.K, model.params, model.cfg
         small = c.vocab_size * c.gate_width <= TABLE_LIMIT
         table0 = model.layer0_table() if small else K.zeros((0, c.gate_width))
         # laid out by the backend, from the arrays it holds (on the GPU: on the device)
-        self.weights = K.decoder_weights([p.layer(k) for k in range(c.layers)], p["embedding.weight"], table0,
-                                         p["head.weight"], p["head.bias"])
+        self.weights = K.decoder_weights(
+            [p.layer(k) for k in range(c.layers)],
+            p["embedding.weight"],
+            table0,
+            p["head.weight"],
+            p["head.bias"],
+        )
         self.K, self.cell, self.mcfg, self.cfg, self.threads = K, c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
-        self.sampling = Sampling(float(cfg.repeat_penalty) if self.recent else 1.0, min(cfg.top_k, c.vocab_size),
-                                 float(cfg.top_p), float(cfg.min_p), float(cfg.effective_temperature))
+        self.sampling = Sampling(
+            float(cfg.repeat_penalty) if self.recent else 1.0,
+            min(cfg.top_k, c.vocab_size),
+            float(cfg.top_p),
+            float(cfg.min_p),
+            float(cfg.effective_temperature),
+        )
         self.restart(streams, root)
 
     def restart(self, streams, root: np.random.SeedSequence | None = None) -> None:
@@ -57,9 +76,20 @@ class Decoder:
 
         c, zeros = self.mcfg, self.K.zeros
         L, G, H, V, A, C = c.layers, c.gate_width, c.hidden, c.vocab_size, c.act_width, c.cstate_width
-        rows = Rows(zeros(B, np.int64), zeros((B, c.embed)), zeros((B, G)), zeros((B, G)), zeros((B, A)),
-                    zeros((B, H)), zeros((B, C)), zeros((B, V)), zeros((B, V)), zeros((B, self.recent), np.int64),
-                    zeros((B, V if self.recent else 0), np.int32), zeros(B, np.int64))
+        rows = Rows(
+            zeros(B, np.int64),
+            zeros((B, c.embed)),
+            zeros((B, G)),
+            zeros((B, G)),
+            zeros((B, A)),
+            zeros((B, H)),
+            zeros((B, C)),
+            zeros((B, V)),
+            zeros((B, V)),
+            zeros((B, self.recent), np.int64),
+            zeros((B, V if self.recent else 0), np.int32),
+            zeros(B, np.int64),
+        )
         return zeros((L, B, H)), zeros((L, B, C)), rows
 
     def prime(self, prompts: list[np.ndarray]) -> None:
@@ -74,13 +104,23 @@ class Decoder:
             if ids.tobytes() not in fed:
                 check_ids(ids, self.mcfg.vocab_size)
                 state = self._state(1)
-                self.K.feed(self.K.prepare_decoding(self.mcfg, 1, None), self.cell, self.weights, *state,
-                            self.K.asarray(ids))
+                self.K.feed(
+                    self.K.prepare_decoding(self.mcfg, 1, None),
+                    self.cell,
+                    self.weights,
+                    *state,
+                    self.K.asarray(ids),
+                )
                 fed[ids.tobytes()] = state
             h, c, one = fed[ids.tobytes()]
-            for mine, theirs in ((self.h[:, b], h[:, 0]), (self.c[:, b], c[:, 0]), (self.rows.logits[b], one.logits[0]),
-                                 (self.rows.recent[b], one.recent[0]), (self.rows.counts[b], one.counts[0]),
-                                 (self.rows.seen[b:b + 1], one.seen[0:1])):
+            for mine, theirs in (
+                (self.h[:, b], h[:, 0]),
+                (self.c[:, b], c[:, 0]),
+                (self.rows.logits[b], one.logits[0]),
+                (self.rows.recent[b], one.recent[0]),
+                (self.rows.counts[b], one.counts[0]),
+                (self.rows.seen[b : b + 1], one.seen[0:1]),
+            ):
                 self.K.copy_into(mine, theirs)
 
     def tokens(self, n: int, chunk: int = CHUNK) -> Iterator[np.ndarray]:
@@ -92,7 +132,9 @@ class Decoder:
             for b, g in enumerate(self.rngs):
                 uniforms[:, b] = g.random(k)
             out = np.empty((k, B), np.int64)
-            self.K.decode(self.plan, self.cell, self.weights, self.h, self.c, self.rows, self.sampling, uniforms, out)
+            self.K.decode(
+                self.plan, self.cell, self.weights, self.h, self.c, self.rows, self.sampling, uniforms, out
+            )
             n -= k
             yield out
 
@@ -114,10 +156,10 @@ class StopScanner:
         keep = 0  # the longest end of text that begins some stop string
         for s in self.stops:
             for n in range(min(len(s) - 1, len(text)), keep, -1):
-                if s.startswith(text[len(text) - n:]):
+                if s.startswith(text[len(text) - n :]):
                     keep = n
                     break
-        self.held = text[len(text) - keep:] if keep else ""
+        self.held = text[len(text) - keep :] if keep else ""
         return text[: len(text) - keep], False
 
     def flush(self) -> str:
@@ -177,16 +219,24 @@ class _Row:
         return "".join(shown)
 
 
-def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable[[str], None] | None = None,
-             chunk: int = CHUNK) -> Iterator[tuple]:
+def generate(
+    loaded,
+    prompts: list[str],
+    cfg: SampleConfig,
+    on_warning: Callable[[str], None] | None = None,
+    chunk: int = CHUNK,
+) -> Iterator[tuple]:
     """Answers to prompts, each prompt cfg.num_samples times, BATCH answers decoded together.
     Yields ("piece", index, text) as an answer's text is made (stop strings ruled out first),
     ("answer", Answer) as each ends (in order), and last ("stats", dict) for the whole run.
     loaded: load.load_model's (model, tokenizer, metadata)."""
     model, tok, _ = loaded
     n_jobs, per = len(prompts) * cfg.num_samples, cfg.num_samples
-    root, warned, totals = np.random.SeedSequence(cfg.rng_seed), set(), dict.fromkeys(
-        ("prompt_tokens", "prompt_s", "tokens", "chars", "decode_s"), 0)
+    root, warned, totals = (
+        np.random.SeedSequence(cfg.rng_seed),
+        set(),
+        dict.fromkeys(("prompt_tokens", "prompt_s", "tokens", "chars", "decode_s"), 0),
+    )
     chunk = min(chunk, 16) if cfg.max_time else chunk  # the time limit is looked at between chunks
     start = time.perf_counter()
     for first in range(0, n_jobs, BATCH):
@@ -219,8 +269,14 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
                 break
         t2 = time.perf_counter()
         distinct = {a.tobytes(): len(a) for a in ids}
-        stats = {"prompt_tokens": sum(distinct.values()), "prompt_s": t1 - t0, "first_token_s": first_token or 0.0,
-                 "tokens": sum(r.answer.tokens for r in rows), "decode_s": t2 - t1, "chars": 0}
+        stats = {
+            "prompt_tokens": sum(distinct.values()),
+            "prompt_s": t1 - t0,
+            "first_token_s": first_token or 0.0,
+            "tokens": sum(r.answer.tokens for r in rows),
+            "decode_s": t2 - t1,
+            "chars": 0,
+        }
         for row in rows:
             rest = row.finish()
             if rest:
@@ -228,7 +284,9 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
             stats["chars"] += len(row.answer.text)
         for key in totals:
             totals[key] += stats[key]
-        totals.setdefault("first_token_s", stats["first_token_s"])  # the first batch's: prompt fed, first token
+        totals.setdefault(
+            "first_token_s", stats["first_token_s"]
+        )  # the first batch's: prompt fed, first token
         for row in rows:
             row.answer.stats = _rates(stats)
             yield "answer", row.answer
@@ -238,8 +296,12 @@ def generate(loaded, prompts: list[str], cfg: SampleConfig, on_warning: Callable
 def _rates(s: dict) -> dict:
     """Speed figures as llama.cpp prints them, from token counts and seconds."""
     per = lambda n, t: n / t if t > 0 else None  # noqa: E731
-    out = dict(s, prompt_tokens_per_s=per(s["prompt_tokens"], s["prompt_s"]),
-               tokens_per_s=per(s["tokens"], s["decode_s"]), chars_per_s=per(s["chars"], s["decode_s"]))
+    out = dict(
+        s,
+        prompt_tokens_per_s=per(s["prompt_tokens"], s["prompt_s"]),
+        tokens_per_s=per(s["tokens"], s["decode_s"]),
+        chars_per_s=per(s["chars"], s["decode_s"]),
+    )
     return out
 
 

@@ -4,6 +4,7 @@ It never prints: `Trainer.run()` yields events (dicts) and the caller decides wh
 A checkpoint is written at every validation and at the end; `save()` may be called at any moment
 (say, on Ctrl-C) and the run resumes exactly from it.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,21 +14,29 @@ from collections import deque
 
 import numpy as np
 
-from rnncli.store import checkpoint, validate
 from rnncli.base import memory, pathcheck
-from rnncli.run import runs, train_state
-from rnncli.model.config import ModelConfig, TrainConfig
-from rnncli.run.distributed import EXTRA, world
-from rnncli.data.corpus import load_corpus
-from rnncli.run.curve import LossCurve
-from rnncli.data.text import VAL_MAX_TOKENS, Streams, Tokenizer, check_val_split, missing_note, split_val, val_streams
 from rnncli.base.errors import RnncliError
-from rnncli.run.evaluate import score_streams
+from rnncli.data.corpus import load_corpus
+from rnncli.data.text import (
+    VAL_MAX_TOKENS,
+    Streams,
+    Tokenizer,
+    check_val_split,
+    missing_note,
+    split_val,
+    val_streams,
+)
+from rnncli.model.config import ModelConfig, TrainConfig
 from rnncli.model.model import Model, workspace_bytes
 from rnncli.model.optim import learning_rate
 from rnncli.model.params import Params, init_params
 from rnncli.model.step import TrainStep
+from rnncli.run import runs, train_state
+from rnncli.run.curve import LossCurve
+from rnncli.run.distributed import EXTRA, world
+from rnncli.run.evaluate import score_streams
 from rnncli.run.runs import More
+from rnncli.store import checkpoint, validate
 
 STOPS = {"steps", "epochs", "time"}
 RESUMABLE = STOPS | {"eval_every", "patience", "out", "threads", "device"}
@@ -37,11 +46,23 @@ class Trainer:
     """A training run over a corpus: a new one (configs given) or one resumed from a checkpoint.
     It holds the lock on its checkpoint path from construction to close() (or `with`)."""
 
-    clock = staticmethod(time.perf_counter)  # seconds, for the time budget and the rates (tests give their own)
+    clock = staticmethod(
+        time.perf_counter
+    )  # seconds, for the time budget and the rates (tests give their own)
 
-    def __init__(self, sources: list[str], model: dict, train: dict, resume: str | None = None,
-                 allow_new_corpus: bool = False, distributed: bool | None = None, plan: bool = False,
-                 on_compile=None, force: bool = False, more: More | None = None):
+    def __init__(
+        self,
+        sources: list[str],
+        model: dict,
+        train: dict,
+        resume: str | None = None,
+        allow_new_corpus: bool = False,
+        distributed: bool | None = None,
+        plan: bool = False,
+        on_compile=None,
+        force: bool = False,
+        more: More | None = None,
+    ):
         """model, train: the settings given explicitly (others take config defaults, or the
         checkpoint's when resuming, where only RESUMABLE settings may change; a resumed run
         writes to the checkpoint it came from unless `out` is given). distributed: one rank of an
@@ -60,8 +81,11 @@ class Trainer:
         if allow_new_corpus and not resume:
             raise RnncliError("--allow-new-corpus goes with --resume")
         if more is not None and (not resume or STOPS & set(train)):
-            raise RnncliError("--more goes with --resume, without --time, --steps or --epochs (a whole-run stop)"
-                              if resume else "--more goes with --resume; a new run takes --time, --steps or --epochs")
+            raise RnncliError(
+                "--more goes with --resume, without --time, --steps or --epochs (a whole-run stop)"
+                if resume
+                else "--more goes with --resume; a new run takes --time, --steps or --epochs"
+            )
         self.sources, self.more, self.replacing = list(sources), more, None
         from rnncli.kernels.device import backend
 
@@ -80,25 +104,42 @@ class Trainer:
             self.close()
             raise
 
-    def _prepare(self, sources: list[str], model: dict, train: dict, resume: str | None, allow_new_corpus: bool,
-                 plan: bool):
+    def _prepare(
+        self,
+        sources: list[str],
+        model: dict,
+        train: dict,
+        resume: str | None,
+        allow_new_corpus: bool,
+        plan: bool,
+    ):
         self.notes: list[str] = []  # warnings for people; the caller decides how to show them
         self.compile_s, self.recipe = 0.0, None  # (recipe: this run's choice, as JSON)
         from rnncli.kernels.jit import compiled_on_disk
 
-        self.cold = not compiled_on_disk("sequence_backward", exact=True)  # (before the recipe's probe compiles)
+        self.cold = not compiled_on_disk(
+            "sequence_backward", exact=True
+        )  # (before the recipe's probe compiles)
         saved = validate.load(resume, training=True) if resume else None
         if saved:
             contents, _ = saved
             # the device is this machine's choice, not the run's: a run moves between CPU and GPU
             self.cfg = dataclasses.replace(contents.train, **{"device": "auto", **train})
             given, mcfg = Tokenizer.from_json(contents.tokenizer), contents.model
-            self.recipe = contents.meta.get("recipe") if isinstance(contents.meta.get("recipe"), dict) else None
+            self.recipe = (
+                contents.meta.get("recipe") if isinstance(contents.meta.get("recipe"), dict) else None
+            )
             chosen = self.recipe.get("chosen") if self.recipe else None
-            if isinstance(chosen, list) and STOPS & set(train):  # a stop given now replaces those the recipe chose
-                self.cfg = dataclasses.replace(self.cfg, **{k: None for k in STOPS - set(train) if k in chosen})
+            if isinstance(chosen, list) and STOPS & set(
+                train
+            ):  # a stop given now replaces those the recipe chose
+                self.cfg = dataclasses.replace(
+                    self.cfg, **{k: None for k in STOPS - set(train) if k in chosen}
+                )
             self.run_id = contents.meta.get("run_id") or runs.new_run_id()
-            self.asked_more = self.more is not None or bool(STOPS & set(train))  # (patience then starts afresh)
+            self.asked_more = self.more is not None or bool(
+                STOPS & set(train)
+            )  # (patience then starts afresh)
         else:
             self.cfg = TrainConfig(**train)
             given = mcfg = None
@@ -118,7 +159,9 @@ class Trainer:
         if corpus.note:
             self.notes.append(corpus.note)
         self.world.agree("the corpus", (corpus.fingerprint["sha256"], len(corpus.ids), len(corpus.tokenizer)))
-        self.world.agree("the device", self.K.NAME)  # (Adam and the norm differ between CPU and GPU in their last bits)
+        self.world.agree(
+            "the device", self.K.NAME
+        )  # (Adam and the norm differ between CPU and GPU in their last bits)
         if saved:
             self._check_corpus(contents, allow_new_corpus)
         self.tokenizer = corpus.tokenizer
@@ -141,7 +184,9 @@ class Trainer:
         if len(val_ids) and self.world.lead:  # the lead rank alone validates
             check_val_split(len(val_ids), cfg.seq)
             self.val = val_streams(val_ids, cfg.batch, cfg.seq)
-        memory.require(workspace_bytes(self.K, mcfg, cfg.seq, self.streams.B, True, self.threads), *memory.TRAINING)
+        memory.require(
+            workspace_bytes(self.K, mcfg, cfg.seq, self.streams.B, True, self.threads), *memory.TRAINING
+        )
         self._start(mcfg, saved)
         if saved:
             runs.check_left(self, resume)
@@ -153,10 +198,13 @@ class Trainer:
         corpus = recipe.Corpus(n_train, min(n_val, VAL_MAX_TOKENS), len(self.tokenizer))
         rate = None
         if plan or "time" in recipe.stop_rule(train):
-            check_val_split(n_val, recipe.layout(corpus, train, self.world.size)[1])  # (before spending the probe)
+            check_val_split(
+                n_val, recipe.layout(corpus, train, self.world.size)[1]
+            )  # (before spending the probe)
             notice = self.on_compile if self.cold and self.world.lead else None
-            rate, first = recipe.training_speed(self.K, self.world, self.threads, corpus, model, train,
-                                                notice)
+            rate, first = recipe.training_speed(
+                self.K, self.world, self.threads, corpus, model, train, notice
+            )
             self.compile_s = first if self.cold else 0.0
         chosen = recipe.choose(corpus, model, train, rate, self.world.size)
         self.cfg = TrainConfig(**{**train, **chosen.train})
@@ -175,7 +223,10 @@ class Trainer:
         self.stop_asked = self.interrupted = False
         self.best, self.best_step, self.saved_step, self.finished = None, None, None, False
         self.early_stop = False
-        self.extension, self.patience_from = None, 0  # (--more's stretch of schedule; where patience counts from)
+        self.extension, self.patience_from = (
+            None,
+            0,
+        )  # (--more's stretch of schedule; where patience counts from)
         self._mask_buf = None
         self.step, self.epoch, self.window, self.tokens_seen = 0, 0, 0, 0
         self.best_val, self.history, self.elapsed_before = math.inf, [], 0.0
@@ -223,8 +274,12 @@ class Trainer:
             return learning_rate(self.cfg, self.progress(clock), self.step)
         stop = getattr(self.cfg, ext["kind"]) or ext["start"]
         span = stop - ext["start"]
-        return learning_rate(self.cfg, (self.done_in(ext["kind"], clock) - ext["start"]) / span if span > 0 else 1.0,
-                             self.step, top=ext["lr"])
+        return learning_rate(
+            self.cfg,
+            (self.done_in(ext["kind"], clock) - ext["start"]) / span if span > 0 else 1.0,
+            self.step,
+            top=ext["lr"],
+        )
 
     def save(self) -> str:
         """Write the checkpoint (train_state.save): every rank calls it; the lead writes."""
@@ -257,7 +312,9 @@ class Trainer:
         mcfg = self.model.cfg
         if mcfg.dropout <= 0 or mcfg.layers < 2:
             return None
-        B = self.cfg.batch  # every rank draws the whole batch's masks (the same random stream) and keeps its own
+        B = (
+            self.cfg.batch
+        )  # every rank draws the whole batch's masks (the same random stream) and keeps its own
         shape = (mcfg.layers - 1, T, B, mcfg.hidden)
         if self._mask_buf is None or self._mask_buf.shape != shape:
             self._mask_buf = np.empty(shape, np.float32)
@@ -273,12 +330,17 @@ class Trainer:
         """The error that ends a run whose numbers stopped being finite; the weights are not updated
         with them, and the checkpoint on disk (the last good state) is left as it is."""
         cfg = self.cfg
-        kept = (f"{cfg.out} keeps the last good state (step {self.saved_step})" if self.saved_step is not None
-                else "no checkpoint was written")
+        kept = (
+            f"{cfg.out} keeps the last good state (step {self.saved_step})"
+            if self.saved_step is not None
+            else "no checkpoint was written"
+        )
         clip = f"a smaller --clip (now {cfg.clip:g})" if cfg.clip > 0 else "clipping (--clip 1)"
         step = self.step + 1 if step is None else step
-        return RnncliError(f"training diverged at step {step}: the {what} became {value}; {kept}; "
-                           f"try a lower --lr (this run's is {cfg.lr:g}) or {clip}")
+        return RnncliError(
+            f"training diverged at step {step}: the {what} became {value}; {kept}; "
+            f"try a lower --lr (this run's is {cfg.lr:g}) or {clip}"
+        )
 
     def run(self):
         """Train until a stop criterion holds; yields a dict per step (and a last one, 'done')."""
@@ -298,8 +360,9 @@ class Trainer:
             clock = self._elapsed()
             loss = step.backward(ids, targets, self._masks(ids.shape[0]))
             if self.world.size > 1:  # the one exchange: gradients averaged, the lead's clock, stop votes
-                loss, clock, stops = self.world.average(self.K, self._reduced, self.streams.B / cfg.batch,
-                                                        [loss, clock, float(self.stop_asked)])
+                loss, clock, stops = self.world.average(
+                    self.K, self._reduced, self.streams.B / cfg.batch, [loss, clock, float(self.stop_asked)]
+                )
                 self.interrupted = stops > 0
             lr = self.lr_at(clock)
             norm = step.grad_norm()
@@ -322,8 +385,14 @@ class Trainer:
             if self.step > 1 or self.elapsed_before:  # the first step may include compiling
                 recent.append((tokens, seconds))
             event = {
-                "event": "step", "step": self.step, "epoch": self.epoch, "train_loss": loss, "lr": lr,
-                "grad_norm": norm, "tokens_per_s": _rate(recent), "elapsed_s": self._elapsed(),
+                "event": "step",
+                "step": self.step,
+                "epoch": self.epoch,
+                "train_loss": loss,
+                "lr": lr,
+                "grad_norm": norm,
+                "tokens_per_s": _rate(recent),
+                "elapsed_s": self._elapsed(),
                 "progress": min(1.0, self.progress()),
             }
             # ranks must agree: with several, the time criterion goes by the lead's clock at this step's start
@@ -348,15 +417,24 @@ class Trainer:
                 return
         self.finished = True
         yield {
-            "event": "done", "step": self.step, "checkpoint": str(self.cfg.out), "elapsed_s": self._elapsed(),
+            "event": "done",
+            "step": self.step,
+            "checkpoint": str(self.cfg.out),
+            "elapsed_s": self._elapsed(),
             "best_val_loss": self.best_val if math.isfinite(self.best_val) else None,
-            "tokens_per_s": _rate([(train_tokens, train_s)]), "train_s": train_s, "tokens_seen": self.tokens_seen,
-            "compile_s": self.compile_s, "early_stop": self.early_stop, "best_step": self.best_step,
-            "session_steps": self.step - first_step, "run_elapsed_s": self.elapsed_before + self._elapsed(),
+            "tokens_per_s": _rate([(train_tokens, train_s)]),
+            "train_s": train_s,
+            "tokens_seen": self.tokens_seen,
+            "compile_s": self.compile_s,
+            "early_stop": self.early_stop,
+            "best_step": self.best_step,
+            "session_steps": self.step - first_step,
+            "run_elapsed_s": self.elapsed_before + self._elapsed(),
         }
 
     def _since_best(self) -> int:
-        """Validations since the one that set the best loss (they are in the history, so resuming keeps the count)."""
+        """Validations since the one that set the best loss (they are in the history, so resuming
+        keeps the count)."""
         since = max(self.best_step or 0, self.patience_from)
         return sum(1 for step, _, val in self.history if val is not None and step > since)
 

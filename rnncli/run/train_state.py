@@ -1,6 +1,7 @@
 """The training state in a checkpoint: what `Trainer.save` writes beside the weights (optimizer
 moments, carried state, progress, history, random state, the run's id and extension) and what
 `--resume` restores from it, exactly."""
+
 from __future__ import annotations
 
 import math
@@ -9,11 +10,11 @@ import os
 import numpy as np
 
 from rnncli import __version__
-from rnncli.store import checkpoint
 from rnncli.model.config import to_dict
-from rnncli.run.curve import LossCurve
 from rnncli.model.params import Params
+from rnncli.run.curve import LossCurve
 from rnncli.run.runs import extend
+from rnncli.store import checkpoint
 
 
 def restore(run, contents, tensors: dict) -> None:
@@ -71,10 +72,17 @@ def save(run) -> str:
         "train": to_dict(run.cfg),
         "tokenizer": run.tokenizer.to_json(),
         "progress": {
-            "step": run.step, "epoch": run.epoch, "window": run.window, "adam_step": step.adam.step_count,
-            "tokens_seen": run.tokens_seen, "elapsed_s": run.elapsed_before + run._elapsed(),
-            "best_val_loss": best_val, "best_step": run.best_step, "since_eval": run.since_eval,
-            "patience_from": run.patience_from, **({"extension": run.extension} if run.extension else {}),
+            "step": run.step,
+            "epoch": run.epoch,
+            "window": run.window,
+            "adam_step": step.adam.step_count,
+            "tokens_seen": run.tokens_seen,
+            "elapsed_s": run.elapsed_before + run._elapsed(),
+            "best_val_loss": best_val,
+            "best_step": run.best_step,
+            "since_eval": run.since_eval,
+            "patience_from": run.patience_from,
+            **({"extension": run.extension} if run.extension else {}),
         },
         "history": run.history,
         "curve": run.curve.to_json(),
@@ -88,4 +96,3 @@ def save(run) -> str:
     checkpoint.save(run.cfg.out, tensors, meta)
     run.saved_step = run.step
     return run.cfg.out
-

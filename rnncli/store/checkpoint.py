@@ -8,6 +8,7 @@ between windows). This module checks the file's structure (header, tensor table,
 checksums); validate.py checks what the contents mean. The header is read without numpy, so
 `inspect` stays fast.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,9 +62,16 @@ def _check_table(path, table: dict, data_size: int) -> None:
     spans = []
     for name, entry in table.items():
         ok = isinstance(entry, dict) and set(entry) == {"dtype", "shape", "data_offsets"}
-        ok = ok and isinstance(entry["dtype"], str) and entry["dtype"] in ITEMSIZE and isinstance(entry["shape"], list)
+        ok = (
+            ok
+            and isinstance(entry["dtype"], str)
+            and entry["dtype"] in ITEMSIZE
+            and isinstance(entry["shape"], list)
+        )
         ok = ok and len(entry["shape"]) <= 8  # (math.prod of a long list would take forever)
-        ok = ok and all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= data_size for d in entry["shape"])
+        ok = ok and all(
+            isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= data_size for d in entry["shape"]
+        )
         offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
         ok = ok and isinstance(offsets, list) and len(offsets) == 2
         ok = ok and all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)
@@ -79,7 +87,9 @@ def _check_table(path, table: dict, data_size: int) -> None:
             raise _damaged(path, f"tensor {name!r} overlaps another or leaves a gap")
         at = end
     if at != data_size:
-        raise _damaged(path, f"the tensors hold {at} bytes but the file has {data_size} (truncated or padded)")
+        raise _damaged(
+            path, f"the tensors hold {at} bytes but the file has {data_size} (truncated or padded)"
+        )
 
 
 def _unreadable(path, e: OSError) -> RnncliError:
@@ -159,14 +169,18 @@ class Reader:
         self.data_start = 8 + n
         raw = header.pop("__metadata__", None) or {}
         if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
-            raise RnncliError(f"{path} is not a safetensors checkpoint (its metadata is not a map of strings)")
+            raise RnncliError(
+                f"{path} is not a safetensors checkpoint (its metadata is not a map of strings)"
+            )
         if raw.get("format") != FORMAT:
             raise RnncliError(f"{path} is a safetensors file but not an rnncli checkpoint")
         version = _number(raw.get("format_version"))
         if version is None or not 1 <= version <= VERSION:
-            raise RnncliError(f"{path} was written by a newer rnncli (format {version}); upgrade rnncli"
-                              if version and version > VERSION else
-                              f"{path} has an unknown format version {raw.get('format_version')!r:.40}")
+            raise RnncliError(
+                f"{path} was written by a newer rnncli (format {version}); upgrade rnncli"
+                if version and version > VERSION
+                else f"{path} has an unknown format version {raw.get('format_version')!r:.40}"
+            )
         _check_table(path, header, size - self.data_start)
         meta = {}
         for key, value in raw.items():
@@ -223,13 +237,18 @@ def save(path: str | os.PathLike, tensors: dict, meta: dict) -> None:
     The safetensors layout is written directly, one tensor at a time, so saving never holds a
     second copy of the whole file in memory."""
     path = Path(path)
-    arrays = {name: arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False) for name, arr in tensors.items()}
+    arrays = {
+        name: arr.astype(arr.dtype.newbyteorder("<"), order="C", copy=False) for name, arr in tensors.items()
+    }
     raw = {key: json.dumps(value, allow_nan=False) for key, value in meta.items()}
     raw["format"], raw["format_version"] = FORMAT, str(VERSION)
     table, offset = {}, 0
     for name, arr in arrays.items():
-        table[name] = {"dtype": DTYPES[arr.dtype.name], "shape": list(arr.shape),
-                       "data_offsets": [offset, offset + arr.nbytes]}
+        table[name] = {
+            "dtype": DTYPES[arr.dtype.name],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + arr.nbytes],
+        }
         offset += arr.nbytes
     sums = {name: f"{zlib.crc32(memoryview(arr).cast('B')):08x}" for name, arr in arrays.items()}
     raw["checksums"] = json.dumps({"header": _header_crc(table, raw), "tensors": sums})
@@ -263,8 +282,10 @@ class WriteLock:
             except BlockingIOError:
                 owner = os.pread(fd, 32, 0).decode(errors="replace").strip()
                 os.close(fd)
-                raise RnncliError(f"another rnncli run (pid {owner or '?'}) is writing {path}; "
-                                  "wait for it to finish or choose another --out") from None
+                raise RnncliError(
+                    f"another rnncli run (pid {owner or '?'}) is writing {path}; "
+                    "wait for it to finish or choose another --out"
+                ) from None
             try:  # the holder before us may have removed the file between our open and our lock
                 if os.path.samestat(os.fstat(fd), os.stat(self.lock_path)):
                     break

@@ -1,4 +1,5 @@
 """Loading a model from a checkpoint: the file validated, then the weights put on the device."""
+
 from __future__ import annotations
 
 from rnncli.data.text import Tokenizer

@@ -6,17 +6,27 @@ settings say, training state complete or absent, weights finite. `read` needs on
 (no numpy: `inspect` uses it); `load` also reads and checks the tensors. checkpoint.py has already
 checked the file's structure and checksums.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rnncli.store.checkpoint import TRAINING_PREFIXES, Reader, read_header
-from rnncli.model.config import TOKENIZERS, UNK, ModelConfig, TrainConfig, check_kind, from_dict
-from rnncli.model.config import require as _require
 from rnncli.base.errors import RnncliError
+from rnncli.data.text import UNK
+from rnncli.model.config import TOKENIZERS, ModelConfig, TrainConfig, check_kind, from_dict
+from rnncli.model.config import require as _require
+from rnncli.store.checkpoint import TRAINING_PREFIXES, Reader, read_header
 
-PROGRESS = {"step": "int", "epoch": "int", "window": "int", "adam_step": "int", "tokens_seen": "int",
-            "elapsed_s": "float", "best_val_loss": "float | None", "best_step": "int | None"}
+PROGRESS = {
+    "step": "int",
+    "epoch": "int",
+    "window": "int",
+    "adam_step": "int",
+    "tokens_seen": "int",
+    "elapsed_s": "float",
+    "best_val_loss": "float | None",
+    "best_step": "int | None",
+}
 
 
 @dataclass(frozen=True)
@@ -33,41 +43,65 @@ class Contents:
 
 
 def _tokenizer(tok, vocab_size: int, kind: str) -> None:
-    _require(isinstance(tok, dict) and tok.get("kind") in TOKENIZERS,
-             f"unknown tokenizer {tok.get('kind') if isinstance(tok, dict) else tok!r}")
+    _require(
+        isinstance(tok, dict) and tok.get("kind") in TOKENIZERS,
+        f"unknown tokenizer {tok.get('kind') if isinstance(tok, dict) else tok!r}",
+    )
     _require(tok["kind"] == kind, f"its tokenizer is {tok['kind']} but its settings say {kind}")
     if tok["kind"] == "byte":
         _require(vocab_size == 256, f"a byte tokenizer needs a vocabulary of 256, the model has {vocab_size}")
         return
     vocab = tok.get("vocab")
-    _require(isinstance(vocab, list) and all(isinstance(t, str) and t for t in vocab),
-             "the vocabulary is not a list of non-empty strings")
-    _require(len(vocab) == vocab_size, f"the vocabulary has {len(vocab)} entries, the model's vocab_size is {vocab_size}")
+    _require(
+        isinstance(vocab, list) and all(isinstance(t, str) and t for t in vocab),
+        "the vocabulary is not a list of non-empty strings",
+    )
+    _require(
+        len(vocab) == vocab_size,
+        f"the vocabulary has {len(vocab)} entries, the model's vocab_size is {vocab_size}",
+    )
     _require(len(set(vocab)) == len(vocab), "the vocabulary repeats an entry")
-    _require(not any("\ud800" <= ch <= "\udfff" for t in vocab for ch in t),
-             "the vocabulary holds a lone surrogate, which is no character")
+    _require(
+        not any("\ud800" <= ch <= "\udfff" for t in vocab for ch in t),
+        "the vocabulary holds a lone surrogate, which is no character",
+    )
     if tok["kind"] == "char":
-        _require(all(len(t) == 1 for t in vocab), "a character vocabulary holds an entry that is not one character")
-        _require(all(a < b for a, b in zip(vocab, vocab[1:])), "the character vocabulary is not in code-point order")
+        _require(
+            all(len(t) == 1 for t in vocab), "a character vocabulary holds an entry that is not one character"
+        )
+        _require(
+            all(a < b for a, b in zip(vocab, vocab[1:])),
+            "the character vocabulary is not in code-point order",
+        )
     else:
         _require(vocab[0] == UNK, f"a word vocabulary must start with {UNK}")
 
 
 def _tensors(table: dict, model: ModelConfig, train: TrainConfig) -> bool:
     """Check every tensor against the settings; whether the training state is there."""
-    _require(4 * model.layers + 3 <= len(table), f"it holds {len(table)} tensors, too few for {model.layers} layers")
+    _require(
+        4 * model.layers + 3 <= len(table),
+        f"it holds {len(table)} tensors, too few for {model.layers} layers",
+    )
     expected = {name: list(shape) for name, shape in model.tensor_shapes()}
     state = [model.layers, train.batch, model.hidden]
-    groups = {"": expected, "optimizer.exp_avg.": expected, "optimizer.exp_avg_sq.": expected, "resume.": expected,
-              "state.": {"h": state, "c": state}}
+    groups = {
+        "": expected,
+        "optimizer.exp_avg.": expected,
+        "optimizer.exp_avg_sq.": expected,
+        "resume.": expected,
+        "state.": {"h": state, "c": state},
+    }
     found = {prefix: set() for prefix in groups}
     for name, entry in table.items():
         prefix = next((p for p in groups if p and name.startswith(p)), "")
-        shape = groups[prefix].get(name[len(prefix):])
+        shape = groups[prefix].get(name[len(prefix) :])
         _require(shape is not None, f"it holds a tensor rnncli does not use: {name!r}")
         _require(entry["dtype"] == "F32", f"tensor {name} is {entry['dtype']}, not F32")
-        _require(entry["shape"] == shape, f"tensor {name} has shape {entry['shape']}, the settings say {shape}")
-        found[prefix].add(name[len(prefix):])
+        _require(
+            entry["shape"] == shape, f"tensor {name} has shape {entry['shape']}, the settings say {shape}"
+        )
+        found[prefix].add(name[len(prefix) :])
     complete = {p: len(found[p]) == len(groups[p]) for p in groups}
     for prefix in groups:
         missing = sorted(set(groups[prefix]) - found[prefix])
@@ -88,7 +122,10 @@ def _progress(meta: dict, resumable: bool) -> None:
     check_kind("progress.patience_from", prog.get("patience_from", 0), "int")
     ext = prog.get("extension")
     if ext is not None:  # --more's stretch of schedule
-        _require(isinstance(ext, dict) and ext.get("kind") in ("time", "steps", "epochs"), "progress.extension is malformed")
+        _require(
+            isinstance(ext, dict) and ext.get("kind") in ("time", "steps", "epochs"),
+            "progress.extension is malformed",
+        )
         for key in ("start", "lr"):
             check_kind(f"progress.extension.{key}", ext.get(key), "float")
         _require(ext["start"] >= 0 and ext["lr"] > 0, "progress.extension is out of range")
@@ -104,8 +141,13 @@ def _progress(meta: dict, resumable: bool) -> None:
             check_kind("history", value, kind)
     curve = meta.get("curve")  # (files before format 2's curve have none)
     if curve is not None:
-        _require(isinstance(curve, dict) and isinstance(curve.get("points"), list)
-                 and isinstance(curve.get("pending"), list) and len(curve["pending"]) == 3, "its loss curve is malformed")
+        _require(
+            isinstance(curve, dict)
+            and isinstance(curve.get("points"), list)
+            and isinstance(curve.get("pending"), list)
+            and len(curve["pending"]) == 3,
+            "its loss curve is malformed",
+        )
         check_kind("curve.stride", curve.get("stride"), "int")
         _require(curve["stride"] >= 1, "curve.stride is below 1")
         for row in curve["points"]:
@@ -115,12 +157,16 @@ def _progress(meta: dict, resumable: bool) -> None:
         for value, kind in zip(curve["pending"], ("float", "int", "int")):
             check_kind("curve.pending", value, kind)
     rng = meta.get("rng")
-    _require(not resumable or (isinstance(rng, dict) and rng.get("bit_generator") == "PCG64"),
-             "its random generator state is missing")
+    _require(
+        not resumable or (isinstance(rng, dict) and rng.get("bit_generator") == "PCG64"),
+        "its random generator state is missing",
+    )
     check_kind("run_id", meta.get("run_id", ""), "str")
     corpus = meta.get("corpus")
-    _require(corpus is None or (isinstance(corpus, dict) and isinstance(corpus.get("sha256"), str)),
-             "its corpus fingerprint is malformed")
+    _require(
+        corpus is None or (isinstance(corpus, dict) and isinstance(corpus.get("sha256"), str)),
+        "its corpus fingerprint is malformed",
+    )
 
 
 def _checked(path, table: dict, meta: dict) -> Contents:
@@ -133,8 +179,10 @@ def _checked(path, table: dict, meta: dict) -> Contents:
             raise RnncliError(f"bad settings: {e}") from None
         _tokenizer(meta.get("tokenizer"), model.vocab_size, train.tokenizer)
         recipe = meta.get("recipe")  # (the automatic recipe's record: carried by --resume, shown by inspect)
-        _require(recipe is None or (isinstance(recipe, dict) and isinstance(recipe.get("why"), str)),
-                 "its recipe record is malformed")
+        _require(
+            recipe is None or (isinstance(recipe, dict) and isinstance(recipe.get("why"), str)),
+            "its recipe record is malformed",
+        )
         resumable = _tensors(table, model, train)
         if resumable or "progress" in meta or "history" in meta:
             _progress(meta, resumable)
@@ -161,8 +209,12 @@ def load(path: str, training: bool = False) -> tuple[Contents, dict]:
             try:  # numpy checks the random generator's state as it takes it; try it on a spare one
                 np.random.PCG64().state = contents.meta["rng"]
             except Exception:  # noqa: BLE001 (whatever numpy makes of foreign data)
-                raise RnncliError(f"{path} is not a valid rnncli checkpoint: its random generator state is damaged") from None
-        tensors = reader.tensors([n for n in contents.table if training or not n.startswith(TRAINING_PREFIXES)])
+                raise RnncliError(
+                    f"{path} is not a valid rnncli checkpoint: its random generator state is damaged"
+                ) from None
+        tensors = reader.tensors(
+            [n for n in contents.table if training or not n.startswith(TRAINING_PREFIXES)]
+        )
     for name, arr in tensors.items():
         bad = "NaN or infinite values" if not np.isfinite(arr).all() else None
         if name.startswith("optimizer.exp_avg_sq.") and (arr < 0).any():

@@ -1,5 +1,6 @@
 """The GPU backend's tests: PTX compiles in the ordinary test process (test_ptx.py); the rest run
 kernels in numba's CUDA simulator, in a second process started with NUMBA_ENABLE_CUDASIM=1."""
+
 import sys
 
 import pytest

@@ -2,6 +2,7 @@
 names, and each function (or class) takes the same parameters, so that model.py, optim.py and
 sample.py, written once against one of them, run on the other. Runs in both test processes: the
 CUDA backend imports without a GPU (nothing compiles until a launch)."""
+
 import inspect
 
 import pytest
@@ -21,8 +22,11 @@ def parameters(fn) -> list[tuple]:
     names its own array type). A backend's own knob, keyword-only with a default (the GPU
     decoder's threads per block), is not part of the API: the model never passes it."""
     params = inspect.signature(fn).parameters.values()
-    return [(p.name, p.kind, p.default) for p in params
-            if not (p.kind is p.KEYWORD_ONLY and p.default is not p.empty)]
+    return [
+        (p.name, p.kind, p.default)
+        for p in params
+        if not (p.kind is p.KEYWORD_ONLY and p.default is not p.empty)
+    ]
 
 
 def test_both_backends_export_the_same_names():
@@ -39,6 +43,8 @@ def test_every_function_takes_the_same_parameters():
         a, b = getattr(cpu, name), getattr(cuda, name)
         assert callable(a) == callable(b), name
         if callable(a):
-            assert parameters(a) == parameters(b), f"{name}: cpu{inspect.signature(a)} cuda{inspect.signature(b)}"
+            assert parameters(a) == parameters(b), (
+                f"{name}: cpu{inspect.signature(a)} cuda{inspect.signature(b)}"
+            )
         else:
             assert type(a) is type(b), name

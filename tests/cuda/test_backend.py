@@ -1,6 +1,7 @@
 """The whole model on the GPU backend (under the simulator): the same losses and gradients as the
 float64 reference, training that moves between devices mid-run, scoring and greedy generation that
 match the CPU's. Tiny shapes: every simulated thread is a Python thread."""
+
 import os
 
 import pytest
@@ -11,8 +12,8 @@ pytestmark = pytest.mark.cuda
 
 import numpy as np  # noqa: E402
 
-from rnncli.model.config import SampleConfig, TrainConfig  # noqa: E402
 from rnncli.kernels.device import backend  # noqa: E402
+from rnncli.model.config import SampleConfig, TrainConfig  # noqa: E402
 from rnncli.model.model import Model  # noqa: E402
 from rnncli.model.optim import Adam  # noqa: E402
 from tests.helpers import CELLS, assert_close, random_case, run_reference  # noqa: E402
@@ -27,7 +28,9 @@ def test_auto_picks_the_gpu_under_the_simulator():
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_loss_and_gradients_match_the_reference(cell):
-    params, ids, targets, h0, c0, masks = random_case(cell, V=11, E=3, H=5, L=2, T=3, B=2, seed=4, dropout=0.25)
+    params, ids, targets, h0, c0, masks = random_case(
+        cell, V=11, E=3, H=5, L=2, T=3, B=2, seed=4, dropout=0.25
+    )
     model = Model(params, K)
     grads = model.params.zeros_like()
     loss = model.loss_and_grads(ids, targets, h0, c0, grads, np.stack(masks))
@@ -78,14 +81,16 @@ def test_a_run_moves_between_devices(tmp_path):
     first = _train(tmp_path, "cuda", 2, out="moved.safetensors")
     rest = _train(tmp_path, "cpu", 4, resume="moved.safetensors", out="moved.safetensors")
     assert first + rest == pytest.approx(whole, rel=1e-5)
-    back = _train(tmp_path, "cuda", 5, resume="cpu.safetensors", out="cpu.safetensors")  # and from the CPU to the GPU
+    back = _train(
+        tmp_path, "cuda", 5, resume="cpu.safetensors", out="cpu.safetensors"
+    )  # and from the CPU to the GPU
     assert len(back) == 1 and np.isfinite(back[0])
 
 
 def test_scoring_and_greedy_generation_match_the_cpu(tmp_path):
     from rnncli.run.evaluate import score_text
-    from rnncli.store.load import load_model
     from rnncli.run.sample import Decoder
+    from rnncli.store.load import load_model
 
     _train(tmp_path, "cpu", 2)
     text = tmp_path / "t.txt"
@@ -124,7 +129,8 @@ def test_a_gpu_run_repeats_bit_for_bit(monkeypatch):
     import re
     from pathlib import Path
 
-    from rnncli.kernels.cuda import decode as cuda_decode, ops as cuda_ops
+    from rnncli.kernels.cuda import decode as cuda_decode
+    from rnncli.kernels.cuda import ops as cuda_ops
     from rnncli.run.sample import Decoder
 
     monkeypatch.setattr(cuda_ops, "_MIN_SPLIT", 2)
@@ -144,6 +150,10 @@ def test_a_gpu_run_repeats_bit_for_bit(monkeypatch):
     for first, second in zip(runs[0][1:], runs[1][1:]):
         assert first.tobytes() == second.tobytes()
     root = Path(__file__).resolve().parents[2] / "rnncli" / "kernels" / "cuda"
-    atomics = [line.strip() for path in sorted(root.glob("*.py"))
-               for line in path.read_text().splitlines() if re.search(r"\batomic\.", line)]
+    atomics = [
+        line.strip()
+        for path in sorted(root.glob("*.py"))
+        for line in path.read_text().splitlines()
+        if re.search(r"\batomic\.", line)
+    ]
     assert atomics == ["cuda.atomic.add(hist, now + ((u >> shift) & 15), vals[v] if weighed else 1)"]

@@ -1,5 +1,6 @@
 """cuda_decode against the CPU decoder (kernels/cpu/decode.py) and the float64 sampler oracle
 (reference.sample_probs), in the CUDA simulator, on tiny models."""
+
 import os
 
 import pytest
@@ -11,12 +12,12 @@ pytestmark = pytest.mark.cuda
 import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
-from rnncli.model.config import ModelConfig  # noqa: E402
-from rnncli.kernels.cuda import decode as gpu  # noqa: E402
+from rnncli.base.errors import RnncliError  # noqa: E402
 from rnncli.kernels.cpu import decode as cpu  # noqa: E402
+from rnncli.kernels.cuda import decode as gpu  # noqa: E402
 from rnncli.kernels.reference import sample_probs  # noqa: E402
 from rnncli.kernels.sampling import Sampling  # noqa: E402
-from rnncli.base.errors import RnncliError  # noqa: E402
+from rnncli.model.config import ModelConfig  # noqa: E402
 from rnncli.model.params import init_params  # noqa: E402
 
 CELLS = ("rnn", "gru", "lstm")
@@ -31,14 +32,27 @@ def build(cell, H=5, V=11, E=3, L=2, table=True, R=0, B=2, seed=0):
     G = cfg.gates * H
     layers = [p.layer(k) for k in range(L)]
     emb = np.ascontiguousarray(p["embedding.weight"])
-    table0 = (emb @ layers[0][0].T + layers[0][2]).astype(np.float32) if table else np.zeros((0, G), np.float32)
+    table0 = (
+        (emb @ layers[0][0].T + layers[0][2]).astype(np.float32) if table else np.zeros((0, G), np.float32)
+    )
     w = cpu.layout(layers, emb, table0, 3 * p["head.weight"], p["head.bias"])
     C = H if cell == "lstm" else 0
     A = 0 if cell == "rnn" else 4 * H
     f32 = lambda *shape: np.zeros(shape, np.float32)  # noqa: E731
-    r = cpu.Rows(np.zeros(B, np.int64), f32(B, E), f32(B, G), f32(B, G), f32(B, A), f32(B, H), f32(B, C),
-                 f32(B, V), f32(B, V), np.zeros((B, R), np.int64), np.zeros((B, V if R else 0), np.int32),
-                 np.zeros(B, np.int64))
+    r = cpu.Rows(
+        np.zeros(B, np.int64),
+        f32(B, E),
+        f32(B, G),
+        f32(B, G),
+        f32(B, A),
+        f32(B, H),
+        f32(B, C),
+        f32(B, V),
+        f32(B, V),
+        np.zeros((B, R), np.int64),
+        np.zeros((B, V if R else 0), np.int32),
+        np.zeros(B, np.int64),
+    )
     h = (0.5 * rng.standard_normal((L, B, H))).astype(np.float32)
     c = (0.5 * rng.standard_normal((L, B, C))).astype(np.float32)
     return cfg, w, h, c, r
@@ -85,7 +99,9 @@ def test_feed_matches_cpu(cell, table):
 
 def test_wide_model_with_64_threads():
     """G = 280 columns over 64 threads: unsliced products, two rounds of 4 items a thread."""
-    cfg, plan, (w, h, c, r), (dw, dh, dc, dr) = fed("lstm", np.array([1, 2, 7], np.int64), block=64, H=70, R=2)
+    cfg, plan, (w, h, c, r), (dw, dh, dc, dr) = fed(
+        "lstm", np.array([1, 2, 7], np.int64), block=64, H=70, R=2
+    )
     assert_same_state(h, c, r, dh, dc, dr)
     s, u = Sampling(1.2, 5, 0.95, 0.02, 0.9), np.random.default_rng(3).random((3, 2))
     want, got = np.empty((3, 2), np.int64), np.empty((3, 2), np.int64)
@@ -108,12 +124,15 @@ def test_greedy_matches_cpu(cell):
     assert_same_state(h, c, r, dh, dc, dr)
 
 
-@pytest.mark.parametrize("s", [
-    Sampling(1.0, 0, 1.0, 0.0, 1.0),
-    Sampling(1.5, 4, 0.9, 0.05, 0.8),
-    Sampling(1.0, 0, 0.7, 0.0, 1.3),
-    Sampling(0.7, 3, 1.0, 0.2, 1.0),
-])
+@pytest.mark.parametrize(
+    "s",
+    [
+        Sampling(1.0, 0, 1.0, 0.0, 1.0),
+        Sampling(1.5, 4, 0.9, 0.05, 0.8),
+        Sampling(1.0, 0, 0.7, 0.0, 1.3),
+        Sampling(0.7, 3, 1.0, 0.2, 1.0),
+    ],
+)
 def test_sampling_matches_cpu(s):
     cfg, plan, (w, h, c, r), (dw, dh, dc, dr) = fed("gru", np.array([5, 6], np.int64), R=3, B=3)
     n, B = 12, h.shape[1]
@@ -128,14 +147,17 @@ def test_sampling_matches_cpu(s):
 TIES = np.array([1.0, 3.0, 3.0, 0.5, -2.0, 3.0, 0.0, 0.0, 1.0, 2.0, -1.0], np.float32)
 
 
-@pytest.mark.parametrize("s", [
-    Sampling(1.0, 2, 1.0, 0.0, 1.0),  # three 3.0s for two places: the lowest ids stay (stable order)
-    Sampling(1.0, 0, 0.5, 0.0, 1.0),  # the boundary inside the tie at 3.0
-    Sampling(1.0, 0, 0.95, 0.0, 0.7),
-    Sampling(1.0, 5, 1.0, 0.1, 1.0),
-    Sampling(1.25, 6, 0.9, 0.02, 1.0),
-    Sampling(2.0, 0, 1.0, 0.0, 1.0),
-])
+@pytest.mark.parametrize(
+    "s",
+    [
+        Sampling(1.0, 2, 1.0, 0.0, 1.0),  # three 3.0s for two places: the lowest ids stay (stable order)
+        Sampling(1.0, 0, 0.5, 0.0, 1.0),  # the boundary inside the tie at 3.0
+        Sampling(1.0, 0, 0.95, 0.0, 0.7),
+        Sampling(1.0, 5, 1.0, 0.1, 1.0),
+        Sampling(1.25, 6, 0.9, 0.02, 1.0),
+        Sampling(2.0, 0, 1.0, 0.0, 1.0),
+    ],
+)
 def test_chain_keeps_what_the_oracle_keeps(s):
     """One token from set logits (ties at the cuts, a penalty ring holding 1, 4, 1): the weights
     the draw leaves in Rows.probs are reference.sample_probs's distribution."""
@@ -173,9 +195,13 @@ def test_chain_random_rows_and_settings():
         counts = np.zeros((B, V), np.int32)
         for b in range(B):
             np.add.at(counts[b], recent[b], 1)
-        s = Sampling(float(rng.choice([1.0, 1.3, 0.8])), int(rng.choice([0, 1, 3, 10, 39])),
-                     float(rng.choice([1.0, 0.3, 0.8, 0.99])), float(rng.choice([0.0, 0.01, 0.3])),
-                     float(rng.choice([1.0, 0.5, 2.0])))
+        s = Sampling(
+            float(rng.choice([1.0, 1.3, 0.8])),
+            int(rng.choice([0, 1, 3, 10, 39])),
+            float(rng.choice([1.0, 0.3, 0.8, 0.99])),
+            float(rng.choice([0.0, 0.01, 0.3])),
+            float(rng.choice([1.0, 0.5, 2.0])),
+        )
         for name, a in (("logits", logits), ("recent", recent), ("counts", counts)):
             getattr(dr, name).copy_to_device(a)
         dr.seen.copy_to_device(np.full(B, R, np.int64))
@@ -187,7 +213,9 @@ def test_chain_random_rows_and_settings():
             want = sample_probs(logits[b], recent[b], s.penalty, s.top_k, s.top_p, s.min_p, s.temperature)
             # (expneg32 weighs 0 what is under exp(-15.8) of the top, as the CPU's draw does)
             assert not np.any((probs[b] > 0) & (want == 0)), f"{trial} {b} {s}: kept what the oracle cuts"
-            assert np.all(probs[b][want > 1e-6 * want.max()] > 0), f"{trial} {b} {s}: cut what the oracle keeps"
+            assert np.all(probs[b][want > 1e-6 * want.max()] > 0), (
+                f"{trial} {b} {s}: cut what the oracle keeps"
+            )
             np.testing.assert_allclose(probs[b] / probs[b].sum(), want, atol=1e-6)
             assert got[0, b] == np.searchsorted(np.cumsum(want), u[0, b], side="right")
 
@@ -231,7 +259,14 @@ def test_the_gpu_lays_out_its_own_weights(L):
     table0 = np.random.default_rng(2).standard_normal((11, cfg.gate_width)).astype(np.float32)
     layers = [p.layer(k) for k in range(L)]
     want = cpu.layout(layers, p["embedding.weight"], table0, p["head.weight"], p["head.bias"])
-    got = to_host(K.decoder_weights([d.layer(k) for k in range(L)], d["embedding.weight"], cuda.to_device(table0),
-                                    d["head.weight"], d["head.bias"]))
+    got = to_host(
+        K.decoder_weights(
+            [d.layer(k) for k in range(L)],
+            d["embedding.weight"],
+            cuda.to_device(table0),
+            d["head.weight"],
+            d["head.bias"],
+        )
+    )
     for name in ("table0", "emb", "W_ih0T", "W_ihT", "W_hhT", "b_ih", "b_hh", "W_outT", "b_out"):
         np.testing.assert_array_equal(getattr(got, name), getattr(want, name), err_msg=name)

@@ -2,6 +2,7 @@
 product (plain, transposed, with and without bias, split along the reduction), gathers and scatters,
 cross-entropy, Adam and the sum of squares. Shapes are small and odd, and some exceed one 64 x 64
 tile in every direction, so every edge of every tile is exercised."""
+
 import os
 
 import pytest
@@ -12,9 +13,9 @@ pytestmark = pytest.mark.cuda
 
 import numpy as np  # noqa: E402
 
+from rnncli.kernels import reference  # noqa: E402
 from rnncli.kernels.cuda import backend as K  # noqa: E402
 from rnncli.kernels.cuda import ops as cuda_ops  # noqa: E402
-from rnncli.kernels import reference  # noqa: E402
 
 
 def rand(rng, *shape):
@@ -129,7 +130,9 @@ def test_scatter_rows(rng, fn):
     np.testing.assert_array_equal(K.to_host(out), want)
 
 
-@pytest.mark.parametrize("N,V,scale,spread", [(7, 11, 1.0, 3.0), (5, 300, 0.2, 3.0), (3, 1, 1.0, 1.0), (4, 70, 0.5, 40.0)])
+@pytest.mark.parametrize(
+    "N,V,scale,spread", [(7, 11, 1.0, 3.0), (5, 300, 0.2, 3.0), (3, 1, 1.0, 1.0), (4, 70, 0.5, 40.0)]
+)
 def test_softmax_xent(rng, N, V, scale, spread):
     logits, targets = rand(rng, N, V) * spread, rng.integers(0, V, N)
     dl = K.empty((N, V))

@@ -1,6 +1,7 @@
 """Every GPU kernel compiled to PTX for sm_80 and sm_90 with NVRTC/NVVM (no GPU needed), then
 assembled by ptxas -v: type errors the simulator cannot see fail here, and registers per thread and
 spills are known without a GPU. Runs in the ordinary (not simulated) test process."""
+
 import os
 import re
 import subprocess
@@ -9,7 +10,9 @@ from pathlib import Path
 import pytest
 
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
-    pytest.skip("PTX is compiled in the ordinary test process, not under the simulator", allow_module_level=True)
+    pytest.skip(
+        "PTX is compiled in the ordinary test process, not under the simulator", allow_module_level=True
+    )
 pytest.importorskip("numba_cuda", reason='numba-cuda is not installed (pip install -e ".[dev]")')
 
 pytestmark = pytest.mark.cuda
@@ -30,22 +33,36 @@ def ptxas() -> str | None:
 
 
 def kernels():
-    from rnncli.kernels.cuda import arrays as cuda_arrays, decode as cuda_decode, ops as cuda_ops, recur as cuda_recur
+    from rnncli.kernels.cuda import (
+        arrays as cuda_arrays,
+    )
+    from rnncli.kernels.cuda import (
+        decode as cuda_decode,
+    )
+    from rnncli.kernels.cuda import (
+        ops as cuda_ops,
+    )
+    from rnncli.kernels.cuda import (
+        recur as cuda_recur,
+    )
 
     for module in (cuda_arrays, cuda_ops, cuda_recur, cuda_decode):
         for name, fn, argtypes in module.PTX:
-            yield pytest.param(module.__name__.rsplit(".", 1)[1], fn, argtypes, id=f"{module.__name__[15:]}.{name}")
+            yield pytest.param(
+                module.__name__.rsplit(".", 1)[1], fn, argtypes, id=f"{module.__name__[15:]}.{name}"
+            )
 
 
 def assemble(ptx: str, cc, tmp_path) -> dict:
     """ptxas -v's report for one kernel: registers per thread, spill stores and loads (bytes)."""
     tool = ptxas()
     if tool is None:
-        pytest.skip("ptxas is not installed (the nvidia-cuda-nvcc wheel; pip install -e \".[dev]\")")
+        pytest.skip('ptxas is not installed (the nvidia-cuda-nvcc wheel; pip install -e ".[dev]")')
     src = tmp_path / "k.ptx"
     src.write_text(ptx)
-    done = subprocess.run([tool, "-v", f"-arch=sm_{cc[0]}{cc[1]}", str(src), "-o", os.devnull],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [tool, "-v", f"-arch=sm_{cc[0]}{cc[1]}", str(src), "-o", os.devnull], capture_output=True, text=True
+    )
     assert done.returncode == 0, done.stderr
     report = done.stderr
     regs = [int(x) for x in re.findall(r"Used (\d+) registers", report)]

@@ -1,6 +1,7 @@
 """The CUDA recurrences (kernels/cuda/recur.py) in the simulator, against the float64 reference:
 forward hs/cs/act and backward dgx/dgh/dh_0/dc_0 for every cell, on tiny shapes that cover an odd
 H, a batch that is not a multiple of the rows per block, 1..4 rows per block and 1..8 k-slices."""
+
 import os
 
 import pytest
@@ -13,8 +14,8 @@ import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
 from rnncli.base.errors import RnncliError  # noqa: E402
-from rnncli.kernels.cuda import recur as K  # noqa: E402
 from rnncli.kernels import reference  # noqa: E402
+from rnncli.kernels.cuda import recur as K  # noqa: E402
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4}
 CODE = {"rnn": 0, "gru": 1, "lstm": 2}
@@ -26,9 +27,16 @@ def problem(cell, T, B, H, seed):
     rng = np.random.default_rng(seed)
     G = GATES[cell] * H
     f = lambda *shape, s=1.0: (s * rng.standard_normal(shape)).astype(np.float32)  # noqa: E731
-    return dict(gx=f(T, B, G), W_hh=f(G, H, s=0.4), b_hh=f(G, s=0.3), h0=f(B, H, s=0.5),
-                c0=f(B, H, s=0.5) if cell == "lstm" else np.zeros((B, H), np.float32),
-                dhs=f(T, B, H), dh=f(B, H, s=0.3), dc=f(B, H, s=0.3))
+    return dict(
+        gx=f(T, B, G),
+        W_hh=f(G, H, s=0.4),
+        b_hh=f(G, s=0.3),
+        h0=f(B, H, s=0.5),
+        c0=f(B, H, s=0.5) if cell == "lstm" else np.zeros((B, H), np.float32),
+        dhs=f(T, B, H),
+        dh=f(B, H, s=0.3),
+        dc=f(B, H, s=0.3),
+    )
 
 
 def oracle(cell, p):
@@ -42,7 +50,9 @@ def oracle(cell, p):
     for t in range(T):
         h, c, s = reference.cell_forward(cell, p["gx"][t].astype(np.float64), h, c, eye, W, np.zeros(G), b)
         hs.append(h), cs.append(c), saved.append(s)
-        act.append(np.concatenate(s[2:6] if cell == "gru" else s[3:7], axis=1) if cell != "rnn" else np.zeros((B, 0)))
+        act.append(
+            np.concatenate(s[2:6] if cell == "gru" else s[3:7], axis=1) if cell != "rnn" else np.zeros((B, 0))
+        )
     grads = {f"rnn.{n}_l0": 0.0 for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}  # not checked
     dh, dc = p["dh"].astype(np.float64), p["dc"].astype(np.float64)
     dgx, dgh = np.zeros((T, B, G)), np.zeros((T, B, G))
@@ -50,7 +60,7 @@ def oracle(cell, p):
         dgx[t], dh, dc = reference.cell_backward(cell, p["dhs"][t] + dh, dc, saved[t], eye, W, grads, 0)
         dgh[t] = dgx[t]
         if cell == "gru":
-            dgh[t, :, 2 * H:] *= saved[t][2]  # the n block reaches W_hh through r
+            dgh[t, :, 2 * H :] *= saved[t][2]  # the n block reaches W_hh through r
     return dict(hs=np.array(hs), cs=np.array(cs), act=np.array(act), dgx=dgx, dgh=dgh, dh=dh, dc=dc)
 
 
@@ -73,7 +83,9 @@ def run_backward(cell, p, ref, R, S, threads, same):
     dh, dc = f32(p["dh"]), f32(p["dc"])
     dgx = cuda.to_device(np.full((T, B, G), np.nan, np.float32))
     dgh = dgx if same else cuda.to_device(np.full((T, B, G), np.nan, np.float32))
-    K._launch_backward(CODE[cell], f32(p["W_hh"]), hs, cs, act, f32(p["dhs"]), dh, dc, dgx, dgh, R, S, threads)
+    K._launch_backward(
+        CODE[cell], f32(p["W_hh"]), hs, cs, act, f32(p["dhs"]), dh, dc, dgx, dgh, R, S, threads
+    )
     return dgx.copy_to_host(), dgh.copy_to_host(), dh.copy_to_host(), dc.copy_to_host()
 
 
@@ -81,9 +93,16 @@ def run_backward(cell, p, ref, R, S, threads, same):
 # fourth sum repeating the third), more rows per block than the batch has, 1..8 slices, sums long
 # enough for the unrolled passes (8 terms for one row, 4 for several) and their remainders
 CASES = [
-    ("rnn", 3, 3, 7, 2, 4), ("rnn", 1, 1, 5, 1, 1), ("rnn", 2, 1, 17, 1, 1), ("rnn", 2, 5, 9, 4, 1),
-    ("gru", 3, 3, 5, 2, 2), ("gru", 2, 3, 8, 3, 1), ("gru", 2, 2, 9, 1, 2),
-    ("lstm", 3, 3, 5, 2, 8), ("lstm", 4, 2, 9, 4, 2), ("lstm", 2, 3, 6, 1, 1),
+    ("rnn", 3, 3, 7, 2, 4),
+    ("rnn", 1, 1, 5, 1, 1),
+    ("rnn", 2, 1, 17, 1, 1),
+    ("rnn", 2, 5, 9, 4, 1),
+    ("gru", 3, 3, 5, 2, 2),
+    ("gru", 2, 3, 8, 3, 1),
+    ("gru", 2, 2, 9, 1, 2),
+    ("lstm", 3, 3, 5, 2, 8),
+    ("lstm", 4, 2, 9, 4, 2),
+    ("lstm", 2, 3, 6, 1, 1),
 ]
 
 
@@ -94,8 +113,18 @@ def test_forward_matches_reference(cell, T, B, H, R, S):
     G = GATES[cell] * H
     hs, cs, act = device_state(cell, p)
     WT = cuda.to_device(np.ascontiguousarray(p["W_hh"].T))
-    K._launch_forward(CODE[cell], cuda.to_device(p["gx"]), WT, cuda.to_device(p["b_hh"]), hs, cs, act, R, S,
-                      S * min(G, K.THREADS // S))
+    K._launch_forward(
+        CODE[cell],
+        cuda.to_device(p["gx"]),
+        WT,
+        cuda.to_device(p["b_hh"]),
+        hs,
+        cs,
+        act,
+        R,
+        S,
+        S * min(G, K.THREADS // S),
+    )
     np.testing.assert_allclose(hs.copy_to_host(), ref["hs"], **TOL)
     if cell == "lstm":
         np.testing.assert_allclose(cs.copy_to_host(), ref["cs"], **TOL)
@@ -137,14 +166,41 @@ def test_public_api_refreshes_the_transpose():
         ref = oracle(cell, p)
         hs, cs, act = device_state(cell, p)
         W, gx = cuda.to_device(p["W_hh"]), cuda.to_device(p["gx"])
-        K.sequence_forward(scratch, 0, CODE[cell], gx, W, cuda.to_device(p["b_hh"]), hs, cs, act,
-                           cuda.device_array((3, 4 * H), np.float32))
+        K.sequence_forward(
+            scratch,
+            0,
+            CODE[cell],
+            gx,
+            W,
+            cuda.to_device(p["b_hh"]),
+            hs,
+            cs,
+            act,
+            cuda.device_array((3, 4 * H), np.float32),
+        )
         np.testing.assert_allclose(hs.copy_to_host(), ref["hs"], **TOL)
         np.testing.assert_allclose(act.copy_to_host(), ref["act"], **TOL)
     assert list(scratch.store) == [("W_hhT", 0)]
-    dh, dc, dg = cuda.to_device(p["dh"]), cuda.to_device(p["dc"]), cuda.device_array((2, 3, 4 * H), np.float32)
-    K.sequence_backward(scratch, 0, CODE[cell], W, hs, cs, act, cuda.to_device(p["dhs"]), dh, dc, dg, dg,
-                        cuda.device_array((3, H), np.float32))
+    dh, dc, dg = (
+        cuda.to_device(p["dh"]),
+        cuda.to_device(p["dc"]),
+        cuda.device_array((2, 3, 4 * H), np.float32),
+    )
+    K.sequence_backward(
+        scratch,
+        0,
+        CODE[cell],
+        W,
+        hs,
+        cs,
+        act,
+        cuda.to_device(p["dhs"]),
+        dh,
+        dc,
+        dg,
+        dg,
+        cuda.device_array((3, H), np.float32),
+    )
     np.testing.assert_allclose(dg.copy_to_host(), ref["dgx"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dh.copy_to_host(), ref["dh"], rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(dc.copy_to_host(), ref["dc"], rtol=1e-4, atol=1e-5)

@@ -7,6 +7,7 @@ transpose of W_hh it reads, the padding that keeps its rows off 4 KiB multiples,
 per-thread partial sums of the weight gradients. The compiled code is in cpu/steps.py
 (training, scoring) and decode.py (generation).
 """
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,8 @@ import os
 import numba
 import numpy as np
 
-from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu import decode as _decode
+from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
 
 NAME = "cpu"
@@ -33,11 +34,36 @@ COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
 # the kernel API: kernels/cuda/backend.py exports the same names with the same parameters
 # (tests/cuda/test_api.py)
 __all__ = [
-    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode",
-    "decoder_weights", "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply",
-    "prepare_decoding", "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward",
-    "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host", "transpose_view",
-    "use_threads", "weight_grad", "zeros",
+    "NAME",
+    "Scratch",
+    "adam_update",
+    "asarray",
+    "compiles_first",
+    "copy",
+    "copy_into",
+    "decode",
+    "decoder_weights",
+    "embedding_backward",
+    "empty",
+    "feed",
+    "gather_rows",
+    "matmul",
+    "multiply",
+    "prepare_decoding",
+    "scatter_rows",
+    "scratch_bytes",
+    "sequence_backward",
+    "sequence_forward",
+    "softmax_xent",
+    "sum_squares",
+    "synchronize",
+    "thread_count",
+    "threads",
+    "to_host",
+    "transpose_view",
+    "use_threads",
+    "weight_grad",
+    "zeros",
 ]
 
 
@@ -107,7 +133,9 @@ def synchronize() -> None:
 def use_threads(n: int | None) -> None:
     """Run kernels on n threads (None: all cores). BLAS itself runs single-threaded: each kernel
     thread calls it on its own share of the work."""
-    from threadpoolctl import threadpool_limits  # (kernels/cpu/blas.py has loaded every BLAS the kernels call)
+    from threadpoolctl import (
+        threadpool_limits,
+    )  # (kernels/cpu/blas.py has loaded every BLAS the kernels call)
 
     numba.set_num_threads(thread_count(n))
     threadpool_limits(1, user_api="blas")
@@ -127,13 +155,16 @@ def weight_grad(scratch: Scratch, d, x, g_weight, g_bias) -> None:
     n = threads()
     parts = scratch.parts.get((g_weight.shape, n))
     if parts is None:
-        parts = scratch.parts[(g_weight.shape, n)] = (np.empty((n,) + g_weight.shape, np.float32),
-                                                       np.empty((n, g_weight.shape[0]), np.float32))
+        parts = scratch.parts[(g_weight.shape, n)] = (
+            np.empty((n,) + g_weight.shape, np.float32),
+            np.empty((n, g_weight.shape[0]), np.float32),
+        )
     _k.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *parts)
 
 
 def _path(B: int, N: int, K: int, weights: int = 1) -> int:
-    """The path of a product over B rows shared among the threads, one of `weights` taken in turn (tune.py)."""
+    """The path of a product over B rows shared among the threads, one of `weights` taken in turn
+    (tune.py)."""
     from rnncli.kernels.cpu import tune
 
     parts = min(threads(), B)
@@ -170,16 +201,21 @@ def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs
     _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads(), path)
 
 
-def sequence_backward(scratch: Scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next,
-                      dgx, dgh, tmp) -> None:
+def sequence_backward(
+    scratch: Scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp
+) -> None:
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
     if _by_columns(dhs.shape[1], W_hh):
-        return _k.sequence_backward_cols(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads())
+        return _k.sequence_backward_cols(
+            cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
+        )
     path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)
     if len(W_hhT) == 0 and path in (ROWS, ROWS4):  # (for the dot-product kernel: rows padded)
         W_hhT = scratch.W_hhT[layer] = padded(W_hh.T)
-    _k.sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path)
+    _k.sequence_backward(
+        cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path
+    )
 
 
 def scatter_rows(ids, d, out) -> None:

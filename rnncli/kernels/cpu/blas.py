@@ -17,6 +17,7 @@ kernels stay cached whichever they are. RNNCLI_BLAS=numba forces the fallbacks.
 
 threadpoolctl's limits reach both libraries, so the thread settings in cpu.py hold for either.
 """
+
 from __future__ import annotations
 
 import ctypes
@@ -35,9 +36,13 @@ GEMV = types.void(_c, _c, _i, _i, _f, _P, _i, _P, _i, _f, _P, _i)  # cblas_sgemv
 _sgemm = types.ExternalFunction("rnncli_sgemm", GEMM)
 _sgemv = types.ExternalFunction("rnncli_sgemv", GEMV)
 _ip = types.intp
-_xxgemm = types.ExternalFunction("numba_xxgemm", types.intc(
-    types.char, types.char, types.char, _ip, _ip, _ip, _P, _P, _ip, _P, _ip, _P, _P, _ip))
-_xxgemv = types.ExternalFunction("numba_xxgemv", types.intc(types.char, types.char, _ip, _ip, _P, _P, _ip, _P, _P, _P))
+_xxgemm = types.ExternalFunction(
+    "numba_xxgemm",
+    types.intc(types.char, types.char, types.char, _ip, _ip, _ip, _P, _P, _ip, _P, _ip, _P, _P, _ip),
+)
+_xxgemv = types.ExternalFunction(
+    "numba_xxgemv", types.intc(types.char, types.char, _ip, _ip, _P, _P, _ip, _P, _P, _P)
+)
 # the names libraries export CBLAS with 64-bit integers under
 PREFIXES = ("scipy_cblas_s", "cblas_s")
 SUFFIXES = ("64_", "_64")
@@ -50,8 +55,22 @@ def _numba_gemm(order, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc):
     Numba's own BLAS helper computes (order is always ROW_MAJOR here)."""
     scalars = np.empty(2, np.float32)
     scalars[0], scalars[1] = alpha, beta
-    _xxgemm(CHAR_S, CHAR_T if tb == TRANS else CHAR_N, CHAR_T if ta == TRANS else CHAR_N, N, M, K, scalars.ctypes,
-            B, ldb, A, lda, scalars[1:].ctypes, C, ldc)
+    _xxgemm(
+        CHAR_S,
+        CHAR_T if tb == TRANS else CHAR_N,
+        CHAR_T if ta == TRANS else CHAR_N,
+        N,
+        M,
+        K,
+        scalars.ctypes,
+        B,
+        ldb,
+        A,
+        lda,
+        scalars[1:].ctypes,
+        C,
+        ldc,
+    )
 
 
 @callback(GEMV)
@@ -60,7 +79,9 @@ def _numba_gemv(order, trans, M, N, alpha, A, lda, X, incx, beta, Y, incy):
     column-major, so each transposition flips (incx and incy are always 1 here)."""
     scalars = np.empty(2, np.float32)
     scalars[0], scalars[1] = alpha, beta
-    _xxgemv(CHAR_S, CHAR_N if trans == TRANS else CHAR_T, N, M, scalars.ctypes, A, lda, X, scalars[1:].ctypes, Y)
+    _xxgemv(
+        CHAR_S, CHAR_N if trans == TRANS else CHAR_T, N, M, scalars.ctypes, A, lda, X, scalars[1:].ctypes, Y
+    )
 
 
 def _find() -> tuple[int, int, str]:
@@ -83,8 +104,10 @@ def _find() -> tuple[int, int, str]:
                 for suffix in SUFFIXES:
                     fns = [getattr(lib, f"{prefix}{name}{suffix}", None) for name in ("gemm", "gemv")]
                     if None not in fns:
-                        return (*(ctypes.cast(f, ctypes.c_void_p).value for f in fns),
-                                f"{info['filepath']} ({prefix}gemm{suffix})")
+                        return (
+                            *(ctypes.cast(f, ctypes.c_void_p).value for f in fns),
+                            f"{info['filepath']} ({prefix}gemm{suffix})",
+                        )
     return _numba_gemm.address, _numba_gemv.address, "numba"
 
 
@@ -121,8 +144,34 @@ def gemm(A, B, C):
     elif ta < 0 or tb < 0 or tc != NO_TRANS or (M == 1 and A.strides[1] != 4):
         C[:] = np.dot(np.ascontiguousarray(A), np.ascontiguousarray(B))
     elif M == 1 and N > 0:  # c = B.T a: B (K, N) row-major transposed, or B.T's own rows
-        _sgemv(ROW_MAJOR, NO_TRANS if tb == TRANS else TRANS, N if tb == TRANS else K, K if tb == TRANS else N,
-               np.float32(1.0), B.ctypes, ldb, A.ctypes, 1, np.float32(0.0), C.ctypes, 1)
+        _sgemv(
+            ROW_MAJOR,
+            NO_TRANS if tb == TRANS else TRANS,
+            N if tb == TRANS else K,
+            K if tb == TRANS else N,
+            np.float32(1.0),
+            B.ctypes,
+            ldb,
+            A.ctypes,
+            1,
+            np.float32(0.0),
+            C.ctypes,
+            1,
+        )
     elif M > 0 and N > 0:
-        _sgemm(ROW_MAJOR, ta, tb, M, N, K, np.float32(1.0), A.ctypes, lda, B.ctypes, ldb, np.float32(0.0),
-               C.ctypes, ldc)
+        _sgemm(
+            ROW_MAJOR,
+            ta,
+            tb,
+            M,
+            N,
+            K,
+            np.float32(1.0),
+            A.ctypes,
+            lda,
+            B.ctypes,
+            ldb,
+            np.float32(0.0),
+            C.ctypes,
+            ldc,
+        )

@@ -9,13 +9,14 @@ The cell math is the same forward_step the training driver uses, run on (B, H) r
 Weights arrive stacked per layer, in both layouts the products read (`layout` builds them; the
 records are kernels/decoding.py's).
 """
+
 import numpy as np
 from numba import prange
 
 from rnncli.kernels.cells import forward_step
-from rnncli.kernels.decoding import Rows, Weights  # noqa: F401 (Rows: for this decoder's callers)
-from rnncli.kernels.cpu.steps import _share
 from rnncli.kernels.cpu.gemm import BLAS, padded, product
+from rnncli.kernels.cpu.steps import _share
+from rnncli.kernels.decoding import Rows, Weights  # noqa: F401 (Rows: for this decoder's callers)
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
 
@@ -24,12 +25,27 @@ def layout(layers, emb, table0, head_weight, head_bias) -> Weights:
     """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
     ((0, G) for none) and the head (the CPU backend's decoder_weights)."""
     c = np.ascontiguousarray
-    W_ih = np.stack([w[0] for w in layers[1:]]) if len(layers) > 1 else np.zeros((0,) + layers[0][1].shape, np.float32)
+    W_ih = (
+        np.stack([w[0] for w in layers[1:]])
+        if len(layers) > 1
+        else np.zeros((0,) + layers[0][1].shape, np.float32)
+    )
     W_hh = np.stack([w[1] for w in layers])
-    return Weights(c(table0, dtype=np.float32), c(emb), c(layers[0][0].T), c(W_ih.transpose(0, 2, 1)),
-                   c(W_hh.transpose(0, 2, 1)), np.stack([w[2] for w in layers]), np.stack([w[3] for w in layers]),
-                   c(head_weight.T), head_bias.copy(),
-                   padded(layers[0][0]), padded(W_ih), padded(W_hh), padded(head_weight))
+    return Weights(
+        c(table0, dtype=np.float32),
+        c(emb),
+        c(layers[0][0].T),
+        c(W_ih.transpose(0, 2, 1)),
+        c(W_hh.transpose(0, 2, 1)),
+        np.stack([w[2] for w in layers]),
+        np.stack([w[3] for w in layers]),
+        c(head_weight.T),
+        head_bias.copy(),
+        padded(layers[0][0]),
+        padded(W_ih),
+        padded(W_hh),
+        padded(head_weight),
+    )
 
 
 def blas_paths(layers: int) -> np.ndarray:

@@ -18,6 +18,7 @@ the kernels are compiled for, a constant fixed at compile time (`_vector_registe
 The kernels take whole C-contiguous arrays and offsets rather than slices: LLVM vectorizes the
 inner loops only when it knows the rows are contiguous and the indices non-negative.
 """
+
 import llvmlite.binding as llvm
 import numpy as np
 from numba import prange, types
@@ -40,7 +41,7 @@ def padded(W: np.ndarray) -> np.ndarray:
     """W (..., N, K) as the dot-product kernel reads it best: C-contiguous, each row PAD floats longer
     (unused), since rows a multiple of 4 KiB apart would map a tile's rows onto the same L1 sets."""
     out = np.zeros(W.shape[:-1] + (W.shape[-1] + PAD,), np.float32)
-    out[..., :W.shape[-1]] = W
+    out[..., : W.shape[-1]] = W
     return out
 
 
@@ -176,8 +177,16 @@ def _row_nn(A, i, WT, k, k1, C):
         a0, a1, a2, a3 = A[i, k8], A[i, k8 + 1], A[i, k8 + 2], A[i, k8 + 3]
         a4, a5, a6, a7 = A[i, k8 + 4], A[i, k8 + 5], A[i, k8 + 6], A[i, k8 + 7]
         for j in range(C.shape[1]):
-            C[i, j] += (a0 * WT[k8, j] + a1 * WT[k8 + 1, j] + a2 * WT[k8 + 2, j] + a3 * WT[k8 + 3, j]
-                        + a4 * WT[k8 + 4, j] + a5 * WT[k8 + 5, j] + a6 * WT[k8 + 6, j] + a7 * WT[k8 + 7, j])
+            C[i, j] += (
+                a0 * WT[k8, j]
+                + a1 * WT[k8 + 1, j]
+                + a2 * WT[k8 + 2, j]
+                + a3 * WT[k8 + 3, j]
+                + a4 * WT[k8 + 4, j]
+                + a5 * WT[k8 + 5, j]
+                + a6 * WT[k8 + 6, j]
+                + a7 * WT[k8 + 7, j]
+            )
     for kk in range(k1 - (k1 - k) % 8, k1):
         a = A[i, kk]
         for j in range(C.shape[1]):
@@ -249,4 +258,4 @@ def time_product(A, W, WT, C, path, reps, parts):
     for k in prange(parts):
         for _ in range(reps):
             for w in range(W.shape[0]):
-                product(A[k * rows:(k + 1) * rows], W[w], WT[w], C[k * rows:(k + 1) * rows], path)
+                product(A[k * rows : (k + 1) * rows], W[w], WT[w], C[k * rows : (k + 1) * rows], path)

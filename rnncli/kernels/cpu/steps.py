@@ -7,10 +7,12 @@ few cores cost more than they give. `parts` is the number of threads to share wo
 Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
 direction runs the time loop in compiled code, each thread on its own slice of the batch (the
 streams are independent), with one recurrent product (gemm.product: our own kernels or BLAS, by
-the path rnncli/kernels/cpu/tune.py chose for the shape) and the cell's pointwise math (cells.py) per step, allocating nothing.
+the path rnncli/kernels/cpu/tune.py chose for the shape) and the cell's pointwise math (cells.py) per
+step, allocating nothing.
 For weights too large for one core's caches the `_cols` drivers share each step's product by columns
 of W_hh instead, and wait for each other twice a step (cpu._by_columns chooses). Arrays are float32.
 """
+
 import numpy as np
 from numba import prange
 
@@ -38,17 +40,38 @@ def _share_lines(n, parts, k):
 @kernel
 def _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1):
     """One step's cell math for rows b0..b1, gh holding their recurrent products."""
-    forward_step(cell, gx[t, b0:b1], gh[b0:b1], b_hh, hs[t, b0:b1], cs[t, b0:b1], hs[t + 1, b0:b1],
-                 cs[t + 1, b0:b1], act[t, b0:b1])
+    forward_step(
+        cell,
+        gx[t, b0:b1],
+        gh[b0:b1],
+        b_hh,
+        hs[t, b0:b1],
+        cs[t, b0:b1],
+        hs[t + 1, b0:b1],
+        cs[t + 1, b0:b1],
+        act[t, b0:b1],
+    )
 
 
 @kernel
 def _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, add):
-    """One step of backward for rows b0..b1, first adding tmp (the step after's product) into dh_next if `add`."""
+    """One step of backward for rows b0..b1, first adding tmp (the step after's product) into dh_next
+    if `add`."""
     if add:
         _add_into(dh_next, tmp, b0, b1)
-    backward_step(cell, dhs[t, b0:b1], dh_next[b0:b1], dc_next[b0:b1], hs[t, b0:b1], hs[t + 1, b0:b1],
-                  cs[t, b0:b1], cs[t + 1, b0:b1], act[t, b0:b1], dgx[t, b0:b1], dgh[t, b0:b1])
+    backward_step(
+        cell,
+        dhs[t, b0:b1],
+        dh_next[b0:b1],
+        dc_next[b0:b1],
+        hs[t, b0:b1],
+        hs[t + 1, b0:b1],
+        cs[t, b0:b1],
+        cs[t + 1, b0:b1],
+        act[t, b0:b1],
+        dgx[t, b0:b1],
+        dgh[t, b0:b1],
+    )
 
 
 @kernel

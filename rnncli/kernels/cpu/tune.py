@@ -16,6 +16,7 @@ deletes the file, so that every shape is measured again.
 
 No printing: `notes` receives what people should hear (the CLI prints it on stderr).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -30,7 +31,9 @@ FORMAT = 2  # 2: BLAS through NumPy's OpenBLAS (kernels/cpu/blas.py), whose timi
 SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
 MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chosen (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
-WEIGHT_BYTES = 48 << 20  # at most this much in weight matrices taken in turn (beyond, all miss the caches alike)
+WEIGHT_BYTES = (
+    48 << 20
+)  # at most this much in weight matrices taken in turn (beyond, all miss the caches alike)
 clock = time.perf_counter  # (tests replace it)
 notes = None  # callable(str) or None: told about a tuning file that is bad or another CPU's (configured())
 _enabled = True  # whether new shapes are measured, as configured() says for the call under way
@@ -87,8 +90,12 @@ def _load() -> dict:
     except (OSError, ValueError) as e:
         _note(f"the kernel tuning file {path} cannot be read ({e}); measuring again")
         return _table
-    ok = (isinstance(data, dict) and data.get("format") == FORMAT and isinstance(data.get("paths"), dict)
-          and all(isinstance(v, str) and v in _paths() for v in data["paths"].values()))
+    ok = (
+        isinstance(data, dict)
+        and data.get("format") == FORMAT
+        and isinstance(data.get("paths"), dict)
+        and all(isinstance(v, str) and v in _paths() for v in data["paths"].values())
+    )
     if isinstance(data, dict) and isinstance(data.get("format"), int) and data["format"] < FORMAT:
         _note(f"the kernel tuning file {path} was made by an earlier rnncli; measuring again")
     elif not ok:
@@ -109,8 +116,8 @@ def _paths():
 def _save(table: dict) -> None:
     """Write the table atomically; a cache folder that cannot be written (full, read-only) only costs
     the next run a re-measure, said once. A folder where the file belongs is removed first."""
-    from rnncli.base.files import write_atomic
     from rnncli.base.errors import RnncliError
+    from rnncli.base.files import write_atomic
 
     if paths.said("tune unwritable"):
         return
@@ -120,8 +127,11 @@ def _save(table: dict) -> None:
         _remove(path_file(), folder_only=True)
         write_atomic(path_file(), lambda f: f.write(text.encode()), "the kernel tuning file")
     except (OSError, RnncliError) as e:
-        paths.note_once("tune unwritable", f"the kernel tuning file {path_file()} cannot be written "
-                                           f"({getattr(e, 'strerror', None) or e}); this run's measurements are not kept")
+        paths.note_once(
+            "tune unwritable",
+            f"the kernel tuning file {path_file()} cannot be written "
+            f"({getattr(e, 'strerror', None) or e}); this run's measurements are not kept",
+        )
 
 
 def _remove(path, folder_only: bool = False) -> None:
@@ -161,7 +171,10 @@ def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
     weights = max(1, min(weights, WEIGHT_BYTES // (4 * N * K)))
     A = rng.standard_normal((M * parts, K)).astype(np.float32)
     W = rng.standard_normal((weights, N, K)).astype(np.float32)
-    W, WT = gemm.padded(W), np.ascontiguousarray(W.transpose(0, 2, 1))  # (W as the models keep it for these paths)
+    W, WT = (
+        gemm.padded(W),
+        np.ascontiguousarray(W.transpose(0, 2, 1)),
+    )  # (W as the models keep it for these paths)
     C = np.empty((M * parts, N), np.float32)
     reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K * weights)))  # (at a guessed 20 GFLOP/s a thread)
     best = []

@@ -2,6 +2,7 @@
 copy_into, transpose_view) on numba.cuda device arrays, and Scratch, the device memory a model keeps
 between calls. The products, loss and optimizer are in cuda/ops.py.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -11,6 +12,7 @@ from numba.cuda.cudadrv import devicearray as _devicearray
 from rnncli.kernels.jit import gpu_kernel
 
 _DeviceNDArray = getattr(_devicearray, "DeviceNDArray", None)  # absent in the simulator
+
 
 class Scratch:
     """Device memory kept between calls (for one model): `buffer` hands out arrays whose contents do
@@ -32,7 +34,6 @@ class Scratch:
         return flat[:n].reshape(shape)
 
 
-
 def is_device(a) -> bool:
     return getattr(a, "__cuda_ndarray__", False)
 
@@ -40,7 +41,6 @@ def is_device(a) -> bool:
 def grid_blocks(n: int, per: int = 256, cap: int = 4096) -> int:
     """Blocks of `per` threads for n items, at most `cap` (the kernels loop over the rest)."""
     return max(1, min(cap, -(-n // per)))
-
 
 
 # ---------------------------------------------------------------- array helpers
@@ -103,8 +103,12 @@ def _as3d(a):
     if pad == 0:
         return a
     if _DeviceNDArray is not None and isinstance(a, _DeviceNDArray):
-        return _DeviceNDArray((1,) * pad + tuple(a.shape), (a.dtype.itemsize,) * pad + tuple(a.strides),
-                              a.dtype, gpu_data=a.gpu_data)
+        return _DeviceNDArray(
+            (1,) * pad + tuple(a.shape),
+            (a.dtype.itemsize,) * pad + tuple(a.strides),
+            a.dtype,
+            gpu_data=a.gpu_data,
+        )
     return a[(None,) * pad]
 
 
@@ -128,6 +132,10 @@ def copy_into(dst, src):
         _copy3[grid_blocks(dst.size), 256](_as3d(dst), _as3d(src))
 
 
-PTX = [(k.py_func.__name__, k.py_func, sig) for k, sig in [
-    (_zero, (float32[::1],)), (_copy3, (float32[:, :, :],) * 2),
-]]
+PTX = [
+    (k.py_func.__name__, k.py_func, sig)
+    for k, sig in [
+        (_zero, (float32[::1],)),
+        (_copy3, (float32[:, :, :],) * 2),
+    ]
+]

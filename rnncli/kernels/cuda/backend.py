@@ -8,16 +8,33 @@ optimizer), cuda/recur.py
 whole token loop in one launch). Their cell math is kernels/cells.py's scalar functions, the very
 functions the CPU loops inline, compiled by numba-cuda as device functions.
 """
+
 from __future__ import annotations
 
 import warnings
 
 from numba import cuda as _cuda
 
-from rnncli.kernels.cuda.arrays import Scratch, asarray, copy, copy_into, empty, to_host, transpose_view, zeros
+from rnncli.kernels.cuda.arrays import (
+    Scratch,
+    asarray,
+    copy,
+    copy_into,
+    empty,
+    to_host,
+    transpose_view,
+    zeros,
+)
 from rnncli.kernels.cuda.decode import decode, feed, prepare_decoding
 from rnncli.kernels.cuda.ops import (
-    adam_update, embedding_backward, gather_rows, matmul, multiply, scatter_rows, softmax_xent, sum_squares,
+    adam_update,
+    embedding_backward,
+    gather_rows,
+    matmul,
+    multiply,
+    scatter_rows,
+    softmax_xent,
+    sum_squares,
     weight_grad,
 )
 from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward, transpose_into
@@ -31,11 +48,36 @@ NAME = "cuda"
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
 __all__ = [
-    "NAME", "Scratch", "adam_update", "asarray", "compiles_first", "copy", "copy_into", "decode",
-    "decoder_weights", "embedding_backward", "empty", "feed", "gather_rows", "matmul", "multiply",
-    "prepare_decoding", "scatter_rows", "scratch_bytes", "sequence_backward", "sequence_forward",
-    "softmax_xent", "sum_squares", "synchronize", "thread_count", "threads", "to_host", "transpose_view",
-    "use_threads", "weight_grad", "zeros",
+    "NAME",
+    "Scratch",
+    "adam_update",
+    "asarray",
+    "compiles_first",
+    "copy",
+    "copy_into",
+    "decode",
+    "decoder_weights",
+    "embedding_backward",
+    "empty",
+    "feed",
+    "gather_rows",
+    "matmul",
+    "multiply",
+    "prepare_decoding",
+    "scatter_rows",
+    "scratch_bytes",
+    "sequence_backward",
+    "sequence_forward",
+    "softmax_xent",
+    "sum_squares",
+    "synchronize",
+    "thread_count",
+    "threads",
+    "to_host",
+    "transpose_view",
+    "use_threads",
+    "weight_grad",
+    "zeros",
 ]
 
 
@@ -61,8 +103,21 @@ def decoder_weights(layers, emb, table0, head_weight, head_bias) -> Weights:
         copy_into(b_ih[k], bias_ih)
         copy_into(b_hh[k], bias_hh)
     transpose_into(head_weight, W_outT)
-    return Weights(table0, copy(emb), W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, copy(head_bias),
-                   empty((0, 0)), empty((0, 0, 0)), empty((0, 0, 0)), empty((0, 0)))
+    return Weights(
+        table0,
+        copy(emb),
+        W_ih0T,
+        W_ihT,
+        W_hhT,
+        b_ih,
+        b_hh,
+        W_outT,
+        copy(head_bias),
+        empty((0, 0)),
+        empty((0, 0, 0)),
+        empty((0, 0, 0)),
+        empty((0, 0)),
+    )
 
 
 def threads() -> int:

@@ -24,14 +24,15 @@ global memory with a grid-wide barrier per layer: a cooperative launch). Occupan
 row, 256 threads (~165 registers each, no spills), shared memory 8 (T + 80) + 4 (4 T + L H +
 L C + E) bytes for T threads (<= 48 KB without an opt-in).
 """
+
 import math
 
 import numpy as np
 from numba import cuda, float32, float64, int32, int64
 from numba.cuda.core import config as cuda_config
 
-from rnncli.kernels.cells import CSTATE, GATES, expneg32, unit_forward
 from rnncli.base.errors import RnncliError
+from rnncli.kernels.cells import CSTATE, GATES, expneg32, unit_forward
 from rnncli.kernels.jit import gpu_kernel
 from rnncli.kernels.sampling import Sampling
 
@@ -155,16 +156,36 @@ def _pre(layer, q, tok, table0, gx, gh, b_ih, b_hh):
 
 
 @gpu_kernel(device=True)
-def _step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out,
-          gx, gh, logits, hs, cs, x, part, tid, nt):
+def _step(
+    cell,
+    tok,
+    table0,
+    emb,
+    W_ih0T,
+    W_ihT,
+    W_hhT,
+    b_ih,
+    b_hh,
+    W_outT,
+    b_out,
+    gx,
+    gh,
+    logits,
+    hs,
+    cs,
+    x,
+    part,
+    tid,
+    nt,
+):
     """decode.step for one row: every layer advanced by token tok (h, c in shared hs (L H,), cs
     (L C,)), the next logits left in `logits`."""
     L, H = W_hhT.shape[0], W_hhT.shape[1]
     for layer in range(L):
-        h_l = hs[layer * H:(layer + 1) * H]
+        h_l = hs[layer * H : (layer + 1) * H]
         _matvec(h_l, W_hhT[layer], gh, part, tid, nt)
         if layer > 0:
-            _matvec(hs[(layer - 1) * H:layer * H], W_ihT[layer - 1], gx, part, tid, nt)
+            _matvec(hs[(layer - 1) * H : layer * H], W_ihT[layer - 1], gx, part, tid, nt)
         elif table0.shape[0] == 0:
             for e in range(tid, x.shape[0], nt):
                 x[e] = emb[tok, e]
@@ -181,13 +202,14 @@ def _step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_ou
             if n > 3:
                 x3, g3, b3 = _pre(layer, 3 * H + j, tok, table0, gx, gh, b_ih, b_hh)
             c_prev = cs[layer * H + j] if CSTATE[cell] > 0 else zero
-            h, c, _, _, _, _ = unit_forward(cell, x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_l[j],
-                                            c_prev)
+            h, c, _, _, _, _ = unit_forward(
+                cell, x0, x1, x2, x3, g0, g1, g2, g3, b0, b1, b2, b3, h_l[j], c_prev
+            )
             if CSTATE[cell] > 0:
                 cs[layer * H + j] = c
             h_l[j] = h
         cuda.syncthreads()
-    _matvec(hs[(L - 1) * H:L * H], W_outT, logits, part, tid, nt)
+    _matvec(hs[(L - 1) * H : L * H], W_outT, logits, part, tid, nt)
     for v in range(tid, logits.shape[0], nt):
         logits[v] += b_out[v]
     cuda.syncthreads()
@@ -268,8 +290,9 @@ def _cut(z, bits, vals, weighed, target, r64, hist, tid, nt):
 
 
 @gpu_kernel(device=True)
-def _choose(b, u, penalty, top_k, top_p, min_p, temperature, z, bits, counts, probs, wts, r64, ri64, hist, tid,
-            nt):
+def _choose(
+    b, u, penalty, top_k, top_p, min_p, temperature, z, bits, counts, probs, wts, r64, ri64, hist, tid, nt
+):
     """Row b's token from its logits z (cut in place, as sampling.choose); the same on every thread."""
     V = z.shape[0]
     if penalty != 1.0 and counts.shape[1] == V:
@@ -323,9 +346,38 @@ def _choose(b, u, penalty, top_k, top_p, min_p, temperature, z, bits, counts, pr
 
 
 @gpu_kernel
-def _kernel(cell, prompt, penalty, top_k, top_p, min_p, temperature, uniforms, out,
-            table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out,
-            h, c, toks, gx, gh, logits, bits, probs, wts, recent, counts, seen):
+def _kernel(
+    cell,
+    prompt,
+    penalty,
+    top_k,
+    top_p,
+    min_p,
+    temperature,
+    uniforms,
+    out,
+    table0,
+    emb,
+    W_ih0T,
+    W_ihT,
+    W_hhT,
+    b_ih,
+    b_hh,
+    W_outT,
+    b_out,
+    h,
+    c,
+    toks,
+    gx,
+    gh,
+    logits,
+    bits,
+    probs,
+    wts,
+    recent,
+    counts,
+    seen,
+):
     """Block b feeds `prompt` to row b, then samples out[:, b] from it, feeding each token back.
     bits: the logits' int32 view. Shared memory: nt + 80 eight-byte slots (reductions, histograms),
     then float32 part (4 nt), h (L H), c (L C), x (E)."""
@@ -334,7 +386,12 @@ def _kernel(cell, prompt, penalty, top_k, top_p, min_p, temperature, uniforms, o
     r64, ri64 = cuda.shared.array(0, float64), cuda.shared.array(0, int64)
     f32 = cuda.shared.array(0, float32)
     o = 2 * (nt + 80) + 4 * nt
-    part, hs, cs, x = f32[o - 4 * nt:o], f32[o:o + L * H], f32[o + L * H:o + L * (H + C)], f32[o + L * (H + C):]
+    part, hs, cs, x = (
+        f32[o - 4 * nt : o],
+        f32[o : o + L * H],
+        f32[o + L * H : o + L * (H + C)],
+        f32[o + L * (H + C) :],
+    )
     for i in range(tid, L * H, nt):
         hs[i] = h[i // H, b, i % H]
     for i in range(tid, L * C, nt):
@@ -344,14 +401,51 @@ def _kernel(cell, prompt, penalty, top_k, top_p, min_p, temperature, uniforms, o
         if i < P:
             tok = prompt[i]
         else:
-            tok = _choose(b, uniforms[i - P, b], penalty, top_k, top_p, min_p, temperature, logits[b], bits[b],
-                          counts, probs[b], wts[b], r64, ri64, ri64[nt + 32:nt + 80], tid, nt)
+            tok = _choose(
+                b,
+                uniforms[i - P, b],
+                penalty,
+                top_k,
+                top_p,
+                min_p,
+                temperature,
+                logits[b],
+                bits[b],
+                counts,
+                probs[b],
+                wts[b],
+                r64,
+                ri64,
+                ri64[nt + 32 : nt + 80],
+                tid,
+                nt,
+            )
         if tid == 0:
             if i >= P:
                 out[i - P, b] = tok
             _push(b, tok, toks, recent, counts, seen)
-        _step(cell, tok, table0, emb, W_ih0T, W_ihT, W_hhT, b_ih, b_hh, W_outT, b_out,
-              gx[b], gh[b], logits[b], hs, cs, x[:emb.shape[1]], part, tid, nt)
+        _step(
+            cell,
+            tok,
+            table0,
+            emb,
+            W_ih0T,
+            W_ihT,
+            W_hhT,
+            b_ih,
+            b_hh,
+            W_outT,
+            b_out,
+            gx[b],
+            gh[b],
+            logits[b],
+            hs,
+            cs,
+            x[: emb.shape[1]],
+            part,
+            tid,
+            nt,
+        )
     for i in range(tid, L * H, nt):
         h[i // H, b, i % H] = hs[i]
     for i in range(tid, L * C, nt):
@@ -386,10 +480,38 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None, *, block: int 
 
 def _launch(plan: DecodePlan, cell, w, h, c, r, prompt, s, uniforms, out) -> None:
     """The kernel over every row: a block each, shared memory as _kernel lays it out."""
-    args = (int(cell), prompt, float(s.penalty), int(s.top_k), float(s.top_p), float(s.min_p),
-            float(s.temperature), uniforms, out, w.table0, w.emb, w.W_ih0T, w.W_ihT, w.W_hhT, w.b_ih, w.b_hh,
-            w.W_outT, w.b_out, h, c, r.toks, r.gx, r.gh, r.logits, r.logits.view(np.int32), r.probs,
-            plan.buffer(f"wts {h.shape[1]}", r.logits.shape, np.int64), r.recent, r.counts, r.seen)
+    args = (
+        int(cell),
+        prompt,
+        float(s.penalty),
+        int(s.top_k),
+        float(s.top_p),
+        float(s.min_p),
+        float(s.temperature),
+        uniforms,
+        out,
+        w.table0,
+        w.emb,
+        w.W_ih0T,
+        w.W_ihT,
+        w.W_hhT,
+        w.b_ih,
+        w.b_hh,
+        w.W_outT,
+        w.b_out,
+        h,
+        c,
+        r.toks,
+        r.gx,
+        r.gh,
+        r.logits,
+        r.logits.view(np.int32),
+        r.probs,
+        plan.buffer(f"wts {h.shape[1]}", r.logits.shape, np.int64),
+        r.recent,
+        r.counts,
+        r.seen,
+    )
     if not plan.fitted:
         if not cuda_config.ENABLE_CUDASIM:  # (the simulator knows no registers)
             # the overload the launch below uses (loaded from the disk cache when there): specialize()
@@ -400,8 +522,10 @@ def _launch(plan: DecodePlan, cell, w, h, c, r, prompt, s, uniforms, out) -> Non
     nt, (L, B, H), C, E = plan.threads, h.shape, c.shape[2], w.emb.shape[1]
     nbytes = 8 * (nt + 80) + 4 * (4 * nt + L * (H + C) + E)
     if nbytes > SHARED_LIMIT:
-        raise RnncliError(f"the GPU decoder keeps h and c in shared memory: {nbytes} bytes for {L}x{H} at {nt} "
-                          f"threads a block, over {SHARED_LIMIT}; use --device cpu")
+        raise RnncliError(
+            f"the GPU decoder keeps h and c in shared memory: {nbytes} bytes for {L}x{H} at {nt} "
+            f"threads a block, over {SHARED_LIMIT}; use --device cpu"
+        )
     _kernel[B, nt, 0, nbytes](*args)
 
 
@@ -412,8 +536,18 @@ def feed(plan: DecodePlan, cell: int, w, h, c, r, prompt) -> None:
     if isinstance(prompt, np.ndarray):
         prompt = cuda.to_device(np.ascontiguousarray(prompt, np.int64))
     B = h.shape[1]
-    _launch(plan, cell, w, h, c, r, prompt, OFF, plan.buffer("no u", (0, B), np.float64),
-            plan.buffer("no out", (0, B), np.int64))
+    _launch(
+        plan,
+        cell,
+        w,
+        h,
+        c,
+        r,
+        prompt,
+        OFF,
+        plan.buffer("no u", (0, B), np.float64),
+        plan.buffer("no out", (0, B), np.int64),
+    )
 
 
 def decode(plan: DecodePlan, cell: int, w, h, c, r, s, uniforms, out) -> None:
@@ -433,8 +567,38 @@ def _types():
     """One signature of the kernel, as decode and feed launch it (C-contiguous arrays)."""
     f1, f2, f3, i1, i2 = float32[::1], float32[:, ::1], float32[:, :, ::1], int64[::1], int64[:, ::1]
     f = float64
-    return (int64, i1, f, int64, f, f, f, float64[:, ::1], i2, f2, f2, f2, f3, f3, f2, f2, f2, f1, f3, f3, i1, f2,
-            f2, f2, int32[:, ::1], f2, i2, i2, int32[:, ::1], i1)
+    return (
+        int64,
+        i1,
+        f,
+        int64,
+        f,
+        f,
+        f,
+        float64[:, ::1],
+        i2,
+        f2,
+        f2,
+        f2,
+        f3,
+        f3,
+        f2,
+        f2,
+        f2,
+        f1,
+        f3,
+        f3,
+        i1,
+        f2,
+        f2,
+        f2,
+        int32[:, ::1],
+        f2,
+        i2,
+        i2,
+        int32[:, ::1],
+        i1,
+    )
 
 
 PTX = [("decode", _kernel.py_func, _types())]

@@ -9,6 +9,7 @@ reads no globals); the launches here use the same numbers. Data are float32 as o
 float64 where a long sum needs it (cross-entropy, sum of squares). Every sum has a fixed order for
 given shapes (no atomics), so a run repeats bit for bit. Scratch buffers: Scratch.buffer.
 """
+
 from __future__ import annotations
 
 import functools
@@ -49,8 +50,8 @@ def _gemm(A, B, bias, out, sums, trans_a, trans_b, with_bias, with_sums, chunk):
     steps of 16 through two shared tiles (16 x 64 each, rows padded to 65 floats against bank
     conflicts), loaded by all 256 threads with consecutive threads on consecutive addresses of
     whichever layout the operand has; elements past the edges load as 0. Indices are cast to uint32
-    where it counts (NumPy's negative-index wraparound costs ~40 registers otherwise). The row sums (weight_grad's
-    bias gradient) come from the A tiles of the blocks of the first column tile, its first 64
+    where it counts (NumPy's negative-index wraparound costs ~40 registers otherwise). The row sums
+    (weight_grad's bias gradient) come from the A tiles of the blocks of the first column tile, its first 64
     threads each adding up one row.
     """
     sh = cuda.shared.array(0, float32)
@@ -138,16 +139,19 @@ def _product(A, Bm, bias, out, sums, pool):
     writing its partial products into pool, summed after."""
     if out.shape[0] > _MAX_ROWS:  # a grid's y dimension is at most 65535 blocks: rows in several launches
         if sums is not None or not A.is_c_contiguous():  # (only the T*B-row products get here)
-            raise ValueError(f"the CUDA product splits more than {_MAX_ROWS} rows only for a row-major A, no sums")
+            raise ValueError(
+                f"the CUDA product splits more than {_MAX_ROWS} rows only for a row-major A, no sums"
+            )
         for r in range(0, out.shape[0], _MAX_ROWS):
-            _product(A[r:r + _MAX_ROWS], Bm, bias, out[r:r + _MAX_ROWS], None, pool)
+            _product(A[r : r + _MAX_ROWS], Bm, bias, out[r : r + _MAX_ROWS], None, pool)
         return
     (a, ta), (b, tb), (N, M), K = _operand(A), _operand(Bm), out.shape, A.shape[1]
     if N == 0 or M == 0:
         return
     gx, gy = -(-M // 64), -(-N // 64)
     splits = max(1, min(-(-2 * _sm_count() // (gx * gy)), K // _MIN_SPLIT, 64))
-    per = -(-(-(-K // splits)) // 16) * 16  # a multiple of 16 (the kernel's step)
+    chunk = -(-K // splits)
+    per = -(-chunk // 16) * 16  # a multiple of 16 (the kernel's step)
     splits = max(1, -(-K // per))
     with_bias, with_sums = bias is not None, sums is not None
     bias = bias if with_bias else _POOL.buffer("none", (1,))
@@ -367,9 +371,17 @@ def sum_squares(x) -> float:
 
 
 F1, F2, F3, I1, L2 = float32[::1], float32[:, ::1], float32[:, :, ::1], int64[::1], int32[:, ::1]
-PTX = [(k.py_func.__name__, k.py_func, sig) for k, sig in [
-    (_gemm, (F2, F2, F1, F3, F2) + (boolean,) * 4 + (int64,)),
-    (_sum_parts, (F2, F1)), (_gather, (F2, I1, F2)), (_links, (I1, L2)), (_chain_sums, (I1, L2, F2, F2)),
-    (_xent, (F2, I1, F2, float32, float64[::1])), (_mul, (F1, F1, F1)), (_adam, (F1,) * 4 + (float32,) * 6),
-    (_sumsq, (F1, float64[::1])),
-]]
+PTX = [
+    (k.py_func.__name__, k.py_func, sig)
+    for k, sig in [
+        (_gemm, (F2, F2, F1, F3, F2) + (boolean,) * 4 + (int64,)),
+        (_sum_parts, (F2, F1)),
+        (_gather, (F2, I1, F2)),
+        (_links, (I1, L2)),
+        (_chain_sums, (I1, L2, F2, F2)),
+        (_xent, (F2, I1, F2, float32, float64[::1])),
+        (_mul, (F1, F1, F1)),
+        (_adam, (F1,) * 4 + (float32,) * 6),
+        (_sumsq, (F1, float64[::1])),
+    ]
+]

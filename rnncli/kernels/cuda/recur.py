@@ -19,9 +19,9 @@ needs no scratch. The (T, B, .) arrays are passed flattened (fewer strides live 
 Occupancy (the README quotes this): grid = ceil(B / R) blocks, R = ceil(B / SMs) capped at 4, so
 that up to 4 x SMs rows take one block per SM; S*C <= 512 threads per block (C = min(G, 512/S)
 forward, min(H, 512/S) backward, S the largest power of two <= 8 with S times that many columns
-<= 512, else 1: an LSTM of H = 128 runs 512 threads both ways); dynamic shared memory 4*R*(H + S*G) bytes forward and
-4*R*(G + S*H) backward, kept <= 48 KiB by lowering R, then S (R = S = 1 fits an LSTM up to
-H = 2457, a GRU to 3072, an RNN to 6144; beyond, ValueError). About 96 registers a thread (no
+<= 512, else 1: an LSTM of H = 128 runs 512 threads both ways); dynamic shared memory
+4*R*(H + S*G) bytes forward and 4*R*(G + S*H) backward, kept <= 48 KiB by lowering R, then S
+(R = S = 1 fits an LSTM up to H = 2457, a GRU to 3072, an RNN to 6144; beyond, ValueError). About 96 registers a thread (no
 spills, sm_80 and sm_90), so one 512-thread block per SM: past 4 x SMs rows, blocks run in waves.
 What limits speed: every block streams the whole W_hh (4*G*H bytes) from L2 on every step, so a
 step costs at least that over ONE SM's L2 bandwidth, whatever B (rows 2..4 of a block come almost
@@ -30,6 +30,7 @@ free); the product is unrolled so that each thread keeps 4-8 weight loads in fli
 Device functions are inline="always" (inlined in Numba's IR): a kernel that calls a separately
 compiled cuda device function cannot be compiled to PTX without a GPU (test_ptx.py does that).
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -37,8 +38,8 @@ from functools import lru_cache
 import numpy as np
 from numba import cuda, float32, int64
 
-from rnncli.kernels.cells import ACTS, CSTATE, GATES, unit_backward, unit_forward
 from rnncli.base.errors import RnncliError
+from rnncli.kernels.cells import ACTS, CSTATE, GATES, unit_backward, unit_forward
 from rnncli.kernels.jit import gpu_kernel
 
 THREADS = 512  # threads per block aimed at (also keeps 1024-thread register limits out of reach)
@@ -230,7 +231,9 @@ def _forward(cell, T, B, gx, WT, b_hh, hs, cs, act, R, S):
         for i in range(tid, rows * H, nt):  # (row, unit) pairs, all rows at once
             r = i // H
             x = t * B + b0 + r
-            h_sh[i] = _cell_forward(cell, part, S, R, r, H, G, i - r * H, x, x + B, gx, b_hh, h_sh[i], hs, cs, act)
+            h_sh[i] = _cell_forward(
+                cell, part, S, R, r, H, G, i - r * H, x, x + B, gx, b_hh, h_sh[i], hs, cs, act
+            )
         cuda.syncthreads()
 
 
@@ -260,7 +263,9 @@ def _backward(cell, T, B, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, R,
             x = t * B + b0 + r
             n = b0 * H + i
             dh = (dh_next[n] + _sum(part, S, R, H, r, j)) + dhs[x * H + j]
-            _cell_backward(cell, dh, H, G, j, x, x + B, n, r * G + j, hs, cs, act, dh_next, dc_next, dgx, dgh, d_sh)
+            _cell_backward(
+                cell, dh, H, G, j, x, x + B, n, r * G + j, hs, cs, act, dh_next, dc_next, dgx, dgh, d_sh
+            )
         cuda.syncthreads()
         _product(W_hh, d_sh, G, part, s, c, C, k0, k1, R)
         cuda.syncthreads()
@@ -291,8 +296,10 @@ def plan(B: int, cols: int, fixed: int, per_slice: int) -> tuple[int, int, int]:
     while S > 1 and 4 * R * (fixed + S * per_slice) > SHARED:
         S //= 2
     if 4 * R * (fixed + S * per_slice) > SHARED:
-        raise RnncliError(f"--hidden is too large for the GPU's recurrence kernels ({4 * (fixed + per_slice)} "
-                          f"bytes of shared memory a batch row, {SHARED} at most); use --device cpu")
+        raise RnncliError(
+            f"--hidden is too large for the GPU's recurrence kernels ({4 * (fixed + per_slice)} "
+            f"bytes of shared memory a batch row, {SHARED} at most); use --device cpu"
+        )
     return R, S, S * min(cols, THREADS // S)
 
 
@@ -306,16 +313,18 @@ def _flat(a):
 def _launch_forward(cell, gx, WT, b_hh, hs, cs, act, R, S, threads):
     T, B, _ = gx.shape
     H, G = WT.shape
-    _forward[-(-B // R), threads, 0, 4 * R * (H + S * G)](cell, T, B, _flat(gx), WT, b_hh, _flat(hs), _flat(cs),
-                                                           _flat(act), R, S)
+    _forward[-(-B // R), threads, 0, 4 * R * (H + S * G)](
+        cell, T, B, _flat(gx), WT, b_hh, _flat(hs), _flat(cs), _flat(act), R, S
+    )
 
 
 def _launch_backward(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, R, S, threads):
     T, B, _ = dhs.shape
     G, H = W_hh.shape
     f = _flat
-    _backward[-(-B // R), threads, 0, 4 * R * (G + S * H)](cell, T, B, W_hh, f(hs), f(cs), f(act), f(dhs),
-                                                           f(dh_next), f(dc_next), f(dgx), f(dgh), R, S)
+    _backward[-(-B // R), threads, 0, 4 * R * (G + S * H)](
+        cell, T, B, W_hh, f(hs), f(cs), f(act), f(dhs), f(dh_next), f(dc_next), f(dgx), f(dgh), R, S
+    )
 
 
 def transpose_into(W, WT) -> None:
@@ -338,8 +347,9 @@ def sequence_forward(scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act
         _launch_forward(cell, gx, WT, b_hh, hs, cs, act, R, S, threads)
 
 
-def sequence_backward(scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh,
-                      tmp) -> None:
+def sequence_backward(
+    scratch, layer: int, cell: int, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp
+) -> None:
     """Backpropagate one layer through its T steps, one launch: dh_next, dc_next (B, H) hold the
     gradients of h_T, c_T on entry and of h_0, c_0 on exit; writes dgx, dgh (T, B, G) (one array
     or two for rnn and lstm; two for gru). Reads W_hh itself, so scratch and tmp are not needed."""
