@@ -16,13 +16,14 @@ weights change every training step) and kept per layer in Scratch.store; backwar
 (G, H) itself, whose rows already are what its product runs along (dh_prev = dgh @ W_hh), so it
 needs no scratch. The (T, B, .) arrays are passed flattened (fewer strides live in registers).
 
-Occupancy (the README quotes this): grid = ceil(B / R) blocks, R = ceil(B / SMs) capped at 4, so
+Occupancy (docs/gpu.md quotes this): grid = ceil(B / R) blocks, R = ceil(B / SMs) capped at 4, so
 that up to 4 x SMs rows take one block per SM; S*C <= 512 threads per block (C = min(G, 512/S)
 forward, min(H, 512/S) backward, S the largest power of two <= 8 with S times that many columns
 <= 512, else 1: an LSTM of H = 128 runs 512 threads both ways); dynamic shared memory
 4*R*(H + S*G) bytes forward and 4*R*(G + S*H) backward, kept <= 48 KiB by lowering R, then S
-(R = S = 1 fits an LSTM up to H = 2457, a GRU to 3072, an RNN to 6144; beyond, ValueError). About 96 registers a thread (no
-spills, sm_80 and sm_90), so one 512-thread block per SM: past 4 x SMs rows, blocks run in waves.
+(R = S = 1 fits an LSTM up to H = 2457, a GRU to 3072, an RNN to 6144; beyond, ValueError). About
+96 registers a thread (no spills, sm_80 and sm_90), so one 512-thread block per SM: past 4 x SMs
+rows, blocks run in waves.
 What limits speed: every block streams the whole W_hh (4*G*H bytes) from L2 on every step, so a
 step costs at least that over ONE SM's L2 bandwidth, whatever B (rows 2..4 of a block come almost
 free); the product is unrolled so that each thread keeps 4-8 weight loads in flight.
