@@ -1,3 +1,3 @@
-from rnncli.cli.app import main
+from rnncli.cli.main import main
 
 main()

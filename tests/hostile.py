@@ -12,7 +12,7 @@ import sys
 import zlib
 from pathlib import Path
 
-from rnncli.cli import app as cli
+from rnncli.cli import main as cli
 from rnncli.store import checkpoint
 
 RAW = ("format", "format_version")  # metadata strings that are not JSON documents of their own

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from rnncli.cli import app as cli
+from rnncli.cli import main as cli
 from rnncli.model.settings import ModelSettings, TrainSettings
 from rnncli.run.bench import CONFIGS
 from rnncli.run.options import RunOptions
@@ -100,7 +100,7 @@ def test_help_and_inspect_leave_numba_out(trained, argv):
     path, _ = trained
     argv = [str(path) if a == "CKPT" else a for a in argv]
     code = (
-        "import sys; from rnncli.cli.app import main\n"
+        "import sys; from rnncli.cli.main import main\n"
         f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
         "print('numba' in sys.modules, file=sys.stderr)"
     )
@@ -157,7 +157,7 @@ def test_bad_input_is_one_line_on_stderr(tmp_path, trained, args, message):
 
 def test_flags_become_settings(monkeypatch):
     seen = {}
-    monkeypatch.setattr("rnncli.cli.ui.run_training", lambda *a: seen.update(args=a))
+    monkeypatch.setattr("rnncli.cli.train_view.run_training", lambda *a: seen.update(args=a))
     with pytest.raises(SystemExit) as exit_:
         cli.main(
             [

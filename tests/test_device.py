@@ -38,7 +38,7 @@ def test_an_unknown_device_is_named():
 
 SCRIPT = """
 import sys
-from rnncli.cli.app import main
+from rnncli.cli.main import main
 try:
     main(sys.argv[1:])
 except SystemExit:
