@@ -30,6 +30,7 @@ are this machine's (its BLAS and vector width decide the last bits); on another 
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import json
 import os
@@ -95,6 +96,7 @@ def age_and_memory(text: str) -> str:
 
 # name: (argv, stdin file or None, normaliser or None). Each prints data on stdout and exits 0.
 OUTPUTS = {
+    "version": (["--version"], None, None),
     "generate_char": (["generate", CHAR, "--seed", "CECILY:", "-n", "120", "--rng-seed", "7", *CPU], None, None),
     "generate_char_temperature_top_k": (["generate", CHAR, "--seed", "CECILY:", "-n", "120", "--rng-seed", "7",
                                          "-t", "0.7", "--top-k", "5", *CPU], None, None),
@@ -368,8 +370,11 @@ def _record(results) -> None:
 def test_stdout_is_the_recorded_one(runs, name):
     code, _, err = runs[name]
     assert code == 0, err.decode()
-    expected = (OUT / f"{name}.txt").read_bytes()
-    assert _stdout(name, runs) == expected, f"{name}: stdout differs from tests/fixtures/golden/out/{name}.txt"
+    expected, got = (OUT / f"{name}.txt").read_bytes(), _stdout(name, runs)
+    if got != expected:
+        diff = difflib.unified_diff(expected.decode(errors="replace").splitlines(keepends=True),
+                                    got.decode(errors="replace").splitlines(keepends=True), "recorded", "now")
+        pytest.fail(f"{name}: stdout differs from tests/fixtures/golden/out/{name}.txt\n" + "".join(list(diff)[:60]))
 
 
 @pytest.mark.parametrize("name", list(ERROR_CASES))
