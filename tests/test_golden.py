@@ -30,6 +30,7 @@ are this machine's (its BLAS and vector width decide the last bits); on another 
 """
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import json
@@ -52,17 +53,24 @@ ERRORS = FIXTURES / "errors.jsonl"
 RECORD = os.environ.get("RNNCLI_GOLDEN_RECORD") == "1"
 
 CHAR, WORD, BYTE = "char_gru.safetensors", "word_lstm.safetensors", "byte_rnn.safetensors"
-CPU = ["--device", "cpu"]
-FIXED = ["--threads", "2", "--device", "cpu"]  # (eval and train also take --no-tune; inspect does not)
-TINY = ["--recipe", "plain", "--cell", "lstm", "--layers", "2", "--hidden", "8", "--embed", "8", "--batch", "4",
-        "--seq", "16", "--rng-seed", "5", *FIXED, "--no-tune"]
+FIXED = "--threads 2 --device cpu"  # (eval and train also take --no-tune; inspect does not)
+UNTUNED = f"{FIXED} --no-tune"
+TINY = f"--recipe plain --cell lstm --layers 2 --hidden 8 --embed 8 --batch 4 --seq 16 --rng-seed 5 {UNTUNED}"
+FULL_DISK = "> /dev/full"  # (in the place of a stdin file: stdout is /dev/full)
+
+
+def cli(*parts) -> list:
+    """argv from command-line strings, split at spaces, and lists, taken as they are (for an
+    argument holding a space or bytes that are not UTF-8)."""
+    return [a for part in parts for a in (part if isinstance(part, list) else part.split())]
 
 
 # --- what is normalised --------------------------------------------------------------------------
 
 def _timings(text: str, keys: tuple[str, ...]) -> str:
     """Replace the JSON values of `keys` (numbers or null) by "<clock>"."""
-    return re.sub(r'"(%s)": [^,}\]]+' % "|".join(keys), r'"\1": "<clock>"', text)
+    names = "|".join(keys)
+    return re.sub(rf'"({names})": [^,}}\]]+', r'"\1": "<clock>"', text)
 
 
 def clock_fields_of_generation(text: str) -> str:
@@ -96,111 +104,111 @@ def age_and_memory(text: str) -> str:
 
 # name: (argv, stdin file or None, normaliser or None). Each prints data on stdout and exits 0.
 OUTPUTS = {
-    "version": (["--version"], None, None),
-    "generate_char": (["generate", CHAR, "--seed", "CECILY:", "-n", "120", "--rng-seed", "7", *CPU], None, None),
-    "generate_char_temperature_top_k": (["generate", CHAR, "--seed", "CECILY:", "-n", "120", "--rng-seed", "7",
-                                         "-t", "0.7", "--top-k", "5", *CPU], None, None),
-    "generate_char_top_p_min_p_penalty": (["generate", CHAR, "-s", "Good", "-n", "80", "--rng-seed", "1",
-                                           "--top-p", "0.9", "--min-p", "0.05", "--repeat-penalty", "1.3",
-                                           "--repeat-last-n", "16", *CPU], None, None),
-    "generate_char_greedy_no_echo": (["generate", "-m", CHAR, "-n", "60", "--greedy", "--no-echo", *CPU], None, None),
-    "generate_char_samples": (["generate", CHAR, "-s", "A", "-N", "3", "-n", "40", "--rng-seed", "2", *CPU], None,
-                              None),
-    "generate_char_stop_json": (["generate", CHAR, "-s", "A", "-N", "2", "-n", "200", "--rng-seed", "2",
-                                 "--stop", "\n\n", "--json", *CPU], None, clock_fields_of_generation),
-    "generate_char_prompts_stdin": (["generate", CHAR, "--prompts", "-", "-n", "30", "--rng-seed", "4", *CPU],
+    "version": (cli("--version"), None, None),
+    "generate_char": (cli(f"generate {CHAR} --seed CECILY: -n 120 --rng-seed 7 --device cpu"), None, None),
+    "generate_char_temperature_top_k": (
+        cli(f"generate {CHAR} --seed CECILY: -n 120 --rng-seed 7 -t 0.7 --top-k 5 --device cpu"), None, None),
+    "generate_char_top_p_min_p_penalty": (
+        cli(f"generate {CHAR} -s Good -n 80 --rng-seed 1 --top-p 0.9 --min-p 0.05 --repeat-penalty 1.3",
+            "--repeat-last-n 16 --device cpu"), None, None),
+    "generate_char_greedy_no_echo": (cli(f"generate -m {CHAR} -n 60 --greedy --no-echo --device cpu"), None,
+                                     None),
+    "generate_char_samples": (cli(f"generate {CHAR} -s A -N 3 -n 40 --rng-seed 2 --device cpu"), None, None),
+    "generate_char_stop_json": (cli(f"generate {CHAR} -s A -N 2 -n 200 --rng-seed 2", ["--stop", "\n\n"],
+                                    "--json --device cpu"), None, clock_fields_of_generation),
+    "generate_char_prompts_stdin": (cli(f"generate {CHAR} --prompts - -n 30 --rng-seed 4 --device cpu"),
                                     "prompts.txt", None),
-    "generate_word": (["generate", WORD, "-s", "the tide", "-n", "30", "--rng-seed", "5", *CPU], None, None),
-    "generate_byte": (["generate", BYTE, "-s", "Good", "-n", "60", "--rng-seed", "5", *CPU], None, None),
+    "generate_word": (cli(f"generate {WORD}", ["-s", "the tide"], "-n 30 --rng-seed 5 --device cpu"), None,
+                      None),
+    "generate_byte": (cli(f"generate {BYTE} -s Good -n 60 --rng-seed 5 --device cpu"), None, None),
 
-    "eval_char_files": (["eval", CHAR, "notes.txt", "head.txt", *FIXED, "--no-tune"], None, None),
-    "eval_char_file_and_stdin_json": (["eval", "-m", CHAR, "head.txt", "-", "--json", *FIXED, "--no-tune"],
-                                      "notes.txt", None),
-    "eval_char_held_out_json": (["eval", CHAR, "--held-out", "corpus.txt", "--json", *FIXED, "--no-tune"], None, None),
-    "eval_word": (["eval", WORD, "notes.txt", *FIXED, "--no-tune"], None, None),
-    "eval_byte_stdin_json": (["eval", BYTE, "--json", *FIXED, "--no-tune"], "notes.txt", None),
+    "eval_char_files": (cli(f"eval {CHAR} notes.txt head.txt {UNTUNED}"), None, None),
+    "eval_char_file_and_stdin_json": (cli(f"eval -m {CHAR} head.txt - --json {UNTUNED}"), "notes.txt", None),
+    "eval_char_held_out_json": (cli(f"eval {CHAR} --held-out corpus.txt --json {UNTUNED}"), None, None),
+    "eval_word": (cli(f"eval {WORD} notes.txt {UNTUNED}"), None, None),
+    "eval_byte_stdin_json": (cli(f"eval {BYTE} --json {UNTUNED}"), "notes.txt", None),
 
-    "inspect_char": (["inspect", CHAR], None, None),
-    "inspect_char_json": (["inspect", CHAR, "--json"], None, None),
-    "inspect_word": (["inspect", WORD], None, None),
-    "inspect_byte_json": (["inspect", "-m", BYTE, "--json"], None, None),
-    "inspect_char_text_top_find_neurons_match_html": (["inspect", CHAR, "--text", "head.txt", "--top", "3",
-                                                       "--find-neurons", "--match", "10:16", "--html", "page.html",
-                                                       *FIXED], None, None),
-    "inspect_char_text_json": (["inspect", CHAR, "--text", "head.txt", "--json", "--top", "2", "--neuron", "1:3",
-                                "--find-neurons", "--match", "10:16", *FIXED], None, None),
-    "inspect_word_text_stdin_json": (["inspect", WORD, "--text", "-", "--json", "--top", "2", "--neuron", "0:3",
-                                      "--state", "c", *FIXED], "head.txt", None),
-    "train_plan_auto_steps": (["train", "corpus.txt", "--steps", "50", "--plan", *FIXED, "--no-tune"], None,
-                              measured_speed),
-    "train_plan_auto_steps_json": (["train", "corpus.txt", "--steps", "50", "--plan", "--json", *FIXED, "--no-tune"],
-                                   None, measured_speed),
+    "inspect_char": (cli(f"inspect {CHAR}"), None, None),
+    "inspect_char_json": (cli(f"inspect {CHAR} --json"), None, None),
+    "inspect_word": (cli(f"inspect {WORD}"), None, None),
+    "inspect_byte_json": (cli(f"inspect -m {BYTE} --json"), None, None),
+    "inspect_char_text_top_find_neurons_match_html": (
+        cli(f"inspect {CHAR} --text head.txt --top 3 --find-neurons --match 10:16 --html page.html {FIXED}"),
+        None, None),
+    "inspect_char_text_json": (
+        cli(f"inspect {CHAR} --text head.txt --json --top 2 --neuron 1:3",
+            f"--find-neurons --match 10:16 {FIXED}"),
+        None, None),
+    "inspect_word_text_stdin_json": (
+        cli(f"inspect {WORD} --text - --json --top 2 --neuron 0:3 --state c {FIXED}"), "head.txt", None),
+
+    "train_plan_auto_steps": (cli(f"train corpus.txt --steps 50 --plan {UNTUNED}"), None, measured_speed),
+    "train_plan_auto_steps_json": (cli(f"train corpus.txt --steps 50 --plan --json {UNTUNED}"), None,
+                                   measured_speed),
 }
 # Run one after the other, in this order (the second goes on with what the first wrote).
 TRAINING = {
-    "train_json": (["train", "corpus.txt", *TINY, "--steps", "6", "--eval-every", "3", "--out", "run.safetensors",
-                    "--json"], None, clock_fields_of_training),
-    "train_resume_json": (["train", "corpus.txt", "--resume", "run.safetensors", "--more", "3steps", *FIXED,
-                           "--no-tune", "--json"], None, clock_fields_of_training),
+    "train_json": (cli(f"train corpus.txt {TINY} --steps 6 --eval-every 3 --out run.safetensors --json"),
+                   None,
+                   clock_fields_of_training),
+    "train_resume_json": (cli(f"train corpus.txt --resume run.safetensors --more 3steps {UNTUNED} --json"),
+                          None, clock_fields_of_training),
 }
 OUTPUTS.update(TRAINING)
 
-FULL_DISK = "> /dev/full"  # (in the place of a stdin file: stdout is /dev/full)
-
 # name: (argv, stdin file or None). Each ends with one line on stderr and a non-zero exit; the
 # README's table row it stands for is in the comment.
+PLAIN = f"--recipe plain {FIXED}"
 ERROR_CASES = {
     # checkpoint not in safetensors form, cut short, padded
-    "not_safetensors": (["inspect", "junk.safetensors"], None),
-    "header_cut_short": (["inspect", "head_only.safetensors"], None),
-    "data_cut_short": (["inspect", "short.safetensors"], None),
-    # a flipped bit in a tensor a command reads
-    "flipped_bit_eval": (["eval", "flipped.safetensors", "notes.txt", *FIXED], None),
-    "flipped_bit_header": (["inspect", "flipped_header.safetensors"], None),
+    "not_safetensors": (cli("inspect junk.safetensors"), None),
+    "header_cut_short": (cli("inspect head_only.safetensors"), None),
+    "data_cut_short": (cli("inspect short.safetensors"), None),
+    # a flipped bit in a tensor a command reads, or in the header
+    "flipped_bit_eval": (cli(f"eval flipped.safetensors notes.txt {FIXED}"), None),
+    "flipped_bit_header": (cli("inspect flipped_header.safetensors"), None),
     # settings out of range, unknown cell; vocabulary against the embedding; NaN weights
-    "unknown_cell": (["inspect", "bad_cell.safetensors"], None),
-    "vocabulary_short": (["inspect", "short_vocab.safetensors"], None),
-    "nan_weight": (["eval", "nan.safetensors", "notes.txt", *FIXED], None),
+    "unknown_cell": (cli("inspect bad_cell.safetensors"), None),
+    "vocabulary_short": (cli("inspect short_vocab.safetensors"), None),
+    "nan_weight": (cli(f"eval nan.safetensors notes.txt {FIXED}"), None),
     # a checkpoint from a newer rnncli
-    "newer_format": (["inspect", "newer.safetensors"], None),
+    "newer_format": (cli("inspect newer.safetensors"), None),
     # stdout on a full disk
-    "stdout_full": (["inspect", CHAR], FULL_DISK),
+    "stdout_full": (cli(f"inspect {CHAR}"), FULL_DISK),
     # a numeric option out of range (1 from rnncli, 2 where the parser refuses it)
-    "generate_negative_length": (["generate", CHAR, "-n", "-1", *CPU], None),
-    "generate_negative_seed": (["generate", CHAR, "--rng-seed", "-1", *CPU], None),
-    "generate_top_p": (["generate", CHAR, "--top-p", "2", *CPU], None),
-    "generate_temperature": (["generate", CHAR, "-t", "-1", *CPU], None),
-    "train_nan_lr": (["train", "corpus.txt", "--recipe", "plain", "--lr", "nan", "--out", "x.safetensors", *FIXED],
-                     None),
-    "train_zero_batch": (["train", "corpus.txt", "--recipe", "plain", "--batch", "0", "--out", "x.safetensors",
-                          *FIXED], None),
-    "train_zero_threads": (["train", "corpus.txt", "--threads", "0"], None),
-    "train_more_unit": (["train", "corpus.txt", "--resume", CHAR, "--more", "10q"], None),
+    "generate_negative_length": (cli(f"generate {CHAR} -n -1 --device cpu"), None),
+    "generate_negative_seed": (cli(f"generate {CHAR} --rng-seed -1 --device cpu"), None),
+    "generate_top_p": (cli(f"generate {CHAR} --top-p 2 --device cpu"), None),
+    "generate_temperature": (cli(f"generate {CHAR} -t -1 --device cpu"), None),
+    "train_nan_lr": (cli(f"train corpus.txt --lr nan --out x.safetensors {PLAIN}"), None),
+    "train_zero_batch": (cli(f"train corpus.txt --batch 0 --out x.safetensors {PLAIN}"), None),
+    "train_zero_threads": (cli("train corpus.txt --threads 0"), None),
+    "train_more_unit": (cli(f"train corpus.txt --resume {CHAR} --more 10q"), None),
     # a model too large for memory
-    "train_too_wide": (["train", "corpus.txt", "--hidden", "200000", "--recipe", "plain", "--plan", *FIXED], None),
+    "train_too_wide": (cli(f"train corpus.txt --hidden 200000 --plan {PLAIN}"), None),
     # the corpus empty (or whitespace), too short, not UTF-8
-    "corpus_empty": (["train", "empty.txt", "--recipe", "plain", "--out", "x.safetensors", *FIXED], None),
-    "corpus_too_short": (["train", "one.txt", "--recipe", "plain", "--out", "x.safetensors", *FIXED], None),
-    "corpus_not_utf8": (["train", "binary.txt", "--recipe", "plain", "--out", "x.safetensors", *FIXED], None),
+    "corpus_empty": (cli(f"train empty.txt --out x.safetensors {PLAIN}"), None),
+    "corpus_too_short": (cli(f"train one.txt --out x.safetensors {PLAIN}"), None),
+    "corpus_not_utf8": (cli(f"train binary.txt --out x.safetensors {PLAIN}"), None),
     # a missing file (or a directory)
-    "eval_missing_file": (["eval", CHAR, "missing.txt", *FIXED], None),
+    "eval_missing_file": (cli(f"eval {CHAR} missing.txt {FIXED}"), None),
     # train onto another run's checkpoint; --resume with nothing left; --resume on other text
-    "train_onto_another_run": (["train", "corpus.txt", "--recipe", "plain", "--out", CHAR, *FIXED], None),
-    "resume_nothing_left": (["train", "corpus.txt", "--resume", CHAR, *FIXED], None),
-    "resume_other_text": (["train", "notes.txt", "--resume", CHAR, "--more", "2steps", *FIXED], None),
+    "train_onto_another_run": (cli(f"train corpus.txt --out {CHAR} {PLAIN}"), None),
+    "resume_nothing_left": (cli(f"train corpus.txt --resume {CHAR} {FIXED}"), None),
+    "resume_other_text": (cli(f"train notes.txt --resume {CHAR} --more 2steps {FIXED}"), None),
     # a checkpoint where text is expected, two models named, no model at all
-    "eval_checkpoint_as_text": (["eval", "notes.txt", CHAR, *FIXED], None),
-    "train_checkpoint_as_text": (["train", CHAR, "--recipe", "plain", *FIXED], None),
-    "eval_two_models": (["eval", CHAR, WORD, "notes.txt", *FIXED], None),
-    "eval_no_model": (["eval", "notes.txt", *FIXED], None),
+    "eval_checkpoint_as_text": (cli(f"eval notes.txt {CHAR} {FIXED}"), None),
+    "train_checkpoint_as_text": (cli(f"train {CHAR} {PLAIN}"), None),
+    "eval_two_models": (cli(f"eval {CHAR} {WORD} notes.txt {FIXED}"), None),
+    "eval_no_model": (cli(f"eval notes.txt {FIXED}"), None),
     # a path option that cannot work
-    "train_out_folder": (["train", "corpus.txt", "--recipe", "plain", "--out", ".", *FIXED], None),
-    # --seed or --stop not UTF-8 (argv bytes, see _run)
-    "seed_not_utf8": (["generate", CHAR, "-n", "3", "--seed", b"\xff\xfe", *CPU], None),
-    "stop_not_utf8": (["generate", CHAR, "-n", "3", "--stop", b"\xff", *CPU], None),
-    # inspect --text with a unit, state or span the model or text lacks; an option without --text
-    "inspect_neuron_past_layers": (["inspect", CHAR, "--text", "notes.txt", "--neuron", "5:0", *FIXED], None),
-    "inspect_neuron_without_text": (["inspect", CHAR, "--neuron", "1:3"], None),
+    "train_out_folder": (cli(f"train corpus.txt --out . {PLAIN}"), None),
+    # --seed or --stop not UTF-8
+    "seed_not_utf8": (cli(f"generate {CHAR} -n 3 --seed", [b"\xff\xfe"], "--device cpu"), None),
+    "stop_not_utf8": (cli(f"generate {CHAR} -n 3 --stop", [b"\xff"], "--device cpu"), None),
+    # inspect --text with a unit the model lacks; an option that needs --text without it
+    "inspect_neuron_past_layers": (cli(f"inspect {CHAR} --text notes.txt --neuron 5:0 {FIXED}"), None),
+    "inspect_neuron_without_text": (cli(f"inspect {CHAR} --neuron 1:3"), None),
 }
 
 
@@ -220,7 +228,7 @@ def _sealed(path: Path, header: dict, data: bytes) -> None:
     table with every metadata string but the checksums, as the format defines them."""
     meta = header["__metadata__"]
     table = {k: v for k, v in header.items() if k != "__metadata__"}
-    tensors = {k: f"{zlib.crc32(data[v['data_offsets'][0]:v['data_offsets'][1]]):08x}" for k, v in table.items()}
+    tensors = {k: f"{zlib.crc32(data[slice(*v['data_offsets'])]):08x}" for k, v in table.items()}
     rest = {k: v for k, v in meta.items() if k != "checksums"}
     blob = json.dumps([table, rest], sort_keys=True, separators=(",", ":")).encode()
     meta["checksums"] = json.dumps({"header": f"{zlib.crc32(blob):08x}", "tensors": tensors})
@@ -293,18 +301,16 @@ def _env() -> dict:
 
 
 def _run(w: Path, argv: list, stdin: str | None) -> tuple[int, bytes, bytes]:
+    """(exit status, stdout, stderr) of `python -m rnncli ARGV` in folder w, stdin from a file there
+    (or nothing)."""
     args = [os.fsencode(a) if isinstance(a, str) else a for a in argv]
-    with open(os.devnull, "rb") as nothing:
-        if stdin == FULL_DISK:
-            with open("/dev/full", "wb") as full:
-                p = subprocess.run([sys.executable, "-m", "rnncli", *args], cwd=w, env=_env(), stdin=nothing,
-                                   stdout=full, stderr=subprocess.PIPE, timeout=600)
-            return p.returncode, b"", p.stderr
-        source = open(w / stdin, "rb") if stdin else nothing
-        with source:
-            p = subprocess.run([sys.executable, "-m", "rnncli", *args], cwd=w, env=_env(), stdin=source,
-                               capture_output=True, timeout=600)
-    return p.returncode, p.stdout, p.stderr
+    full = stdin == FULL_DISK
+    with contextlib.ExitStack() as files:
+        source = files.enter_context(open(w / stdin if stdin and not full else os.devnull, "rb"))
+        sink = files.enter_context(open("/dev/full", "wb")) if full else subprocess.PIPE
+        p = subprocess.run([sys.executable, "-m", "rnncli", *args], cwd=w, env=_env(), stdin=source,
+                           stdout=sink, stderr=subprocess.PIPE, timeout=600, check=False)
+    return p.returncode, p.stdout or b"", p.stderr
 
 
 @pytest.fixture(scope="module")
@@ -374,7 +380,8 @@ def test_stdout_is_the_recorded_one(runs, name):
     if got != expected:
         diff = difflib.unified_diff(expected.decode(errors="replace").splitlines(keepends=True),
                                     got.decode(errors="replace").splitlines(keepends=True), "recorded", "now")
-        pytest.fail(f"{name}: stdout differs from tests/fixtures/golden/out/{name}.txt\n" + "".join(list(diff)[:60]))
+        shown = "".join(list(diff)[:60])
+        pytest.fail(f"{name}: stdout differs from tests/fixtures/golden/out/{name}.txt\n{shown}")
 
 
 @pytest.mark.parametrize("name", list(ERROR_CASES))
@@ -386,7 +393,8 @@ def test_error_line_is_the_recorded_one(runs, name):
 
 
 def test_the_page_and_the_trained_weights_are_the_recorded_ones(runs):
-    """inspect --html's page (tens of kB of scripts and data, so kept as a digest) and the tensors train and --resume wrote."""
+    """inspect --html's page (tens of kB of scripts and data, so kept as a digest) and the tensors
+    that train and --resume wrote."""
     recorded = json.loads((FIXTURES / "digests.json").read_text())
     assert _digests(runs) == recorded
 
