@@ -244,10 +244,8 @@ def _make_scratch(w: Path) -> None:
     notes = (FIXTURES / "notes.txt").read_text()
     (w / "head.txt").write_text(notes[:notes.index("\n\n", 200) + 1])  # (per-token output kept short)
     (w / "empty.txt").write_bytes(b"")
-    (w / "blank.txt").write_bytes(b"   \n\t \n")
     (w / "one.txt").write_bytes(b"a")
     (w / "binary.txt").write_bytes(b"abc\xff\xfedef")
-    (w / "folder").mkdir()
     (w / "junk.safetensors").write_bytes(b"hello there, not a checkpoint at all")
     blob = (w / CHAR).read_bytes()
     (w / "head_only.safetensors").write_bytes(blob[:3000])
@@ -268,9 +266,6 @@ def _make_scratch(w: Path) -> None:
         data = change(header["__metadata__"], header, data) or data
         _sealed(w / name, header, data)
 
-    def cell(meta, header, data):
-        meta["model"] = meta["model"].replace('"gru"', '"xyz"')
-
     def vocabulary(meta, header, data):
         tokenizer = json.loads(meta["tokenizer"])
         tokenizer["vocab"] = tokenizer["vocab"][:-1]
@@ -280,13 +275,10 @@ def _make_scratch(w: Path) -> None:
         begin, _ = header["head.weight"]["data_offsets"]
         return data[:begin] + struct.pack("<f", float("nan")) + data[begin + 4:]
 
-    def newer(meta, header, data):
-        meta["format_version"] = "9"
-
-    edit("bad_cell.safetensors", cell)
+    edit("bad_cell.safetensors", lambda meta, *_: meta.update(model=meta["model"].replace('"gru"', '"xyz"')))
     edit("short_vocab.safetensors", vocabulary)
     edit("nan.safetensors", nan)
-    edit("newer.safetensors", newer)
+    edit("newer.safetensors", lambda meta, *_: meta.update(format_version="9"))
 
 
 # --- running ------------------------------------------------------------------------------------
