@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Callable, Iterator
 
 from rnncli.model.config import ModelConfig, SampleConfig
@@ -87,38 +87,17 @@ class Model:
     def meta(self) -> dict:
         return self._loaded[2]
 
-    def sample_config(
-        self,
-        length: int = 500,
-        *,
-        temperature: float = 1.0,
-        top_k: int = 0,
-        top_p: float = 1.0,
-        min_p: float = 0.0,
-        repeat_penalty: float = 1.0,
-        repeat_last_n: int = 64,
-        greedy: bool = False,
-        stop: tuple[str, ...] | list[str] = (),
-        n: int = 1,
-        rng_seed: int | None = None,
-        max_time: float | None = None,
-    ) -> SampleConfig:
-        """The sampling settings these keywords name (generate's), checked."""
-        return SampleConfig(
-            length,
-            temperature,
-            top_k,
-            top_p,
-            min_p,
-            repeat_penalty,
-            repeat_last_n,
-            greedy,
-            rng_seed,
-            tuple(stop),
-            max_time,
-            n,
-            self.options.device,
-        )
+    def sample_config(self, length: int = SampleConfig.length, **sampling) -> SampleConfig:
+        """The sampling settings generate's keywords name, checked: temperature, top_k, top_p,
+        min_p, repeat_penalty, repeat_last_n, greedy, stop, n (samples), rng_seed, max_time; each
+        left out takes SampleConfig's default."""
+        given = {("num_samples" if k == "n" else k): v for k, v in sampling.items()}
+        unknown = sorted(set(given) - {f.name for f in fields(SampleConfig)} - {"device", "length"})
+        if unknown:
+            raise TypeError(f"unknown sampling keyword(s): {', '.join(unknown)}")
+        if "stop" in given:
+            given["stop"] = (given["stop"],) if isinstance(given["stop"], str) else tuple(given["stop"])
+        return SampleConfig(length=length, device=self.options.device, **given)
 
     def events(self, prompts: list[str], cfg: SampleConfig, on_warning: Callable[[str], None] | None = None):
         """The decoder's events for each prompt cfg.num_samples times, as run.sample.generate yields
@@ -128,7 +107,7 @@ class Model:
         with self.options.applied():
             yield from generate(self._loaded, prompts, cfg, on_warning=on_warning)
 
-    def generate(self, seed: str = "", length: int = 500, **sampling) -> str | list[str]:
+    def generate(self, seed: str = "", length: int = SampleConfig.length, **sampling) -> str | list[str]:
         """The text that continues `seed` (the continuation alone), `length` tokens long unless a stop
         string or max_time ends it first; with n > 1, a list of n samples, decoded together.
         Keywords: temperature, top_k, top_p, min_p, repeat_penalty, repeat_last_n, greedy, stop, n,
@@ -140,12 +119,12 @@ class Model:
         answers = self.answers([seed], length, **sampling)
         return answers[0].text if len(answers) == 1 else [a.text for a in answers]
 
-    def answers(self, prompts: list[str], length: int = 500, **sampling) -> list[Generated]:
+    def answers(self, prompts: list[str], length: int = SampleConfig.length, **sampling) -> list[Generated]:
         """Each prompt continued (n times each, with n given), with how each ended."""
         cfg = self.sample_config(length, **sampling)
         return [Generated.of(e[1]) for e in self.events(list(prompts), cfg) if e[0] == "answer"]
 
-    def stream(self, seed: str = "", length: int = 500, **sampling) -> Iterator[str]:
+    def stream(self, seed: str = "", length: int = SampleConfig.length, **sampling) -> Iterator[str]:
         """generate's text piece by piece, as it is made (one sample)."""
         cfg = self.sample_config(length, **dict(sampling, n=1))
         for event in self.events([seed], cfg):
