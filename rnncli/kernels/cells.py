@@ -1,7 +1,7 @@
 """The cells: their table (gate order, what `act` holds) and their pointwise math, float32. Each
 cell's forward and backward for one hidden unit (<name>_forward, <name>_backward, chosen by
 unit_forward and unit_backward) is what the CUDA recurrence (cuda/recur.py) and the CUDA decoder
-(cuda/decode.py) run, compiled as device functions: they know no cell by name. The CPU's step loops
+(cuda/generate.py) run, compiled as device functions: they know no cell by name. The CPU's step loops
 at the end of this file (kernels/cpu's drivers call them) run the same equations laid out in loops
 that vectorize; tests/test_cells.py holds them to the per-unit functions.
 

@@ -7,38 +7,27 @@ A checkpoint is written at every validation and at the end; `save()` may be call
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from collections import deque
 
 import numpy as np
 
-from rnncli.base import memory, pathcheck
+from rnncli.base import pathcheck
 from rnncli.base.errors import RnncliError
-from rnncli.data.corpus import load_corpus
-from rnncli.data.text import (
-    VAL_MAX_TOKENS,
-    Streams,
-    Tokenizer,
-    check_val_split,
-    missing_note,
-    split_val,
-    val_streams,
-)
 from rnncli.model.config import ModelConfig, TrainConfig
-from rnncli.model.model import Model, workspace_bytes
+from rnncli.model.model import Model
 from rnncli.model.optim import learning_rate
 from rnncli.model.params import Params, init_params
 from rnncli.model.step import TrainStep
-from rnncli.run import runs, train_state
+from rnncli.run import runs, train_setup, train_state
 from rnncli.run.curve import LossCurve
 from rnncli.run.distributed import EXTRA, world
 from rnncli.run.evaluate import score_streams
 from rnncli.run.runs import More
-from rnncli.store import checkpoint, validate
+from rnncli.run.train_setup import STOPS
+from rnncli.store import checkpoint
 
-STOPS = {"steps", "epochs", "time"}
 RESUMABLE = STOPS | {"eval_every", "patience", "out", "threads", "device"}
 
 
@@ -99,117 +88,10 @@ class Trainer:
         self.on_compile = on_compile
         try:
             self.replacing = None if plan else runs.claim(out, resume, force, self.sources)
-            self._prepare(sources, model, dict(train, out=out), resume, allow_new_corpus, plan)
+            train_setup.prepare(self, sources, model, dict(train, out=out), resume, allow_new_corpus, plan)
         except BaseException:
             self.close()
             raise
-
-    def _prepare(
-        self,
-        sources: list[str],
-        model: dict,
-        train: dict,
-        resume: str | None,
-        allow_new_corpus: bool,
-        plan: bool,
-    ):
-        self.notes: list[str] = []  # warnings for people; the caller decides how to show them
-        self.compile_s, self.recipe = 0.0, None  # (recipe: this run's choice, as JSON)
-        from rnncli.kernels.jit import compiled_on_disk
-
-        self.cold = not compiled_on_disk(
-            "sequence_backward", exact=True
-        )  # (before the recipe's probe compiles)
-        saved = validate.load(resume, training=True) if resume else None
-        if saved:
-            contents, _ = saved
-            # the device is this machine's choice, not the run's: a run moves between CPU and GPU
-            self.cfg = dataclasses.replace(contents.train, **{"device": "auto", **train})
-            given, mcfg = Tokenizer.from_json(contents.tokenizer), contents.model
-            self.recipe = (
-                contents.meta.get("recipe") if isinstance(contents.meta.get("recipe"), dict) else None
-            )
-            chosen = self.recipe.get("chosen") if self.recipe else None
-            if isinstance(chosen, list) and STOPS & set(
-                train
-            ):  # a stop given now replaces those the recipe chose
-                self.cfg = dataclasses.replace(
-                    self.cfg, **{k: None for k in STOPS - set(train) if k in chosen}
-                )
-            self.run_id = contents.meta.get("run_id") or runs.new_run_id()
-            self.asked_more = self.more is not None or bool(
-                STOPS & set(train)
-            )  # (patience then starts afresh)
-        else:
-            self.cfg = TrainConfig(**train)
-            given = mcfg = None
-            self.run_id = runs.new_run_id()
-        cfg = self.cfg
-        if saved or "batch" in train or cfg.recipe != "auto":
-            self.world.part(cfg.batch)  # (too few streams for the ranks: said before any reading)
-        self.threads = cfg.threads or self.world.threads()  # under mpiexec: each rank its share of the cores
-        if self.world.size > 1 and "-" in sources:
-            raise RnncliError("under mpiexec the corpus must be a file: standard input reaches rank 0 only")
-        if not self.world.lead:
-            self.world.barrier()  # the lead makes the token cache first; the others then map it
-        corpus = load_corpus(sources, cfg.tokenizer, cfg.max_vocab, given)
-        if self.world.lead:
-            self.world.barrier()
-        self.corpus = corpus.fingerprint
-        if corpus.note:
-            self.notes.append(corpus.note)
-        self.world.agree("the corpus", (corpus.fingerprint["sha256"], len(corpus.ids), len(corpus.tokenizer)))
-        self.world.agree(
-            "the device", self.K.NAME
-        )  # (Adam and the norm differ between CPU and GPU in their last bits)
-        if saved:
-            self._check_corpus(contents, allow_new_corpus)
-        self.tokenizer = corpus.tokenizer
-        ids, missing = corpus.ids, corpus.missing
-        if missing:
-            self.notes.append(missing_note(self.tokenizer.kind, missing))
-        train_ids, val_ids = split_val(ids, cfg.val_frac)
-        if mcfg is None and cfg.recipe == "auto":
-            model = self._choose(model, train, len(train_ids), len(val_ids), plan)
-            cfg = self.cfg
-        if mcfg is None:
-            mcfg = ModelConfig(vocab_size=len(self.tokenizer), **model)
-        self.streams = Streams(train_ids, cfg.batch, cfg.seq, self.world.part(cfg.batch))
-        if self.streams.n_windows < 1:
-            raise RnncliError(
-                f"the corpus is too short: {len(train_ids)} training tokens cannot fill one window of "
-                f"--batch {cfg.batch} x --seq {cfg.seq}; lower them or give more text"
-            )
-        self.val = None
-        if len(val_ids) and self.world.lead:  # the lead rank alone validates
-            check_val_split(len(val_ids), cfg.seq)
-            self.val = val_streams(val_ids, cfg.batch, cfg.seq)
-        memory.require(
-            workspace_bytes(self.K, mcfg, cfg.seq, self.streams.B, True, self.threads), *memory.TRAINING
-        )
-        self._start(mcfg, saved)
-        if saved:
-            runs.check_left(self, resume)
-
-    def _choose(self, model: dict, train: dict, n_train: int, n_val: int, plan: bool) -> dict:
-        """Settle the automatic recipe (recipe.py): self.cfg gains its settings; returns the model's."""
-        from rnncli.model import recipe
-
-        corpus = recipe.Corpus(n_train, min(n_val, VAL_MAX_TOKENS), len(self.tokenizer))
-        rate = None
-        if plan or "time" in recipe.stop_rule(train):
-            check_val_split(
-                n_val, recipe.layout(corpus, train, self.world.size)[1]
-            )  # (before spending the probe)
-            notice = self.on_compile if self.cold and self.world.lead else None
-            rate, first = recipe.training_speed(
-                self.K, self.world, self.threads, corpus, model, train, notice
-            )
-            self.compile_s = first if self.cold else 0.0
-        chosen = recipe.choose(corpus, model, train, rate, self.world.size)
-        self.cfg = TrainConfig(**{**train, **chosen.train})
-        self.recipe = chosen.to_json()
-        return chosen.model
 
     def _start(self, mcfg: ModelConfig, saved) -> None:
         cfg = self.cfg
@@ -234,20 +116,6 @@ class Trainer:
         self.curve = LossCurve()  # every step's, averaged in buckets
         if saved:
             train_state.restore(self, *saved)
-
-    def _check_corpus(self, contents, allow_new_corpus: bool) -> None:
-        """A resumed run reads the text it was trained on, unless asked to move to other text."""
-        before = contents.meta.get("corpus")
-        if before is None or before["sha256"] == self.corpus["sha256"]:
-            return
-        if allow_new_corpus:
-            self.notes.append("continuing on a corpus other than the one this run started on")
-            return
-        raise RnncliError(
-            f"{contents.path} was trained on other text ({before.get('bytes', '?')} bytes, sha256 "
-            f"{before['sha256'][:12]}...; this corpus has {self.corpus['bytes']} bytes, sha256 "
-            f"{self.corpus['sha256'][:12]}...); pass --allow-new-corpus to continue on it"
-        )
 
     def close(self) -> None:
         """Give up the claim on the checkpoint path (also done when the process ends)."""

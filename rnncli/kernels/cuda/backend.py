@@ -90,7 +90,7 @@ def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | No
 def decoder_weights(layers, emb, table0, head_weight, head_bias) -> Weights:
     """The decoder's Weights (kernels/decoding.py) laid out on the device from device arrays (the
     model's own parameters): each layer's (W_ih, W_hh, b_ih, b_hh) stacked and transposed by
-    kernels, as cuda/decode.py's products read them; no host round trip. The CPU's padded row
+    kernels, as cuda/generate.py's products read them; no host round trip. The CPU's padded row
     layouts are left empty: this decoder reads only the transposes."""
     L, (G, H), (V, E) = len(layers), layers[0][1].shape, emb.shape
     W_ih0T, W_ihT, W_hhT = empty((E, G)), empty((L - 1, H, G)), empty((L, H, G))
