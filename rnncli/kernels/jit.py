@@ -29,9 +29,10 @@ def cache_dir() -> Path:
     digest = hashlib.sha256(numba.__version__.encode())
     here = Path(__file__).parent
     for src in sorted(here.rglob("*.py")):
-        # (the GPU's modules compile nothing for the CPU; the backend choice and the tuning file's
-        # reader compile nothing at all)
-        if "cuda" not in src.relative_to(here).parts and src.name not in ("device.py", "tune.py"):
+        # every kernel source, the GPU's too: numba keys a cached kernel by its own file's time
+        # alone, and the GPU kernels compile in device functions from other files (cells.py,
+        # cuda/sampler.py). The backend choice and the tuning file's reader compile nothing.
+        if src.name not in ("device.py", "tune.py"):
             digest.update(src.read_bytes())
     return cache_root() / f"kernels-{digest.hexdigest()[:16]}"
 
