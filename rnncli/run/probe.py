@@ -17,7 +17,7 @@ from rnncli.run.evaluate import eval_streams_batch
 ROWS = 256  # positions whose softmax and top-K are taken at once
 
 
-@dataclass
+@dataclass(frozen=True)
 class Probe:
     """What the model did at each of the n tokens of a text.
 
