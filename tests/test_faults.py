@@ -24,7 +24,18 @@ OTHER = str(ROOT / "sample_corpora" / "recipes.txt")
 TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "8"]
 
 
+def _as_from_a_shell():
+    """The stop signals as a shell leaves them to a command it starts: handled by default and not
+    blocked, whatever an earlier test left in this worker (a signal ignored or blocked there would
+    be ignored or blocked in the child too)."""
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    for sig in stops:
+        signal.signal(sig, signal.SIG_DFL)
+
+
 def rnncli_popen(*args, **kw):
+    kw.setdefault("preexec_fn", _as_from_a_shell)
     return subprocess.Popen([sys.executable, "-m", "rnncli", *args], **kw)
 
 
