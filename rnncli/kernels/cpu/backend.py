@@ -18,6 +18,7 @@ import numpy as np
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
+from rnncli.kernels.device import API
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
@@ -33,38 +34,7 @@ COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
 
 # the kernel API: kernels/cuda/backend.py exports the same names with the same parameters
 # (tests/cuda/test_api.py)
-__all__ = [
-    "NAME",
-    "Scratch",
-    "adam_update",
-    "asarray",
-    "compiles_first",
-    "copy",
-    "copy_into",
-    "decode",
-    "decoder_weights",
-    "embedding_backward",
-    "empty",
-    "feed",
-    "gather_rows",
-    "matmul",
-    "multiply",
-    "prepare_decoding",
-    "scatter_rows",
-    "scratch_bytes",
-    "sequence_backward",
-    "sequence_forward",
-    "softmax_xent",
-    "sum_squares",
-    "synchronize",
-    "thread_count",
-    "threads",
-    "to_host",
-    "transpose_view",
-    "use_threads",
-    "weight_grad",
-    "zeros",
-]
+__all__ = list(API)  # kernels/device.py: the names every backend defines
 
 
 # --- arrays --------------------------------------------------------------------------------------

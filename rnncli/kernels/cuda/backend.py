@@ -15,7 +15,8 @@ import warnings
 
 from numba import cuda as _cuda
 
-from rnncli.kernels.cuda.arrays import (
+# the kernel API's names (kernels/device.py), re-exported from the modules that define them
+from rnncli.kernels.cuda.arrays import (  # noqa: F401
     Scratch,
     asarray,
     copy,
@@ -25,8 +26,8 @@ from rnncli.kernels.cuda.arrays import (
     transpose_view,
     zeros,
 )
-from rnncli.kernels.cuda.decode import decode, feed, prepare_decoding
-from rnncli.kernels.cuda.ops import (
+from rnncli.kernels.cuda.decode import decode, feed, prepare_decoding  # noqa: F401
+from rnncli.kernels.cuda.ops import (  # noqa: F401
     adam_update,
     embedding_backward,
     gather_rows,
@@ -37,8 +38,9 @@ from rnncli.kernels.cuda.ops import (
     sum_squares,
     weight_grad,
 )
-from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward, transpose_into
+from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward, transpose_into  # noqa: F401
 from rnncli.kernels.decoding import Weights
+from rnncli.kernels.device import API
 
 NAME = "cuda"
 
@@ -47,38 +49,7 @@ NAME = "cuda"
 # decoder, one block for one row of generation), so the warning would only interleave with the output.
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
-__all__ = [
-    "NAME",
-    "Scratch",
-    "adam_update",
-    "asarray",
-    "compiles_first",
-    "copy",
-    "copy_into",
-    "decode",
-    "decoder_weights",
-    "embedding_backward",
-    "empty",
-    "feed",
-    "gather_rows",
-    "matmul",
-    "multiply",
-    "prepare_decoding",
-    "scatter_rows",
-    "scratch_bytes",
-    "sequence_backward",
-    "sequence_forward",
-    "softmax_xent",
-    "sum_squares",
-    "synchronize",
-    "thread_count",
-    "threads",
-    "to_host",
-    "transpose_view",
-    "use_threads",
-    "weight_grad",
-    "zeros",
-]
+__all__ = list(API)  # kernels/device.py: the names every backend defines
 
 
 def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | None) -> int:
