@@ -14,40 +14,6 @@ from rnncli.base.errors import RnncliError
 
 DEVICES = ("auto", "cpu", "cuda")  # auto: CUDA when a GPU is there
 
-# the kernel API: every backend defines these names, with the same parameters (its __all__)
-API = (
-    "NAME",
-    "Scratch",
-    "adam_update",
-    "asarray",
-    "compiles_first",
-    "copy",
-    "copy_into",
-    "decode",
-    "decoder_weights",
-    "embedding_backward",
-    "empty",
-    "feed",
-    "gather_rows",
-    "matmul",
-    "multiply",
-    "prepare_decoding",
-    "scatter_rows",
-    "scratch_bytes",
-    "sequence_backward",
-    "sequence_forward",
-    "softmax_xent",
-    "sum_squares",
-    "synchronize",
-    "thread_count",
-    "threads",
-    "to_host",
-    "transpose_view",
-    "use_threads",
-    "weight_grad",
-    "zeros",
-)
-
 
 def check_device(device: str) -> None:
     if device not in DEVICES:

@@ -30,7 +30,7 @@ def parameters(fn) -> list[tuple]:
 
 
 def test_both_backends_define_every_name_of_the_api():
-    from rnncli.kernels.device import API
+    from rnncli.kernels.api import API
 
     cpu, cuda = backends()
     assert cpu.__all__ == cuda.__all__ == list(API)

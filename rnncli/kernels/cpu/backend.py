@@ -15,10 +15,10 @@ import os
 import numba
 import numpy as np
 
+from rnncli.kernels.api import API
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
-from rnncli.kernels.device import API
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
@@ -34,7 +34,7 @@ COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
 
 # the kernel API: kernels/cuda/backend.py exports the same names with the same parameters
 # (tests/cuda/test_api.py)
-__all__ = list(API)  # kernels/device.py: the names every backend defines
+__all__ = list(API)  # kernels/api.py: the names every backend defines
 
 
 # --- arrays --------------------------------------------------------------------------------------

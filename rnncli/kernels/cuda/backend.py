@@ -15,7 +15,9 @@ import warnings
 
 from numba import cuda as _cuda
 
-# the kernel API's names (kernels/device.py), re-exported from the modules that define them
+from rnncli.kernels.api import API
+
+# the kernel API's names (kernels/api.py), re-exported from the modules that define them
 from rnncli.kernels.cuda.arrays import (  # noqa: F401
     Scratch,
     asarray,
@@ -40,7 +42,6 @@ from rnncli.kernels.cuda.ops import (  # noqa: F401
 )
 from rnncli.kernels.cuda.recur import sequence_backward, sequence_forward, transpose_into  # noqa: F401
 from rnncli.kernels.decoding import Weights
-from rnncli.kernels.device import API
 
 NAME = "cuda"
 
@@ -49,7 +50,7 @@ NAME = "cuda"
 # decoder, one block for one row of generation), so the warning would only interleave with the output.
 warnings.filterwarnings("ignore", message=r"Grid size \d+ will likely result in GPU under-utilization")
 
-__all__ = list(API)  # kernels/device.py: the names every backend defines
+__all__ = list(API)  # kernels/api.py: the names every backend defines
 
 
 def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | None) -> int:
