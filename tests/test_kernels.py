@@ -7,8 +7,8 @@ import pytest
 
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
-from rnncli.kernels.cpu import mkl, tune
-from rnncli.kernels.cpu.gemm import MKL, PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule, step_product
+from rnncli.kernels.cpu import tune
+from rnncli.kernels.cpu.gemm import PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
 from rnncli.kernels.jit import kernel
 from rnncli.model.config import TrainConfig
 from rnncli.model.model import Model
@@ -40,7 +40,7 @@ def force_path(monkeypatch, path=None):
     """Every recurrent product by `path` (gemm.PATHS), or by gemm.rule when None: not by what the
     tuner measured on this machine."""
 
-    def chosen(M, N, K, parts, weights=1, packed=False):
+    def chosen(M, N, K, parts, weights=1):
         return int(rule(N, K)) if path is None else PATHS.index(path)
 
     monkeypatch.setattr(tune, "path", chosen)
@@ -71,11 +71,8 @@ def test_kernels_match_reference(monkeypatch, cell, shape, dropout):
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("shape", shapes(["b1", "wide", "long"]))
 def test_every_product_path_matches_reference(monkeypatch, cell, shape, path):
-    """Forward and backward with each product path forced (W_hh.T made, padded, packed by MKL or left
-    out as the path needs): one row, rows and columns left over from the tiles, K past 256, rows
-    shared unevenly among the threads."""
-    if path == "mkl" and mkl.library() is None:
-        pytest.skip("MKL's path needs the mkl package (rnncli[mkl])")
+    """Forward and backward with each product path forced (W_hh.T made, padded or left out as the
+    path needs): one row, rows and columns left over from the tiles, K past 256."""
     force_path(monkeypatch, path)
     V, E, H, L, T, B = SHAPES[shape]
     case = random_case(cell, V, E, H, L, T, B, seed=SEEDS[shape])
@@ -191,36 +188,3 @@ def test_products_match_float64(M, K, N):
         C = np.full((M, N), np.nan, np.float32)
         run(C)
         assert_close(C, want, atol=1e-5 * np.sqrt(K), what="A @ W.T")  # sums of K unit-scale terms
-
-
-@pytest.mark.parametrize("M,K,N", [(1, 3, 1), (5, 300, 13), (25, 131, 512), (4, 16, 400)])
-def test_mkl_packed_product_matches_float64(M, K, N):
-    """MKL's packed GEMM through step_product as the drivers call it: W.T packed (forward's product)
-    and W itself (backward's), each used for the rows it was packed for and for fewer (a thread's
-    share of rows cut unevenly), A's rows further apart than K (a slice of wider rows)."""
-    if mkl.library() is None:
-        pytest.skip("MKL's path needs the mkl package (rnncli[mkl])")
-    rng = np.random.default_rng(M * K * N)
-    A = rng.standard_normal((M, K + 5)).astype(np.float32)[:, :K]
-    W = rng.standard_normal((N, K)).astype(np.float32)
-    D = rng.standard_normal((M, N)).astype(np.float32)
-    empty = np.zeros((0, 0), np.float32)
-    for X, trans, want in ((A, True, A.astype(np.float64) @ W.T), (D, False, D.astype(np.float64) @ W)):
-        P = mkl.pack(W, trans, M)
-        for rows in sorted({M, max(M - 1, 1)}):
-            C = np.full(want.shape, np.nan, np.float32)
-            step_product(X[:rows], empty, empty, P, C[:rows], MKL)
-            assert_close(C[:rows], want[:rows], atol=1e-5 * np.sqrt(X.shape[1]), what=f"packed, {rows} rows")
-
-
-def test_importing_the_kernels_loads_no_mkl():
-    """MKL comes in only when its path is considered or taken, never with the kernels' import."""
-    import subprocess
-    import sys
-
-    if mkl.installed() is None:
-        pytest.skip("the mkl package is not installed")
-    code = "import rnncli.kernels.cpu.backend; print(any('libmkl' in s for s in open('/proc/self/maps')))"
-    assert (
-        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
-    )

@@ -120,41 +120,12 @@ def test_products_taken_in_turn_are_measured_and_kept_apart(tuning, monkeypatch)
     seen = []
     monkeypatch.setattr(tune, "measure", lambda *a: seen.append(a) or gemm.BLAS)
     assert tune.path(*SHAPE) == gemm.BLAS and tune.path(*SHAPE, 4) == gemm.BLAS
-    assert seen == [SHAPE + (1, False), SHAPE + (4, False)]
+    assert seen == [SHAPE + (1,), SHAPE + (4,)]
     assert set(json.loads(tune.path_file().read_text())["paths"]) == {"8,512,128,1", "8,512,128,1,4w"}
 
 
 def test_measuring_several_weight_matrices_runs_every_path(monkeypatch):
     assert tune.measure(4, 256, 160, 1, 3) in range(len(gemm.PATHS))
-
-
-def test_a_driver_s_shapes_are_measured_apart_where_mkl_is_installed(tuning, monkeypatch):
-    """The sequence drivers can pack W for MKL: with the mkl package installed, their shapes are
-    measured with MKL's path among the candidates and kept under keys of their own; generation's
-    (several matrices a step) never have it; without the package, nothing changes."""
-    from rnncli.kernels.cpu import mkl
-
-    seen = []
-    monkeypatch.setattr(tune, "measure", lambda *a: seen.append(a) or gemm.BLAS)
-    monkeypatch.setattr(mkl, "installed", lambda: None)
-    tune.path(*SHAPE, packed=True)
-    monkeypatch.setattr(mkl, "installed", lambda: "libmkl_rt.so.2")
-    tune.path(*SHAPE, packed=True)
-    tune.path(*SHAPE, 4, packed=True)
-    assert seen == [SHAPE + (1, False), SHAPE + (1, True), SHAPE + (4, False)]
-    assert set(json.loads(tune.path_file().read_text())["paths"]) == {
-        "8,512,128,1",
-        "8,512,128,1,mkl",
-        "8,512,128,1,4w",
-    }
-
-
-def test_measuring_with_mkl_runs_its_path_too():
-    from rnncli.kernels.cpu import mkl
-
-    if mkl.library() is None:
-        pytest.skip("MKL's path needs the mkl package (rnncli[mkl])")
-    assert tune.measure(*SHAPE, 1, True) in range(len(gemm.PATHS))
 
 
 def test_bench_tune_forgets_the_measurements(tuning):

@@ -3,9 +3,9 @@
 kernels/cuda/backend.py has the same names and signatures on device arrays. What is the CPU's own stays
 here: Numba's thread pool (each thread calling single-threaded BLAS on its share of the rows), the
 path each recurrent product takes (rnncli/kernels/cpu/tune.py: measured per shape on this CPU) and so which
-transpose of W_hh it reads (or MKL's packing of it, made once a call: kernels/cpu/mkl.py), the padding
-that keeps its rows off 4 KiB multiples, and the per-thread partial sums of the weight gradients.
-The compiled code is in cpu/steps.py (training, scoring) and decode.py (generation).
+transpose of W_hh it reads, the padding that keeps its rows off 4 KiB multiples, and the
+per-thread partial sums of the weight gradients. The compiled code is in cpu/steps.py
+(training, scoring) and decode.py (generation).
 """
 
 from __future__ import annotations
@@ -16,14 +16,12 @@ import numba
 import numpy as np
 
 from rnncli.kernels.cpu import decode as _decode
-from rnncli.kernels.cpu import mkl
 from rnncli.kernels.cpu import steps as _k
-from rnncli.kernels.cpu.gemm import BLAS, MKL, PAD, ROWS, ROWS4, padded
+from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
 _EMPTY = np.zeros((0, 0), np.float32)
-_NOT_PACKED = np.zeros(0, np.int64)
 # Below this many weights in a recurrent product (G x H), rows decoded together are shared among the
 # kernel threads (each calling single-threaded BLAS); from it on, one call over all rows, threaded by
 # BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
@@ -111,13 +109,10 @@ def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | No
 
 class Scratch:
     """What the CPU keeps for one model between calls: each layer's W_hh.T (when a recurrent
-    product reads it), the buffers MKL packs W_hh into (by layer and direction; packed afresh each
-    call, since the weights change between calls) and the per-thread partial sums of weight
-    gradients, by shape."""
+    product reads it) and the per-thread partial sums of weight gradients, by shape."""
 
     def __init__(self):
         self.W_hhT: dict[int, np.ndarray] = {}
-        self.packed: dict[tuple[int, bool], np.ndarray] = {}
         self.parts: dict[tuple, tuple[np.ndarray, np.ndarray]] = {}
 
 
@@ -167,26 +162,13 @@ def weight_grad(scratch: Scratch, d, x, g_weight, g_bias) -> None:
     _k.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *parts)
 
 
-def _path(B: int, N: int, K: int, weights: int = 1, packed: bool = False) -> int:
-    """The path of a product over B rows shared among the threads, one of `weights` taken in turn;
-    MKL's among the candidates if `packed` (a sequence driver's, which packs W; tune.py)."""
+def _path(B: int, N: int, K: int, weights: int = 1) -> int:
+    """The path of a product over B rows shared among the threads, one of `weights` taken in turn
+    (tune.py)."""
     from rnncli.kernels.cpu import tune
 
     parts = min(threads(), B)
-    return tune.path(-(-B // parts), N, K, parts, weights, packed)
-
-
-def _packed(scratch: Scratch, layer: int, W_hh, backward: bool, path: int, B: int):
-    """(path, MKL's packing of W_hh for this call's products over B rows): W_hh.T for forward, W_hh
-    itself for backward. Not packed for other paths; BLAS instead if MKL will not load."""
-    if path != MKL:
-        return path, _NOT_PACKED
-    if mkl.library() is None:
-        return BLAS, _NOT_PACKED
-    rows = -(-B // min(threads(), B))
-    key = (layer, backward)
-    scratch.packed[key] = mkl.pack(W_hh, not backward, rows, scratch.packed.get(key))
-    return path, scratch.packed[key]
+    return tune.path(-(-B // parts), N, K, parts, weights)
 
 
 def _by_columns(B: int, W_hh) -> bool:
@@ -213,11 +195,10 @@ def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs
     if _by_columns(gx.shape[1], W_hh):
         scratch.W_hhT[layer] = _EMPTY
         return _k.sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, threads())
-    B = gx.shape[1]
-    path, P = _packed(scratch, layer, W_hh, False, _path(B, *W_hh.shape, packed=True), B)
+    path = _path(gx.shape[1], *W_hh.shape)
     # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
-    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4, MKL) else np.ascontiguousarray(W_hh.T)
-    _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], P, b_hh, hs, cs, act, gh, threads(), path)
+    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4) else np.ascontiguousarray(W_hh.T)
+    _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads(), path)
 
 
 def sequence_backward(
@@ -228,13 +209,12 @@ def sequence_backward(
         return _k.sequence_backward_cols(
             cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
         )
-    B = dhs.shape[1]
-    path, P = _packed(scratch, layer, W_hh, True, _path(B, W_hh.shape[1], W_hh.shape[0], packed=True), B)
+    path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)
     if len(W_hhT) == 0 and path in (ROWS, ROWS4):  # (for the dot-product kernel: rows padded)
         W_hhT = scratch.W_hhT[layer] = padded(W_hh.T)
     _k.sequence_backward(
-        cell, W_hh, W_hhT, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path
+        cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path
     )
 
 

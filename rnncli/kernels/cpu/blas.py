@@ -94,8 +94,8 @@ def _find() -> tuple[int, int, str]:
         from threadpoolctl import threadpool_info
 
         for info in threadpool_info():
-            if info.get("user_api") != "blas" or info.get("internal_api") == "mkl":
-                continue  # (MKL, if loaded, serves only its own path: kernels/cpu/mkl.py)
+            if info.get("user_api") != "blas":
+                continue
             try:
                 lib = ctypes.CDLL(info["filepath"])
             except OSError:

@@ -11,11 +11,9 @@ matmul_nt comes in two tile widths: eight rows of W (16 accumulators, for CPUs w
 registers: AVX-512, ARM64) and four (8 accumulators, which fit AVX2's 16). Each accumulator is one
 vector register whatever its width (LLVM vectorizes the dot products along K at the width of the
 CPU it compiles for), so what sizes a tile is the number of registers. `product` runs the path it
-is given; rnncli/kernels/cpu/tune.py measures which is fastest for each shape on this CPU. A fifth
-path, MKL's packed GEMM (kernels/cpu/mkl.py, where the `mkl` wheel is installed), reads W packed once
-per sequence call: the drivers run it through `step_product`. `rule` is the fallback, from
-measurements on a Zen 4 core; its tile is the one that fits the registers of the CPU the kernels are
-compiled for, a constant fixed at compile time (`_vector_registers`).
+is given; rnncli/kernels/cpu/tune.py measures which is fastest for each shape on this CPU. `rule` is the
+fallback, from measurements on a Zen 4 core; its tile is the one that fits the registers of the CPU
+the kernels are compiled for, a constant fixed at compile time (`_vector_registers`).
 
 The kernels take whole C-contiguous arrays and offsets rather than slices: LLVM vectorizes the
 inner loops only when it knows the rows are contiguous and the indices non-negative.
@@ -30,13 +28,12 @@ from numba.extending import intrinsic
 
 from rnncli.base.machine import vector_shape
 from rnncli.kernels.cpu.blas import gemm
-from rnncli.kernels.cpu.mkl import packed_gemm
 from rnncli.kernels.jit import kernel
 
 # the recurrent product's paths (`product`'s `path`): BLAS on W.T; our dot-product kernel on W with
-# tiles of 8 or 4 rows; our row-building kernel on W.T; MKL on W.T packed (step_product only)
-BLAS, ROWS, ROWS4, COLS, MKL = 0, 1, 2, 3, 4
-PATHS = ("blas", "rows", "rows4", "cols", "mkl")
+# tiles of 8 or 4 rows; our row-building kernel on W.T
+BLAS, ROWS, ROWS4, COLS = 0, 1, 2, 3
+PATHS = ("blas", "rows", "rows4", "cols")
 PAD = 16  # floats added to each row of a W the dot-product kernel reads
 
 
@@ -240,7 +237,7 @@ def rule(N, K):
 def product(A, W, WT, C, path):
     """C = A @ W.T by `path` (PATHS), WT being W.T made contiguous: only the operand that path
     reads is used (W for the rows paths, else WT); the other may be empty, and W's rows may be
-    longer than K (padding). MKL, which needs W packed (step_product), goes to BLAS here."""
+    longer than K (padding)."""
     if path == ROWS:
         matmul_nt(A, W, C, 8)
     elif path == ROWS4:
@@ -251,25 +248,14 @@ def product(A, W, WT, C, path):
         gemm(A, WT, C)
 
 
-@kernel
-def step_product(A, W, WT, P, C, path):
-    """`product`, or with path MKL, MKL's on P, W.T packed by mkl.pack (BLAS where P is empty)."""
-    if path == MKL and P.shape[0] > 0:
-        packed_gemm(A, P, C)
-    else:
-        product(A, W, WT, C, path)
-
-
 @kernel(parallel=True)
-def time_product(A, W, WT, P, C, path, reps, parts):
+def time_product(A, W, WT, C, path, reps, parts):
     """`reps` rounds of products by `path`, each of `parts` threads on its own rows of A and C, as
-    the drivers run them (rnncli/kernels/cpu/tune.py times this). W (n, N, K') and WT (n, K, N) hold
-    n weight matrices, taken in turn within a round: one, as a layer's time loop reads it, or as many
-    as a generation step goes through, which then share the caches; P (n, words) their packed forms
-    for the MKL path ((n, 0) for none)."""
+    the drivers run them (rnncli/kernels/cpu/tune.py times this). W (n, N, K') and WT (n, K, N) hold n weight
+    matrices, taken in turn within a round: one, as a layer's time loop reads it, or as many as a
+    generation step goes through, which then share the caches."""
     rows = A.shape[0] // parts
     for k in prange(parts):
         for _ in range(reps):
             for w in range(W.shape[0]):
-                lo, hi = k * rows, (k + 1) * rows
-                step_product(A[lo:hi], W[w], WT[w], P[w], C[lo:hi], path)
+                product(A[k * rows : (k + 1) * rows], W[w], WT[w], C[k * rows : (k + 1) * rows], path)

@@ -6,9 +6,9 @@ blas.gemm) on its own share of the rows: two BLAS pools and Numba's busy-waiting
 few cores cost more than they give. `parts` is the number of threads to share work among (calling
 Numba's get_num_threads inside a kernel would keep it out of the disk cache). One driver per
 direction runs the time loop in compiled code, each thread on its own slice of the batch (the
-streams are independent), with one recurrent product (gemm.step_product: our own kernels, BLAS or
-MKL's packed GEMM, by the path rnncli/kernels/cpu/tune.py chose for the shape) and the cell's
-pointwise math (cells.py) per step, allocating nothing.
+streams are independent), with one recurrent product (gemm.product: our own kernels or BLAS, by
+the path rnncli/kernels/cpu/tune.py chose for the shape) and the cell's pointwise math (cells.py) per
+step, allocating nothing.
 For weights too large for one core's caches the `_cols` drivers share each step's product by columns
 of W_hh instead, and wait for each other twice a step (cpu._by_columns chooses). Arrays are float32.
 """
@@ -18,7 +18,7 @@ from numba import prange
 
 from rnncli.kernels.cells import backward_step, forward_step
 from rnncli.kernels.cpu.blas import gemm
-from rnncli.kernels.cpu.gemm import step_product
+from rnncli.kernels.cpu.gemm import product
 from rnncli.kernels.jit import kernel
 
 
@@ -82,22 +82,21 @@ def _add_into(out, x, b0, b1):
 
 
 @kernel
-def _forward_rows(cell, gx, W_hh, W_hhT, P, b_hh, hs, cs, act, gh, b0, b1, path):
+def _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1, path):
     """The time loop of sequence_forward for batch rows b0..b1 (kept out of the parallel function:
     Numba's parallel passes are slow to compile large bodies)."""
     for t in range(gx.shape[0]):
-        step_product(hs[t, b0:b1], W_hh, W_hhT, P, gh[b0:b1], path)
+        product(hs[t, b0:b1], W_hh, W_hhT, gh[b0:b1], path)
         _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1)
 
 
 @kernel(parallel=True)
-def sequence_forward(cell, gx, W_hh, W_hhT, P, b_hh, hs, cs, act, gh, parts, path):
+def sequence_forward(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, parts, path):
     """Run one layer over T steps, each thread on its own slice of the batch.
 
     gx (T, B, G): W_ih x_t + b_ih for every step, from one matrix product before the loop.
     W_hh (G, H) and W_hhT (H, G), C-contiguous; each product goes by `path` (gemm.PATHS) and reads
-    the one that path needs: W_hhT may be empty where it is not read, or have padded rows; P is
-    W_hh.T packed by mkl.pack for path MKL (else empty); b_hh (G,).
+    the one that path needs: W_hhT may be empty where it is not read, or have padded rows; b_hh (G,).
     hs, cs (T+1, B, H): row 0 holds h_0, c_0 on entry; rows 1..T are written.
     act (T, B, A) is filled for backward; gh (B, G) is scratch.
     """
@@ -105,20 +104,20 @@ def sequence_forward(cell, gx, W_hh, W_hhT, P, b_hh, hs, cs, act, gh, parts, pat
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        _forward_rows(cell, gx, W_hh, W_hhT, P, b_hh, hs, cs, act, gh, b0, b1, path)
+        _forward_rows(cell, gx, W_hh, W_hhT, b_hh, hs, cs, act, gh, b0, b1, path)
 
 
 @kernel
-def _backward_rows(cell, W_hh, W_hhT, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path):
+def _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path):
     """The time loop of sequence_backward for batch rows b0..b1."""
     for t in range(dhs.shape[0] - 1, -1, -1):
         _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, False)
-        step_product(dgh[t, b0:b1], W_hhT, W_hh, P, tmp[b0:b1], path)
+        product(dgh[t, b0:b1], W_hhT, W_hh, tmp[b0:b1], path)
         _add_into(dh_next, tmp, b0, b1)
 
 
 @kernel(parallel=True)
-def sequence_backward(cell, W_hh, W_hhT, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts, path):
+def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts, path):
     """Backpropagate one layer through its T steps, last to first, each thread on its own slice
     of the batch.
 
@@ -126,14 +125,13 @@ def sequence_backward(cell, W_hh, W_hhT, P, hs, cs, act, dhs, dh_next, dc_next, 
     gradient of h_T, c_T; on exit that of h_0, c_0. Writes dgx, dgh (T, B, G), the pre-activation
     gradients from which the caller forms every weight gradient with one product each. For rnn and
     lstm pass the same array as dgx and dgh. tmp (B, H) is scratch. W_hh, W_hhT as in
-    sequence_forward, but W_hhT is the product's W here (read by the rows paths) and W_hh its WT;
-    P is W_hh itself packed (the other orientation, a packing of its own) for path MKL.
+    sequence_forward, but W_hhT is the product's W here (read by the rows paths) and W_hh its WT.
     """
     B = dhs.shape[1]
     parts = min(parts, B)
     for k in prange(parts):
         b0, b1 = _share(B, parts, k)
-        _backward_rows(cell, W_hh, W_hhT, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path)
+        _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path)
 
 
 @kernel(parallel=True)

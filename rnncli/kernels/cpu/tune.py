@@ -2,9 +2,7 @@
 
 The recurrent product of a step, C (M, N) = A (M, K) @ W.T with M the rows one thread owns, can go
 four ways (kernels/cpu/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W, or
-our row-building kernel; and a fifth in the sequence drivers where the `mkl` wheel is installed, MKL's
-GEMM on W packed once a call (kernels/cpu/mkl.py; such shapes' keys end in ",mkl", so that installing
-it has them measured again). Which is fastest depends on the shape and on the CPU (its vector width,
+our row-building kernel. Which is fastest depends on the shape and on the CPU (its vector width,
 its registers, its caches). The first time a shape is met on a machine, each path is timed as the
 sequence drivers run it (every thread on its own rows at once; about 0.1 s a shape, silently: a first
 run says it is compiling and timing the kernels) and the fastest is kept in
@@ -146,51 +144,46 @@ def _remove(path, folder_only: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
-def path(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = False) -> int:
+def path(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
     """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T, with `weights` such
-    products taken in turn (1: a layer's time loop; generation's step goes through several); MKL's
-    packed GEMM among the candidates if `packed` (a caller that packs W) and MKL is installed."""
-    from rnncli.kernels.cpu import gemm, mkl
+    products taken in turn (1: a layer's time loop; generation's step goes through several)."""
+    from rnncli.kernels.cpu import gemm
 
     if not enabled() or N * K < SMALL or M < 1:
         return int(gemm.rule(N, K))
     table = _load()
-    packed = packed and weights == 1 and mkl.installed() is not None
-    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "") + (",mkl" if packed else "")
+    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "")
     if key not in table:
-        table[key] = gemm.PATHS[measure(M, N, K, parts, weights, packed)]
+        table[key] = gemm.PATHS[measure(M, N, K, parts, weights)]
         _save(table)
     return gemm.PATHS.index(table[key])
 
 
-def measure(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = False) -> int:
-    """Time every path (best of 3, after a warm-up), MKL's only if `packed` and it loads, and return
-    the fastest, unless the rule's path or else BLAS is within MARGIN of it (ties that the timing
-    cannot split: BLAS, the library, keeps them)."""
+def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
+    """Time every path (best of 3, after a warm-up) and return the fastest, unless the rule's path
+    or else BLAS is within MARGIN of it (ties that the timing cannot split: BLAS, the library,
+    keeps them)."""
     import numpy as np
 
-    from rnncli.kernels.cpu import gemm, mkl
+    from rnncli.kernels.cpu import gemm
 
     rng = np.random.default_rng(0)
     weights = max(1, min(weights, WEIGHT_BYTES // (4 * N * K)))
     A = rng.standard_normal((M * parts, K)).astype(np.float32)
     W = rng.standard_normal((weights, N, K)).astype(np.float32)
-    packed = packed and weights == 1 and mkl.library() is not None
-    # (a view, not np.stack: a packed buffer must stay where it was packed)
-    P = mkl.pack(W[0], True, M)[None] if packed else np.zeros((weights, 0), np.int64)
-    W, WT = gemm.padded(W), np.ascontiguousarray(W.transpose(0, 2, 1))  # (as the models keep W)
+    W, WT = (
+        gemm.padded(W),
+        np.ascontiguousarray(W.transpose(0, 2, 1)),
+    )  # (W as the models keep it for these paths)
     C = np.empty((M * parts, N), np.float32)
     reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K * weights)))  # (at a guessed 20 GFLOP/s a thread)
     best = []
     for p in range(len(gemm.PATHS)):
-        if p == gemm.MKL and not packed:
-            best.append(np.inf)
-            continue
-        gemm.time_product(A, W, WT, P, C, p, 1, parts)  # warm-up (and, on a cold cache, the compile)
+        gemm.time_product(A, W, WT, C, p, 1, parts)  # warm-up (and, on a cold cache, the compile)
         times = []
         for _ in range(3):
             t0 = clock()
-            gemm.time_product(A, W, WT, P, C, p, reps, parts)
+            gemm.time_product(A, W, WT, C, p, reps, parts)
             times.append(clock() - t0)
         best.append(min(times))
     fastest = int(np.argmin(best))
