@@ -285,7 +285,7 @@ def test_bench_ratio_pairs_each_repeats_runs(monkeypatch):
     monkeypatch.setattr(
         bench,
         "_child",
-        lambda impl, name, measures, threads, device, tune=True: [
+        lambda impl, name, measures, threads, device, tune=True, weights="f32": [
             {"measure": measures[0], "rate": next(rates[impl]), "warmup_s": 0.0}
         ],
     )
@@ -301,7 +301,7 @@ def test_bench_sides_take_turns_going_first_and_each_is_counted_by_its_own_work(
 
     order = []
 
-    def child(impl, name, measures, threads, device, tune=True):
+    def child(impl, name, measures, threads, device, tune=True, weights="f32"):
         order.append(impl)
         return [{"measure": measures[0], "rate": 100.0, "warmup_s": 0.0}]
 

@@ -17,6 +17,7 @@ def load(
     path: str,
     device: str = "auto",
     *,
+    weights: str = "f32",
     threads: int | None = None,
     tune: bool = True,
     notes: Callable[[str], None] | None = None,
@@ -24,9 +25,13 @@ def load(
     """The model in the checkpoint at `path`, checked as the command line checks it (a bad file is an
     RnncliError naming what is wrong), its best weights on `device` (cpu, cuda, or auto).
 
-    threads: CPU threads (None: every core); tune: products by this CPU's measured choice (False:
-    fixed rules); notes: told what people should hear about the kernel caches."""
-    return Model(path, RunOptions(device=device, threads=threads, tune=tune, notes=notes))
+    weights: the format of the large matrices, as a quantised file would hold them: f32 (as
+    trained), bf16 or int8 (each row scaled); generation reads them in that format, and scoring
+    sees the same rounded weights, so that its loss is the loss of the model that generates
+    (docs/generate.md#narrow-weights). threads: CPU threads (None: every core); tune: products by
+    this CPU's measured choice (False: fixed rules); notes: told what people should hear about the
+    kernel caches."""
+    return Model(path, RunOptions(device=device, threads=threads, tune=tune, notes=notes), weights)
 
 
 @dataclass(frozen=True)
@@ -49,28 +54,35 @@ class Model:
     when it first runs.
 
     config  the architecture (cell, layers, hidden, embed, vocab_size)
+    weights the format its large matrices are held in (f32, bf16, int8)
     vocab   what each token id stands for (bytes past ASCII shown as \\xNN for byte models)
     meta    the checkpoint's metadata: training settings, history, corpus fingerprint, recipe
 
     Methods: generate (and stream, piece by piece), score, probe."""
 
-    def __init__(self, path: str, options: RunOptions | None = None):
+    def __init__(self, path: str, options: RunOptions | None = None, weights: str = "f32"):
         from rnncli.store.load import load_model
 
         self.path, self.options = str(path), options or RunOptions()
         with self.options.applied():
-            self._loaded = load_model(self.path, self.options.device)
+            self._loaded = load_model(self.path, self.options.device, weights)
 
     def __repr__(self) -> str:
         c = self.config
+        narrow = f", {self.weights} weights" if self.weights != "f32" else ""
         return (
-            f"<rnncli.Model {c.cell} {c.layers}x{c.hidden}, vocabulary {c.vocab_size} ({self.tokenizer}) "
-            f"from {self.path}>"
+            f"<rnncli.Model {c.cell} {c.layers}x{c.hidden}, vocabulary {c.vocab_size} ({self.tokenizer})"
+            f"{narrow} from {self.path}>"
         )
 
     @property
     def config(self) -> ModelConfig:
         return self._loaded[0].cfg
+
+    @property
+    def weights(self) -> str:
+        """The format the large matrices are held in: f32, bf16 or int8 (load's `weights`)."""
+        return self._loaded[0].weights
 
     @property
     def tokenizer(self) -> str:

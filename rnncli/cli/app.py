@@ -25,6 +25,7 @@ from rnncli.cli.options import (
     threads_option,
     utf8,
     warn,
+    weights_option,
     with_default,
 )
 from rnncli.cli.train_command import train
@@ -62,6 +63,7 @@ def _top(
 
 S = SampleConfig
 P = ProbeConfig
+GENERATE_WEIGHTS = "f32"  # generate's --weights (eval and inspect score the model as trained unless told)
 
 
 @app.command()
@@ -94,6 +96,7 @@ def generate(
     stats: bool = typer.Option(False, "--stats", help="speed figures on stderr at the end"),
     json_out: bool = typer.Option(False, "--json", help="one JSON object per sample"),
     device: str = device_option(),
+    weights: str = weights_option(GENERATE_WEIGHTS),
 ):
     """Stream text continuing a seed (or answer prompts) to stdout."""
     utf8("--seed", seed)
@@ -119,7 +122,7 @@ def generate(
         [prompts] if prompts else [], "a file of prompts", f"name the model first or with -m {prompts}"
     )
     path = checkpoint_path(model_path, model)
-    run_generation(load_model(path, device), seed, prompts, cfg, echo, json_out, stats, warn)
+    run_generation(load_model(path, device, weights=weights), seed, prompts, cfg, echo, json_out, stats, warn)
 
 
 @app.command("eval")
@@ -136,6 +139,7 @@ def evaluate(
     threads: Optional[int] = threads_option(),
     device: str = device_option(),
     no_tune: bool = no_tune_option(),
+    weights: str = weights_option(),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Score text: nats per token, bits per character, perplexity (a line per file, then the total)."""
@@ -151,7 +155,7 @@ def evaluate(
         raise RnncliError("--held-out scores the validation split of the model's corpus: name its files")
     from rnncli.cli.ui import run_eval
 
-    run_eval(load_model(path, device, threads, no_tune), text or ["-"], held_out, json_out, warn)
+    run_eval(load_model(path, device, threads, no_tune, weights), text or ["-"], held_out, json_out, warn)
 
 
 @app.command()
@@ -179,6 +183,7 @@ def inspect(
     page_mb: float = typer.Option(P.page_mb, help="size limit of the --html page, in MB"),
     threads: Optional[int] = threads_option(),
     device: str = device_option(),
+    weights: str = weights_option(),
     json_out: bool = typer.Option(False, "--json", help="print JSON (with --text: a record per token)"),
 ):
     """Show what a checkpoint holds; with --text, what the model does reading a text."""
@@ -198,7 +203,7 @@ def inspect(
         )
         from rnncli.cli.probe_view import run_probe
 
-        run_probe(model_path, text, cfg, threads, json_out, warn, notes=note)
+        run_probe(model_path, text, cfg, threads, json_out, warn, notes=note, weights=weights)
         return
     if (
         neuron
@@ -206,11 +211,11 @@ def inspect(
         or find_neurons
         or match
         or html
-        or (state, threshold, page_mb) != (P.state, P.threshold, P.page_mb)
+        or (state, threshold, page_mb, weights) != (P.state, P.threshold, P.page_mb, "f32")
     ):
         raise RnncliError(
-            "--neuron, --state, --top, --find-neurons, --match, --threshold, --html and --page-mb "
-            "look at a text: add --text FILE"
+            "--neuron, --state, --top, --find-neurons, --match, --threshold, --html, --page-mb and "
+            "--weights look at a text: add --text FILE"
         )
     from rnncli.cli.report import describe, render
 
@@ -243,12 +248,17 @@ def bench(
         False, "--tune", help="forget this CPU's measured kernel choices and measure them again"
     ),
     no_tune: bool = no_tune_option(),
+    weights: str = typer.Option(
+        "f32", "--weights", help="the format generation reads its large matrices in: f32, bf16, int8"
+    ),
     json_out: bool = typer.Option(False, "--json", help="print a JSON object"),
 ):
     """Measure training, scoring and generation speed (optionally beside PyTorch)."""
     from rnncli.cli.ui import run_bench
+    from rnncli.kernels.formats import check
     from rnncli.run.bench import MEASURES, expand
 
+    check(weights)
     if tune and no_tune:
         raise RnncliError("--tune and --no-tune: give one or the other")
     if tune:
@@ -263,4 +273,6 @@ def bench(
         )
     options = RunOptions(device=device, threads=threads, tune=not no_tune, notes=note)
     with options.applied():
-        run_bench(expand(config), measure, repeats, threads, against_torch, json_out, device, options.tune)
+        run_bench(
+            expand(config), measure, repeats, threads, against_torch, json_out, device, options.tune, weights
+        )

@@ -77,11 +77,22 @@ def no_tune_option():
     )
 
 
-def load_model(path: str, device: str, threads: int | None = None, no_tune: bool = False):
+def weights_option(default: str = "f32"):
+    return typer.Option(
+        default,
+        "--weights",
+        help="the large matrices as f32 (as trained), bf16 or int8 (a scale per row): fewer bytes a "
+        "token when generating; eval and inspect score the same rounded weights",
+    )
+
+
+def load_model(
+    path: str, device: str, threads: int | None = None, no_tune: bool = False, weights: str = "f32"
+):
     """The model a command reads, through the Python API (validated; kernel notes on stderr)."""
     from rnncli.api.model import load
 
-    return load(path, device, threads=threads, tune=not no_tune, notes=note)
+    return load(path, device, weights=weights, threads=threads, tune=not no_tune, notes=note)
 
 
 def device_option(default: Optional[str] = "auto"):

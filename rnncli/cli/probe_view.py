@@ -79,7 +79,15 @@ def wanted_states(cfg, model_cfg) -> list[tuple[int, str]]:
 
 
 def run_probe(
-    model_path: str, sources: list[str], cfg, threads, json_out: bool, on_warning, tune=True, notes=None
+    model_path: str,
+    sources: list[str],
+    cfg,
+    threads,
+    json_out: bool,
+    on_warning,
+    tune=True,
+    notes=None,
+    weights: str = "f32",
 ) -> None:
     """Load, probe (the API's Model.probe), then show what cfg asks for (and write the page)."""
     from rnncli.api.model import load
@@ -91,7 +99,7 @@ def run_probe(
 
     if cfg.html:
         pathcheck.writable_file(cfg.html, "the page", [model_path, *sources])
-    model = load(model_path, cfg.device, threads=threads, tune=tune, notes=notes)
+    model = load(model_path, cfg.device, weights=weights, threads=threads, tune=tune, notes=notes)
     cfg.check_model(model.config)
     data = text_for(
         model.tokenizer, read_bytes(sources), "the text", "; this model reads text, not arbitrary bytes"

@@ -124,20 +124,27 @@ def run_bench(
     json_out: bool,
     device: str = "auto",
     tune: bool = True,
+    weights: str = "f32",
 ):
-    """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout."""
+    """Run `rnncli bench`, printing progress on stderr and the results table (or JSON) on stdout.
+    weights: the format generation reads (kernels/formats.py)."""
     import os
 
+    from rnncli.base.errors import RnncliError
     from rnncli.kernels.device import backend
     from rnncli.run import bench
 
     device = backend(device).NAME  # auto resolved here, once, for every child process
+    if weights != "f32" and device != "cpu":
+        raise RnncliError(
+            f"--weights {weights}: the GPU decoder reads float32 weights only; use --device cpu"
+        )
 
     err = Console(stderr=True, soft_wrap=True)
     notice_compiling("sequence_backward")
     rate, memory = bench.matmul_gflops(threads, device), bench.memory_gb_per_s()
     rows = []
-    for row in bench.run(configs, measures, repeats, threads, against_torch, device, tune):
+    for row in bench.run(configs, measures, repeats, threads, against_torch, device, tune, weights):
         rows.append(row)
         err.print(f"  {row['config']:<12} {row['measure']:<9} {row['impl']:<7} {row['rate']:>12,.0f}/s")
     from rnncli.base.machine import cpu_description
@@ -152,6 +159,7 @@ def run_bench(
         "memory_gb_per_s": memory,
         "repeats": repeats,
         "device": device,
+        "weights": weights,
     }
     if json_out:
         print(json.dumps({"machine": machine, "results": rows}))
@@ -160,6 +168,7 @@ def run_bench(
 
     pairs = ", ratio: median of each repeat's pair" if against_torch else ""
     where = f"{cpu}, {lanes}-float vectors, {machine['threads']} threads" if device == "cpu" else "CUDA GPU"
+    where += f", generating from {weights} weights" if weights != "f32" else ""
     table = Table(
         title=f"rnncli bench: {where}, float32 sgemm {rate:.0f} GFLOP/s, one core's memory "
         f"{memory:.1f} GB/s, medians of {repeats}{pairs}",

@@ -17,12 +17,14 @@ from rnncli.model.params import Params
 
 
 class Model:
-    """A network (its Params, on a backend) plus the scratch memory to run it on (T, B) windows."""
+    """A network (its Params, on a backend) plus the scratch memory to run it on (T, B) windows.
+    weights: the format generation reads its large matrices in (kernels/formats.py: f32, bf16,
+    int8); a model loaded in a narrow format holds them round-tripped (store/load.py)."""
 
-    def __init__(self, params: Params, backend=None):
+    def __init__(self, params: Params, backend=None, weights: str = "f32"):
         if backend is None:
             from rnncli.kernels.cpu import backend
-        self.K = backend
+        self.K, self.weights = backend, weights
         self.params = params if params.backend is backend else params.to(backend)
         self.cfg = params.cfg
         self.scratch = backend.Scratch()

@@ -38,12 +38,24 @@ class BenchConfig:
         window = (self.batch * self.seq if what in ("train", "eval") else math.inf) if executed else None
         return 2.0 * self.model.macs_per_token(window, training=what == "train")
 
-    def weight_bytes(self, executed: bool = True) -> int:
+    def weight_bytes(self, executed: bool = True, fmt: str = "f32") -> int:
         """Bytes of weights read per generated token, the embedding table left out (a token reads one
-        row of it); executed: as rnncli reads them, a row of layer 0's (V, G) table for its W_ih."""
+        row of it); executed: as rnncli reads them, a row of layer 0's (V, G) table for its W_ih,
+        and the matrices formats.narrow_names lists in `fmt` (kernels/formats.py), scales included;
+        else every weight as float32."""
+        from rnncli.kernels import formats
+
         m = self.model
         nominal = 4 * (m.n_params - m.vocab_size * m.embed)
-        return nominal - 4 * m.gate_width * (m.embed - 1) if executed else nominal
+        if not executed:
+            return nominal
+        shapes = dict(m.tensor_shapes())
+        narrow = [shapes[name] for name in formats.narrow_names(m.layers)]
+        return (
+            nominal
+            - 4 * m.gate_width * (m.embed - 1)
+            - sum(4 * N * K - formats.matrix_bytes(N, K, fmt) for N, K in narrow)
+        )
 
 
 def _configs() -> dict[str, BenchConfig]:
@@ -73,7 +85,7 @@ class Ours:
 
     name = "rnncli"
 
-    def __init__(self, cfg: BenchConfig, threads: int | None, device: str = "cpu"):
+    def __init__(self, cfg: BenchConfig, threads: int | None, device: str = "cpu", weights: str = "f32"):
         from rnncli.kernels.device import backend
         from rnncli.model.model import Model
         from rnncli.model.params import init_params
@@ -82,7 +94,7 @@ class Ours:
         self.threads, self.K = threads, backend(device)
         rng = np.random.default_rng(0)
         self.cfg = cfg
-        self.model = Model(init_params(cfg.model, rng), self.K)
+        self.model = Model(init_params(cfg.model, rng), self.K, weights)  # (generation reads it narrow)
         self.step = TrainStep(self.model, TrainConfig(), cfg.batch)  # (its state carried from step to step)
         V = cfg.model.vocab_size
         self.ids = rng.integers(0, V, (cfg.seq, cfg.batch))
@@ -193,7 +205,13 @@ def expand(names: list[str]) -> list[str]:
 
 
 def _child(
-    impl: str, name: str, measures: list[str], threads: int | None, device: str, tune: bool = True
+    impl: str,
+    name: str,
+    measures: list[str],
+    threads: int | None,
+    device: str,
+    tune: bool = True,
+    weights: str = "f32",
 ) -> list[dict]:
     """One implementation on one configuration, in a fresh process: two libraries' OpenMP pools in
     one process slow each other down (seen: PyTorch's small RNN 20x slower after a Numba kernel)."""
@@ -211,6 +229,7 @@ def _child(
         str(threads or 0),
         device,
         str(int(tune)),
+        weights,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)
     if done.returncode != 0:
@@ -229,12 +248,14 @@ def run(
     against_torch: bool,
     device: str = "cpu",
     tune: bool = True,
+    weights: str = "f32",
 ):
     """Yield one result dict per (config, measurement, implementation). Each repeat runs every
     implementation in turn, so that both see the same machine state, the first in one repeat last
     in the next; rates are medians, and rnncli's rows carry `ratio`, the median over repeats of
     rnncli's rate / PyTorch's. gflops: the work each side executes (rnncli's layer 0 by its
-    table); gflops_nominal: the model's; weight_gb_per_s: the weights each side reads a character."""
+    table); gflops_nominal: the model's; weight_gb_per_s: the weight bytes each side reads a
+    character, a second (rnncli's generation in the format `weights`; PyTorch's in float32)."""
     impls = ["rnncli"] + (["torch"] if against_torch else [])
     for name in names:
         cfg = CONFIGS[name]
@@ -243,13 +264,14 @@ def run(
             order = impls if i % 2 == 0 else impls[::-1]  # each side goes first in every other repeat
             for w in what:  # each measurement in a fresh process, set up as its command sets up
                 for impl in order:
-                    for r in _child(impl, name, [w], threads, device, tune):
+                    for r in _child(impl, name, [w], threads, device, tune, weights):
                         found.setdefault((impl, r["measure"]), []).append(r)
         for w in what:
             for impl in impls:
                 rs = found[(impl, w)]
                 rate = statistics.median(r["rate"] for r in rs)
                 executed = impl == "rnncli"  # (PyTorch runs the model's products as written)
+                read = cfg.weight_bytes(executed, weights if executed else "f32")
                 row = {
                     "config": name,
                     "measure": w,
@@ -259,7 +281,8 @@ def run(
                     "warmup_s": rs[0]["warmup_s"],
                     "gflops": rate * cfg.flops_per_token(w, executed) / 1e9,
                     "gflops_nominal": rate * cfg.flops_per_token(w, False) / 1e9,
-                    "weight_gb_per_s": rate * cfg.weight_bytes(executed) / 1e9 if w == "generate" else None,
+                    "weight_gb_per_s": rate * read / 1e9 if w == "generate" else None,
+                    "weights": weights if executed and w in GENERATE else "f32",
                 }
                 if impl == "rnncli" and against_torch:
                     # each repeat's two runs are neighbours in time: their ratio is less exposed to
@@ -277,11 +300,12 @@ if __name__ == "__main__":
 
     impl_name, config_name, measures, n_threads = sys.argv[1:5]
     device_name = sys.argv[5] if len(sys.argv) > 5 else "cpu"
+    fmt_name = sys.argv[7] if len(sys.argv) > 7 else "f32"
     if impl_name == "torch":
         from rnncli.run.bench_torch import Theirs as Impl
     else:
         Impl = Ours
     bench_cfg = CONFIGS[config_name]
     with tuning.configured(len(sys.argv) <= 6 or sys.argv[6] == "1"):  # (the parent's --no-tune)
-        side = Impl(bench_cfg, int(n_threads) or None, device_name)
+        side = Impl(bench_cfg, int(n_threads) or None, device_name, *([fmt_name] if Impl is Ours else []))
         print(json.dumps([dict(rates(side, bench_cfg, m), measure=m) for m in measures.split(",")]))

@@ -45,13 +45,16 @@ class Decoder:
         K, p, c = model.K, model.params, model.cfg
         small = c.vocab_size * c.gate_width <= TABLE_LIMIT
         table0 = model.layer0_table() if small else K.zeros((0, c.gate_width))
-        # laid out by the backend, from the arrays it holds (on the GPU: on the device)
+        # laid out by the backend, from the arrays it holds (on the GPU: on the device), the large
+        # matrices in the model's format (kernels/formats.py)
+        self.fmt = model.weights
         self.weights = K.decoder_weights(
             [p.layer(k) for k in range(c.layers)],
             p["embedding.weight"],
             table0,
             p["head.weight"],
             p["head.bias"],
+            self.fmt,
         )
         self.K, self.cell, self.mcfg, self.cfg, self.threads = K, c.cell_code, c, cfg, threads
         self.recent = cfg.repeat_last_n if cfg.repeat_penalty != 1.0 else 0  # tokens the penalty looks at
@@ -67,7 +70,7 @@ class Decoder:
     def restart(self, streams, root: np.random.SeedSequence | None = None) -> None:
         """Fresh rows, one per random stream, on the same weights (the next batch of answers)."""
         self.rngs = [row_rng(self.cfg.rng_seed, i, root) for i in streams]
-        self.plan = self.K.prepare_decoding(self.mcfg, len(self.rngs), self.threads)
+        self.plan = self.K.prepare_decoding(self.mcfg, len(self.rngs), self.threads, self.fmt)
         self.h, self.c, self.rows = self._state(len(self.rngs))
 
     def _state(self, B: int):
@@ -105,7 +108,7 @@ class Decoder:
                 check_ids(ids, self.mcfg.vocab_size)
                 state = self._state(1)
                 self.K.feed(
-                    self.K.prepare_decoding(self.mcfg, 1, None),
+                    self.K.prepare_decoding(self.mcfg, 1, None, self.fmt),
                     self.cell,
                     self.weights,
                     *state,

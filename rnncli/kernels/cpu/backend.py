@@ -19,6 +19,7 @@ from rnncli.kernels.api import API
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
+from rnncli.kernels.cpu.narrow import ONE, SPREAD, WIDE
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
@@ -31,6 +32,9 @@ SHARE_ROWS_BELOW = 1 << 18
 # A layer's time loop shares each step's product by columns above this many bytes of W_hh, given
 # at least COLUMNS_ROWS rows of the batch a thread (_by_columns).
 COLUMNS_ABOVE, COLUMNS_ROWS = 1 << 20, 32
+# From this many weights in a matrix (N x K) on, one row's product by narrow weights is shared among
+# the kernel threads by outputs (narrow.SPREAD); below, a launch costs more than the second core gives.
+SPREAD_FROM = 1 << 18
 
 # the kernel API: kernels/cuda/backend.py exports the same names with the same parameters
 # (tests/cuda/test_api.py)
@@ -217,33 +221,43 @@ def sum_squares(x) -> float:
 
 
 # --- generation ----------------------------------------------------------------------------------
-def prepare_decoding(model_cfg, rows: int, n_threads: int | None):
+def prepare_decoding(model_cfg, rows: int, n_threads: int | None, fmt: str = "f32"):
     """How `rows` rows are decoded: (the kernel threads sharing them, each product's path). One
     row, or large products that only BLAS runs well on this CPU: one thread drives BLAS, which
     threads the products itself on `n_threads`. Otherwise each kernel thread takes a share of the
-    rows and runs every product by the path measured for its shape in a step (tune.py)."""
+    rows and runs every product by the path measured for its shape in a step (tune.py). With
+    narrow weights (fmt bf16 or int8) those products go by narrow.py's kernels: one row by tiles in
+    one thread, or shared among the threads by outputs from SPREAD_FROM weights on; more rows by
+    blocks of the weights widened for BLAS (WIDE)."""
     from threadpoolctl import threadpool_limits
 
     L = model_cfg.layers
+    G, H, E, V = model_cfg.gate_width, model_cfg.hidden, model_cfg.embed, model_cfg.vocab_size
+    shapes = [(G, E)] + [(G, H)] * (2 * L - 1) + [(V, H)]  # inputs and recurrences, then the head
     if rows == 1:
-        return 1, _decode.blas_paths(L)
+        paths = _decode.blas_paths(L)
+        if fmt != "f32":  # (on the kernel threads there are: streaming leaves their number alone)
+            for i, (N, K) in enumerate(shapes[1:], 1):
+                paths[i] = SPREAD if threads() > 1 and N * K >= SPREAD_FROM else ONE
+        return 1, paths
     use_threads(n_threads)
     parts = min(threads(), rows)
-    G, H, E, V = model_cfg.gate_width, model_cfg.hidden, model_cfg.embed, model_cfg.vocab_size
-    shapes = [(G, E)] + [(G, H)] * (2 * L - 1)  # inputs and recurrences, then the head
+    if fmt != "f32":
+        return parts, np.array([_path(rows, G, E, 2 * L)] + [WIDE] * (2 * L), np.int64)
     # measured as a step runs them: each among the step's 2L layer products, which share the caches
-    paths = np.array([_path(rows, N, K, 2 * L) for N, K in shapes] + [_path(rows, V, H)], np.int64)
+    paths = np.array([_path(rows, N, K, 2 * L) for N, K in shapes[:-1]] + [_path(rows, V, H)], np.int64)
     if parts > 1 and (paths.any() or model_cfg.gates * H * H < SHARE_ROWS_BELOW):
         return parts, paths
     threadpool_limits(thread_count(n_threads), user_api="blas")
     return 1, _decode.blas_paths(L)
 
 
-def decoder_weights(layers, emb, table0, head_weight, head_bias):
+def decoder_weights(layers, emb, table0, head_weight, head_bias, fmt: str = "f32"):
     """The decoder's Weights (kernels/decoding.py) from each layer's (W_ih, W_hh, b_ih, b_hh), the
     embedding, layer 0's token table ((0, G) for none) and the head: stacked per layer, transposed
-    and with padded rows, as cpu/decode.py's products read them."""
-    return _decode.layout(layers, emb, table0, head_weight, head_bias)
+    and with padded rows, as cpu/decode.py's products read them; the large matrices in `fmt`
+    (kernels/formats.py: f32, bf16, int8)."""
+    return _decode.layout(layers, emb, table0, head_weight, head_bias, fmt)
 
 
 def feed(plan, cell: int, w, h, c, r, prompt) -> None:

@@ -7,44 +7,53 @@ chose for its shape, as the training drivers do; kernels/cpu/backend.py's prepar
 
 The cell math is the same forward_step the training driver uses, run on (B, H) rows in place.
 Weights arrive stacked per layer, in both layouts the products read (`layout` builds them; the
-records are kernels/decoding.py's).
+records are kernels/decoding.py's), or with the large matrices narrow (bf16, int8), in the row
+layout alone, for narrow.py's products, which widen them in registers.
 """
 
 import numpy as np
 from numba import prange
 
+from rnncli.kernels import formats
 from rnncli.kernels.cells import forward_step
 from rnncli.kernels.cpu.gemm import BLAS, padded, product
+from rnncli.kernels.cpu.narrow import product_any
 from rnncli.kernels.cpu.steps import _share
 from rnncli.kernels.decoding import Rows, Weights  # noqa: F401 (Rows: for this decoder's callers)
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
 
+_EMPTY = np.zeros((0, 0), np.float32)
 
-def layout(layers, emb, table0, head_weight, head_bias) -> Weights:
+
+def layout(layers, emb, table0, head_weight, head_bias, fmt: str = "f32") -> Weights:
     """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
-    ((0, G) for none) and the head (the CPU backend's decoder_weights)."""
+    ((0, G) for none) and the head (the CPU backend's decoder_weights). fmt (kernels/formats.py): the
+    matrices formats.narrow_names lists are kept in it, rows padded, with no transposes."""
     c = np.ascontiguousarray
-    W_ih = (
-        np.stack([w[0] for w in layers[1:]])
-        if len(layers) > 1
-        else np.zeros((0,) + layers[0][1].shape, np.float32)
-    )
+    L, (G, H) = len(layers), layers[0][1].shape
+    W_ih = np.stack([w[0] for w in layers[1:]]) if L > 1 else np.zeros((0, G, H), np.float32)
     W_hh = np.stack([w[1] for w in layers])
+    narrow = [formats.compress(W, fmt) for W in (W_ih, W_hh, head_weight)]
+    # (f32, bf16: no scales, as arrays of the same number of dimensions with no columns)
+    scales = [s if s is not None else np.zeros(Q.shape[:-2] + (0,), np.float32) for Q, s in narrow]
+    if fmt == "f32":
+        W_ihT, W_hhT, W_outT = c(W_ih.transpose(0, 2, 1)), c(W_hh.transpose(0, 2, 1)), c(head_weight.T)
+    else:  # (the narrow products read only the padded rows; a layer's empty transpose is still there)
+        W_ihT, W_hhT, W_outT = np.zeros((L - 1, 0, 0), np.float32), np.zeros((L, 0, 0), np.float32), _EMPTY
     return Weights(
         c(table0, dtype=np.float32),
         c(emb),
         c(layers[0][0].T),
-        c(W_ih.transpose(0, 2, 1)),
-        c(W_hh.transpose(0, 2, 1)),
+        W_ihT,
+        W_hhT,
         np.stack([w[2] for w in layers]),
         np.stack([w[3] for w in layers]),
-        c(head_weight.T),
+        W_outT,
         head_bias.copy(),
         padded(layers[0][0]),
-        padded(W_ih),
-        padded(W_hh),
-        padded(head_weight),
+        *(padded(Q) for Q, _ in narrow),
+        *scales,
     )
 
 
@@ -57,7 +66,8 @@ def blas_paths(layers: int) -> np.ndarray:
 def step(cell, w, paths, h, c, r, b0, b1):
     """Advance every layer of rows b0..b1 by their tokens r.toks[b] and leave the next token's
     logits in r.logits[b0:b1]. h, c (L, B, H) are updated in place; the tokens join r.recent.
-    paths (2L + 1,): each layer's input and recurrent product's path, then the head's."""
+    paths (2L + 1,): each layer's input and recurrent product's path, then the head's (gemm.PATHS,
+    or for narrow weights narrow.ONE, SPREAD or WIDE)."""
     L = h.shape[0]
     G = r.gx.shape[1]
     R = r.recent.shape[1]
@@ -82,11 +92,12 @@ def step(cell, w, paths, h, c, r, b0, b1):
                         r.x[b, e] = w.emb[r.toks[b], e]
                 product(r.x[b0:b1], w.W_ih0, w.W_ih0T, gx, paths[0])
             else:
-                product(h[layer - 1, b0:b1], w.W_ih[layer - 1], w.W_ihT[layer - 1], gx, paths[2 * layer])
+                W, WT, scale = w.W_ih[layer - 1], w.W_ihT[layer - 1], w.s_ih[layer - 1]
+                product_any(h[layer - 1, b0:b1], W, WT, scale, gx, paths[2 * layer])
             for b in range(b0, b1):
                 for j in range(G):
                     r.gx[b, j] += w.b_ih[layer, j]
-        product(h[layer, b0:b1], w.W_hh[layer], w.W_hhT[layer], gh, paths[2 * layer + 1])
+        product_any(h[layer, b0:b1], w.W_hh[layer], w.W_hhT[layer], w.s_hh[layer], gh, paths[2 * layer + 1])
         hl, cl = h[layer, b0:b1], c[layer, b0:b1]
         if cell == 0:  # the rnn's new h reads nothing of the old: in place costs nothing
             forward_step(cell, gx, gh, w.b_hh[layer], hl, cl, hl, cl, r.act[b0:b1])
@@ -100,7 +111,7 @@ def step(cell, w, paths, h, c, r, b0, b1):
                 hl[b, j] = hn[b, j]
             for j in range(cn.shape[1]):
                 cl[b, j] = cn[b, j]
-    product(h[L - 1, b0:b1], w.W_out, w.W_outT, r.logits[b0:b1], paths[2 * L])
+    product_any(h[L - 1, b0:b1], w.W_out, w.W_outT, w.s_out, r.logits[b0:b1], paths[2 * L])
     for b in range(b0, b1):
         for v in range(r.logits.shape[1]):
             r.logits[b, v] += w.b_out[v]

@@ -17,10 +17,15 @@ the kernels are compiled for, a constant fixed at compile time (`_vector_registe
 
 The kernels take whole C-contiguous arrays and offsets rather than slices: LLVM vectorizes the
 inner loops only when it knows the rows are contiguous and the indices non-negative.
+
+matmul_nt reads W of any format generation keeps (kernels/formats.py): each weight goes through
+`widen`, which is nothing for float32 and, for bf16 (uint16) or int8, turns it into a float32 in
+registers (kernels/cpu/narrow.py applies int8's row scales).
 """
 
 import llvmlite.binding as llvm
 import numpy as np
+from llvmlite import ir
 from numba import prange, types
 from numba.core import config
 from numba.core.codegen import get_host_cpu_features
@@ -40,7 +45,7 @@ PAD = 16  # floats added to each row of a W the dot-product kernel reads
 def padded(W: np.ndarray) -> np.ndarray:
     """W (..., N, K) as the dot-product kernel reads it best: C-contiguous, each row PAD floats longer
     (unused), since rows a multiple of 4 KiB apart would map a tile's rows onto the same L1 sets."""
-    out = np.zeros(W.shape[:-1] + (W.shape[-1] + PAD,), np.float32)
+    out = np.zeros(W.shape[:-1] + (W.shape[-1] + PAD,), W.dtype)
     out[..., : W.shape[-1]] = W
     return out
 
@@ -67,6 +72,27 @@ def _vector_registers(typingctx):
     return types.intp(), codegen
 
 
+@intrinsic
+def widen(typingctx, q):
+    """A weight as float32, whatever format holds it: float32 as it is; bf16 (uint16: a float32's upper
+    half) shifted into the upper half of a 32-bit word and read as float32 (exact); int8 converted
+    (its row's scale is applied to the finished sum). In a loop, LLVM vectorizes these as vpmovzxwd +
+    vpslld and vpmovsxbd + vcvtdq2ps on x86."""
+    if q not in (types.float32, types.uint16, types.int8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        (x,) = args
+        if q == types.uint16:
+            word = builder.shl(builder.zext(x, ir.IntType(32)), ir.Constant(ir.IntType(32), 16))
+            return builder.bitcast(word, ir.FloatType())
+        if q == types.int8:
+            return builder.sitofp(x, ir.FloatType())
+        return x
+
+    return types.float32(q), codegen
+
+
 @kernel(reassociate=True)
 def _tile(A, i, W, j, C):
     """C[i:i+2, j:j+8] = A[i:i+2] . W[j:j+8], each pair of rows dotted."""
@@ -74,8 +100,8 @@ def _tile(A, i, W, j, C):
     s10 = s11 = s12 = s13 = s14 = s15 = s16 = s17 = np.float32(0.0)
     for k in range(A.shape[1]):
         a0, a1 = A[i, k], A[i + 1, k]
-        w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
-        w4, w5, w6, w7 = W[j + 4, k], W[j + 5, k], W[j + 6, k], W[j + 7, k]
+        w0, w1, w2, w3 = widen(W[j, k]), widen(W[j + 1, k]), widen(W[j + 2, k]), widen(W[j + 3, k])
+        w4, w5, w6, w7 = widen(W[j + 4, k]), widen(W[j + 5, k]), widen(W[j + 6, k]), widen(W[j + 7, k])
         s00 += a0 * w0
         s01 += a0 * w1
         s02 += a0 * w2
@@ -116,7 +142,7 @@ def _tile4(A, i, W, j, C):
     s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = np.float32(0.0)
     for k in range(A.shape[1]):
         a0, a1 = A[i, k], A[i + 1, k]
-        w0, w1, w2, w3 = W[j, k], W[j + 1, k], W[j + 2, k], W[j + 3, k]
+        w0, w1, w2, w3 = widen(W[j, k]), widen(W[j + 1, k]), widen(W[j + 2, k]), widen(W[j + 3, k])
         s00 += a0 * w0
         s01 += a0 * w1
         s02 += a0 * w2
@@ -133,14 +159,14 @@ def _tile4(A, i, W, j, C):
 def _dot(A, i, W, j):
     s = np.float32(0.0)
     for k in range(A.shape[1]):
-        s += A[i, k] * W[j, k]
+        s += A[i, k] * widen(W[j, k])
     return s
 
 
 @kernel
 def matmul_nt(A, W, C, tile=8):
     """C = A @ W.T for A (M, K), W (N, K), C (M, N), all C-contiguous; single-threaded; tiles of
-    2 rows by `tile` (8 or 4) rows of W."""
+    2 rows by `tile` (8 or 4) rows of W, which may be float32, bf16 or int8 (widen; unscaled)."""
     M, K = A.shape
     N = W.shape[0]
     Nt = N - N % tile

@@ -59,11 +59,14 @@ def scratch_bytes(model_cfg, T: int, B: int, training: bool, n_threads: int | No
     return 4 * model_cfg.layers * model_cfg.hidden * model_cfg.gate_width
 
 
-def decoder_weights(layers, emb, table0, head_weight, head_bias) -> Weights:
+def decoder_weights(layers, emb, table0, head_weight, head_bias, fmt: str = "f32") -> Weights:
     """The decoder's Weights (kernels/decoding.py) laid out on the device from device arrays (the
     model's own parameters): each layer's (W_ih, W_hh, b_ih, b_hh) stacked and transposed by
     kernels, as cuda/generate.py's products read them; no host round trip. The CPU's padded row
-    layouts are left empty: this decoder reads only the transposes."""
+    layouts and narrow scales are left empty: this decoder reads only the float32 transposes
+    (fmt: f32 only; store/load.py refuses narrow weights on the GPU before any of this)."""
+    if fmt != "f32":
+        raise ValueError(f"the GPU decoder reads float32 weights, not {fmt}")
     L, (G, H), (V, E) = len(layers), layers[0][1].shape, emb.shape
     W_ih0T, W_ihT, W_hhT = empty((E, G)), empty((L - 1, H, G)), empty((L, H, G))
     b_ih, b_hh, W_outT = empty((L, G)), empty((L, G)), empty((H, V))
@@ -89,6 +92,9 @@ def decoder_weights(layers, emb, table0, head_weight, head_bias) -> Weights:
         empty((0, 0, 0)),
         empty((0, 0, 0)),
         empty((0, 0)),
+        empty((0, 0)),
+        empty((0, 0)),
+        empty(0),
     )
 
 

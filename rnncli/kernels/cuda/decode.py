@@ -39,9 +39,14 @@ class DecodePlan:
         return a
 
 
-def prepare_decoding(model_cfg, rows: int, n_threads: int | None, *, block: int | None = None) -> DecodePlan:
+def prepare_decoding(
+    model_cfg, rows: int, n_threads: int | None, fmt: str = "f32", *, block: int | None = None
+) -> DecodePlan:
     """The plan for `rows` rows (one block each; `n_threads`, the CPU's thread count, is unused).
-    block: threads per block, a multiple of 32 (default MAX_THREADS)."""
+    fmt: f32 only (store/load.py refuses narrow weights on the GPU first). block: threads per
+    block, a multiple of 32 (default MAX_THREADS)."""
+    if fmt != "f32":
+        raise ValueError(f"the GPU decoder reads float32 weights, not {fmt}")
     nt = block or MAX_THREADS
     if nt % 32 or not 32 <= nt <= 1024:
         raise ValueError(f"threads per block must be a multiple of 32 in [32, 1024], not {nt}")
