@@ -124,14 +124,15 @@ def test_the_fallback_sgemv_is_row_major_cblas(trans):
     np.testing.assert_allclose(y, 2.0 * ((A.T if trans else A).astype(np.float64) @ x) + 0.5, atol=1e-5)
 
 
-def test_cached_kernels_run_on_the_fallback_too(tmp_path):
+def test_cached_kernels_run_on_the_fallback_too():
     """RNNCLI_BLAS=numba binds the symbols to the fallback; kernels compiled and cached beside
-    the other binding load and give the same products."""
+    the other binding load and give the same products. (The session's cache, where the test above
+    has compiled them: a cache of its own compiled every layout's product again, a minute of CPU.)"""
     script = (
         "import numpy as np; from tests.test_blas import test_every_layout_and_shape_matches_float64 as t; "
         "from rnncli.kernels.cpu import blas; t(32, 70, 65); t(1, 9, 4); print(blas.SOURCE)"
     )
-    env = dict(os.environ, RNNCLI_CACHE_DIR=str(tmp_path))
+    env = dict(os.environ)
     first = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     second = subprocess.run(
