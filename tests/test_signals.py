@@ -20,21 +20,16 @@ CORPUS = str(ROOT / "sample_corpora" / "forecasts.txt")
 TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "8"]
 
 
+def _long_run(out: Path, **kw) -> subprocess.Popen:
+    """A training of a tiny model far longer than the test, a JSON line a step on its stdout."""
+    args = ("train", CORPUS, *TINY, "--steps", "100000", "--json", "--out", str(out))
+    return rnncli_popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw)
+
+
 @pytest.mark.parametrize("sig,code", [("SIGINT", 130), ("SIGTERM", 143), ("SIGHUP", 129)])
 def test_a_stop_signal_saves_and_says_how_to_resume(tmp_path, sig, code):
     out = tmp_path / "m.safetensors"
-    p = rnncli_popen(
-        "train",
-        CORPUS,
-        *TINY,
-        "--steps",
-        "100000",
-        "--json",
-        "--out",
-        str(out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    p = _long_run(out)
     first = json.loads(p.stdout.readline())
     assert first["event"] == "recipe"  # (the automatic recipe: said once, with the first step)
     assert json.loads(p.stdout.readline())["step"] == 1  # training is under way
@@ -134,18 +129,7 @@ def test_stale_temporaries_are_removed_by_the_next_run(tmp_path):
 
 def test_a_second_run_on_the_same_checkpoint_refuses(tmp_path):
     out = tmp_path / "m.safetensors"
-    first = rnncli_popen(
-        "train",
-        CORPUS,
-        *TINY,
-        "--steps",
-        "100000",
-        "--json",
-        "--out",
-        str(out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
+    first = _long_run(out)
     try:
         first.stdout.readline()
         code, _, err = run_cli("train", CORPUS, *TINY, "--steps", "2", "--out", str(out))
@@ -166,19 +150,7 @@ def test_a_signal_ignored_at_start_stays_ignored(tmp_path):
     """Under nohup (SIGHUP ignored) a hang-up must not stop the run: two more steps come after it (a
     handled stop signal ends the run after the step under way)."""
     out = tmp_path / "m.safetensors"
-    p = rnncli_popen(
-        "train",
-        CORPUS,
-        *TINY,
-        "--steps",
-        "100000",
-        "--json",
-        "--out",
-        str(out),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN),
-    )
+    p = _long_run(out, preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_IGN))
     p.stdout.readline()
     assert json.loads(p.stdout.readline())["step"] == 1  # training is under way
     p.send_signal(signal.SIGHUP)
