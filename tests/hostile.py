@@ -1,13 +1,16 @@
 """Hostile checkpoints for tests: a real one taken apart, edited, and put back together with its
 checksums recomputed (an adversary's file, which validation must catch) or left as they were (a
-damaged file, which the checksums must catch); and the CLI run in this process, output captured."""
+damaged file, which the checksums must catch); and the CLI run in this process, output captured, or in
+a child process as a shell starts it."""
 
 from __future__ import annotations
 
 import contextlib
 import io
 import json
+import signal
 import struct
+import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -78,3 +81,18 @@ def assert_clean(code: int, err: str, allowed=(0, 1)) -> None:
     if code != 0:
         lines = err.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("rnncli: error: "), err
+
+
+def _as_from_a_shell():
+    """The stop signals as a shell leaves them to a command it starts: handled by default and not
+    blocked, whatever an earlier test left in this worker (a signal ignored or blocked there would
+    be ignored or blocked in the child too)."""
+    stops = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, stops)
+    for sig in stops:
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def rnncli_popen(*args, **kw):
+    kw.setdefault("preexec_fn", _as_from_a_shell)
+    return subprocess.Popen([sys.executable, "-m", "rnncli", *args], **kw)
