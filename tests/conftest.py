@@ -13,8 +13,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # Two test workers share two cores, each process with two kernel threads: waiting threads sleep
-# instead of spinning (libgomp's default) on a core the other worker needs. About 20% off the
-# training-heavy tests on 2 Zen 3 cores; what the kernels compute is the same. (Before any kernel
+# instead of spinning (libgomp's default) on a core the other worker needs: 11-24% off the wall time
+# of test_distributed, test_cli and test_signals on 2 Zen 3 cores; the sums are the same. (Before any kernel
 # runs, so the processes the tests start inherit it.)
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
