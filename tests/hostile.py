@@ -94,5 +94,6 @@ def _as_from_a_shell():
 
 
 def rnncli_popen(*args, **kw):
+    """`rnncli ARGS` in a child process started as a shell starts it (Popen's keywords pass through)."""
     kw.setdefault("preexec_fn", _as_from_a_shell)
     return subprocess.Popen([sys.executable, "-m", "rnncli", *args], **kw)
