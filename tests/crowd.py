@@ -24,21 +24,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
 RECORD = "RNNCLI_TEST_CROWD"  # (the folder the warm-up left the crowd's results in)
-TINY = ["--hidden", "16", "--embed", "8", "--batch", "4", "--seq", "8", "--rng-seed", "3"]
+TINY = [
+    "--hidden",
+    "16",
+    "--embed",
+    "8",
+    "--batch",
+    "4",
+    "--seq",
+    "8",
+    "--rng-seed",
+    "3",
+    "--recipe",
+    "plain",
+]
 NAMES = ("train", "eval", "generate")
 
 
 def commands(folder: Path, out: str = "train.safetensors") -> dict[str, list[str]]:
-    """Each member's argv: a 3-step training of its own into folder/out, and the golden GRU scored,
-    sampled from and looked inside, on the golden corpus."""
+    """Each member's argv: a 3-step training of its own into folder/out, and the golden GRU scored on
+    the golden corpus and sampled from."""
     text, model = str(GOLDEN / "corpus.txt"), str(GOLDEN / "char_gru.safetensors")
     return {
         "train": [
             "train",
             text,
             *TINY,
-            "--recipe",
-            "plain",
             "--steps",
             "3",
             "--json",
@@ -50,9 +61,9 @@ def commands(folder: Path, out: str = "train.safetensors") -> dict[str, list[str
     }
 
 
-def rnncli(argv: list[str], env: dict, **kw) -> subprocess.Popen:
+def rnncli(argv: list[str], env: dict) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "rnncli", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kw
+        [sys.executable, "-m", "rnncli", *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
 
 
@@ -84,19 +95,19 @@ def run(folder: Path, env: dict, then: tuple = ()) -> dict:
         rnncli(list(argv), env).communicate(timeout=900)
     for name in ("train", "eval"):
         end(name, together[name])
-    codes = {name: end[2] for name, end in ends.items()}
+    codes = {name: result[2] for name, result in ends.items()}
     for name, (out, err, _) in ends.items():
         (folder / f"{name}.out").write_bytes(out)
         (folder / f"{name}.err").write_bytes(err)
-    facts = {"written": len(written), "codes": codes, "cache": str(cache)}
+    facts = {"written": len(written), "codes": codes}
     (folder / "crowd.json").write_text(json.dumps(facts))
     return recorded(folder)
 
 
 def recorded(folder: Path | None = None) -> dict | None:
     """The crowd's results in folder (else in $RNNCLI_TEST_CROWD's, if the warm-up ran it): {"written":
-    files on disk at the kill, "cache": the kernel folder, name: (stdout, stderr, exit status) for
-    each member and for "again", a generate run after them}; None if there are none."""
+    files on disk at the kill, "folder": folder, name: (stdout, stderr, exit status) for each member
+    and for "again", a generate run once the first is done}; None if there are none."""
     folder = folder or (Path(os.environ[RECORD]) if os.environ.get(RECORD) else None)
     if folder is None or not (folder / "crowd.json").is_file():
         return None
@@ -105,7 +116,7 @@ def recorded(folder: Path | None = None) -> dict | None:
         n: ((folder / f"{n}.out").read_bytes(), (folder / f"{n}.err").read_bytes(), code)
         for n, code in facts["codes"].items()
     }
-    return {"written": facts["written"], "cache": Path(facts["cache"]), "folder": folder, **ends}
+    return {"written": facts["written"], "folder": folder, **ends}
 
 
 def kernel_cache(env: dict) -> Path:
