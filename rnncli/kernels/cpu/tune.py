@@ -27,10 +27,17 @@ import time
 from rnncli.base import paths
 from rnncli.base.paths import cache_root
 
-FORMAT = 2  # 2: BLAS through NumPy's OpenBLAS (kernels/cpu/blas.py), whose timings differ
+# 2: BLAS through NumPy's OpenBLAS (kernels/cpu/blas.py), whose timings differ; 3: the paths timed in
+# turns (ROUNDS): files made before hold choices biased against BLAS, measured first
+FORMAT = 3
 SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
 MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chosen (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
+# Timings per path, taken in turns: timed one path after the other, BLAS (the first) ran 4-6x
+# slower than its own later runs in a fresh process on a Zen 3 (7.5-9 ms against 1.5 ms), and the
+# choice for small-gru's batched generation came out cols, rows4 or BLAS run to run: 122-230k
+# characters/s. In turns, each path's best comes from the rounds after the process has settled.
+ROUNDS = 3
 WEIGHT_BYTES = (
     48 << 20
 )  # at most this much in weight matrices taken in turn (beyond, all miss the caches alike)
@@ -160,9 +167,9 @@ def path(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
 
 
 def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
-    """Time every path (best of 3, after a warm-up) and return the fastest, unless the rule's path
-    or else BLAS is within MARGIN of it (ties that the timing cannot split: BLAS, the library,
-    keeps them)."""
+    """Time every path (the best of ROUNDS, the paths taking turns, after a warm-up of each) and
+    return the fastest, unless the rule's path or else BLAS is within MARGIN of it (ties that the
+    timing cannot split: BLAS, the library, keeps them)."""
     import numpy as np
 
     from rnncli.kernels.cpu import gemm
@@ -177,15 +184,16 @@ def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
     )  # (W as the models keep it for these paths)
     C = np.empty((M * parts, N), np.float32)
     reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K * weights)))  # (at a guessed 20 GFLOP/s a thread)
-    best = []
-    for p in range(len(gemm.PATHS)):
-        gemm.time_product(A, W, WT, C, p, 1, parts)  # warm-up (and, on a cold cache, the compile)
-        times = []
-        for _ in range(3):
+    paths = range(len(gemm.PATHS))
+    for p in paths:  # warm-up (and, on a cold cache, the compile)
+        gemm.time_product(A, W, WT, C, p, reps, parts)
+    times = [[] for _ in paths]
+    for _ in range(ROUNDS):  # the paths in turn, round after round
+        for p in paths:
             t0 = clock()
             gemm.time_product(A, W, WT, C, p, reps, parts)
-            times.append(clock() - t0)
-        best.append(min(times))
+            times[p].append(clock() - t0)
+    best = [min(t) for t in times]
     fastest = int(np.argmin(best))
     for near in (int(gemm.rule(N, K)), gemm.BLAS):
         if best[fastest] >= (1 - MARGIN) * best[near]:
