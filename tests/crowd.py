@@ -24,20 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "fixtures" / "golden"
 RECORD = "RNNCLI_TEST_CROWD"  # (the folder the warm-up left the crowd's results in)
-TINY = [
-    "--hidden",
-    "16",
-    "--embed",
-    "8",
-    "--batch",
-    "4",
-    "--seq",
-    "8",
-    "--rng-seed",
-    "3",
-    "--recipe",
-    "plain",
-]
+TINY = "--hidden 16 --embed 8 --batch 4 --seq 8 --rng-seed 3 --recipe plain".split()
 NAMES = ("train", "eval", "generate")
 
 

@@ -33,8 +33,8 @@ FORMAT = 3
 SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
 MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chosen (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
-# Timings per path, taken in turns: timed one path after the other, BLAS (the first) ran 4-6x
-# slower than its own later runs in a fresh process on a Zen 3 (7.5-9 ms against 1.5 ms), and the
+# Timings per path, taken in turns: timed one path after the other, BLAS (the first) ran 3-9x
+# slower than its own later runs in a fresh process on a Zen 3 (6-13 ms against 1.5 ms), and the
 # choice for small-gru's batched generation came out cols, rows4 or BLAS run to run: 122-230k
 # characters/s. In turns, each path's best comes from the rounds after the process has settled.
 ROUNDS = 3
