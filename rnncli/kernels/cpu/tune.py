@@ -1,8 +1,8 @@
 """Measured, not assumed: which path each recurrent product takes on this CPU.
 
 The recurrent product of a step, C (M, N) = A (M, K) @ W.T with M the rows one thread owns, can go
-four ways (kernels/cpu/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W, or
-our row-building kernel. Which is fastest depends on the shape and on the CPU (its vector width,
+five ways (kernels/cpu/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W,
+our row-building kernel, or, in a layer's time loop, our outer-product kernel on W packed once. Which is fastest depends on the shape and on the CPU (its vector width,
 its registers, its caches). The first time a shape is met on a machine, each path is timed as the
 sequence drivers run it (every thread on its own rows at once; about 0.1 s a shape, silently: a first
 run says it is compiling and timing the kernels) and the fastest is kept in
@@ -28,8 +28,9 @@ from rnncli.base import paths
 from rnncli.base.paths import cache_root
 
 # 2: BLAS through NumPy's OpenBLAS (kernels/cpu/blas.py), whose timings differ; 3: the paths timed in
-# turns (ROUNDS): files made before hold choices biased against BLAS, measured first
-FORMAT = 3
+# turns (ROUNDS): files made before hold choices biased against BLAS, measured first; 4: the packed
+# path (kernels/cpu/packed.py), which files made before never measured
+FORMAT = 4
 SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
 MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chosen (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
@@ -151,47 +152,54 @@ def _remove(path, folder_only: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
-def path(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
+def path(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True) -> int:
     """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T, with `weights` such
-    products taken in turn (1: a layer's time loop; generation's step goes through several)."""
+    products taken in turn (1: a layer's time loop; generation's step goes through several), by
+    packed weights too if `packed` (generation keeps none)."""
     from rnncli.kernels.cpu import gemm
 
     if not enabled() or N * K < SMALL or M < 1:
         return int(gemm.rule(N, K))
     table = _load()
-    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "")
+    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "") + ("" if packed else ",flat")
     if key not in table:
-        table[key] = gemm.PATHS[measure(M, N, K, parts, weights)]
+        table[key] = gemm.PATHS[measure(M, N, K, parts, weights, packed)]
         _save(table)
     return gemm.PATHS.index(table[key])
 
 
-def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
+def measure(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True) -> int:
     """Time every path (the best of ROUNDS, the paths taking turns, after a warm-up of each) and
     return the fastest, unless the rule's path or else BLAS is within MARGIN of it (ties that the
     timing cannot split: BLAS, the library, keeps them)."""
     import numpy as np
 
     from rnncli.kernels.cpu import gemm
+    from rnncli.kernels.cpu.packed import packed as packed_weights
 
     rng = np.random.default_rng(0)
     weights = max(1, min(weights, WEIGHT_BYTES // (4 * N * K)))
     A = rng.standard_normal((M * parts, K)).astype(np.float32)
     W = rng.standard_normal((weights, N, K)).astype(np.float32)
+    P = np.stack([packed_weights(w) for w in W]) if packed else None
     W, WT = (
         gemm.padded(W),
         np.ascontiguousarray(W.transpose(0, 2, 1)),
     )  # (W as the models keep it for these paths)
     C = np.empty((M * parts, N), np.float32)
     reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K * weights)))  # (at a guessed 20 GFLOP/s a thread)
-    paths = range(len(gemm.PATHS))
+    paths = range(len(gemm.PATHS) if packed else gemm.PACKED)  # (PACKED comes last)
+
+    def run(p):
+        gemm.time_product(A, W, P if p == gemm.PACKED else WT, C, p, reps, parts)
+
     for p in paths:  # warm-up (and, on a cold cache, the compile)
-        gemm.time_product(A, W, WT, C, p, reps, parts)
+        run(p)
     times = [[] for _ in paths]
     for _ in range(ROUNDS):  # the paths in turn, round after round
         for p in paths:
             t0 = clock()
-            gemm.time_product(A, W, WT, C, p, reps, parts)
+            run(p)
             times[p].append(clock() - t0)
     best = [min(t) for t in times]
     fastest = int(np.argmin(best))
