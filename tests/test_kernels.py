@@ -41,7 +41,9 @@ def force_path(monkeypatch, path=None):
     """Every recurrent product by `path` (gemm.PATHS), or by gemm.rule when None: not by what the
     tuner measured on this machine."""
 
-    def chosen(M, N, K, parts, weights=1, packed=True):
+    def chosen(M, N, K, parts, weights=1, packed=True, columns=False):
+        if columns:  # (the column split's paths: BLAS or PACKED)
+            return PACKED if path == "packed" else PATHS.index("blas")
         if path is None or (path == "packed" and not packed):  # (generation keeps no packed weights)
             return int(rule(N, K))
         return PATHS.index(path)
@@ -82,12 +84,15 @@ def test_every_product_path_matches_reference(monkeypatch, cell, shape, path):
     assert_matches(run_kernels(*case), run_reference(*case), f"(seed {SEEDS[shape]}, path {path})")
 
 
+@pytest.mark.parametrize("path", ["blas", "packed"])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("shape", ["tiny", "b1", "t1", "wide"])
-def test_column_split_matches_reference(monkeypatch, cell, shape):
-    """The time loops that share each step's product by columns of W_hh (large weights; here forced)."""
+def test_column_split_matches_reference(monkeypatch, cell, shape, path):
+    """The time loops that share each step's product by columns of W_hh (large weights; here forced),
+    by BLAS and by the packed kernel (each thread its panels)."""
     from rnncli.kernels.cpu import backend as cpu
 
+    force_path(monkeypatch, path)
     monkeypatch.setattr(cpu, "_by_columns", lambda B, W_hh: True)
     monkeypatch.setattr(cpu, "threads", lambda: 3)  # (uneven blocks, whatever the machine's cores)
     V, E, H, L, T, B = SHAPES[shape]

@@ -19,12 +19,13 @@ from rnncli.kernels.api import API
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PACKED, PAD, ROWS, ROWS4, padded
-from rnncli.kernels.cpu.packed import packed
+from rnncli.kernels.cpu.packed import TILE_N, packed
 from rnncli.kernels.cpu.narrow import ONE, SPREAD, WIDE
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
 _EMPTY = np.zeros((0, 0), np.float32)
+_NO_PANELS = np.zeros((0, TILE_N), np.float32)  # (the column split then runs BLAS)
 # Below this many weights in a recurrent product (G x H), rows decoded together are shared among the
 # kernel threads (each calling single-threaded BLAS); from it on, one call over all rows, threaded by
 # BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
@@ -146,6 +147,13 @@ def _path(B: int, N: int, K: int, weights: int = 1, packed: bool = True) -> int:
     return tune.path(-(-B // parts), N, K, parts, weights, packed)
 
 
+def _columns_path(B: int, N: int, K: int) -> int:
+    """BLAS or PACKED: how the threads share a product over B rows by columns (tune.py)."""
+    from rnncli.kernels.cpu import tune
+
+    return tune.path(B, N, K, threads(), columns=True)
+
+
 def _by_columns(B: int, W_hh) -> bool:
     """Whether a layer's time loop over B rows shares each step's product among the threads by
     columns of W_hh (cpu_kernels.sequence_*_cols) rather than by rows of the batch: for weights too
@@ -169,7 +177,8 @@ def compiles_first(B: int, W_hh) -> bool:
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
     if _by_columns(gx.shape[1], W_hh):
         scratch.W_hhT[layer] = _EMPTY
-        return _k.sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, threads())
+        P = packed(W_hh) if _columns_path(gx.shape[1], *W_hh.shape) == PACKED else _NO_PANELS
+        return _k.sequence_forward_cols(cell, gx, W_hh, P, b_hh, hs, cs, act, gh, threads())
     path = _path(gx.shape[1], *W_hh.shape)
     # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms); packed
     # weights for this call alone
@@ -183,8 +192,10 @@ def sequence_backward(
 ) -> None:
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
     if _by_columns(dhs.shape[1], W_hh):
+        H, G = W_hh.shape[1], W_hh.shape[0]
+        P = packed(W_hh, transposed=True) if _columns_path(dhs.shape[1], H, G) == PACKED else _NO_PANELS
         return _k.sequence_backward_cols(
-            cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
+            cell, W_hh, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
         )
     path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)

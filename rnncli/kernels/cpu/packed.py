@@ -17,11 +17,11 @@ On a Zen 3 core the loop compiles to 12 vfmadd231ps on ymm0-11, two vmovups and 
 per k, with no spills (tests/test_packed.py checks the assembly for FMAs and for spills).
 """
 
+import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
-from numba.core import config as _numba_config
+from numba.core import cgutils, config
 from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic, models, register_model
 
@@ -33,12 +33,9 @@ def target_vector_shape() -> tuple[int, int]:
     """(float32 lanes, vector registers) of the CPU Numba compiles for, as its code generator sees it
     (the host's features, unless NUMBA_CPU_NAME or NUMBA_CPU_FEATURES say otherwise, less AVX under
     NUMBA_ENABLE_AVX=0): ARM64 has 32 registers of 4 lanes."""
-    import llvmlite.binding as llvm
-
     if llvm.get_process_triple().startswith(("aarch64", "arm64")):
         return 4, 32
-    cfg = _numba_config
-    features = cfg.CPU_FEATURES if cfg.CPU_FEATURES is not None else get_host_cpu_features()
+    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
     return vector_shape({f[1:] for f in features.split(",") if f.startswith("+")})
 
 
@@ -67,6 +64,17 @@ def _address(context, builder, array_type, array, offset):
     """A pointer to the vector at flat element `offset` of a C-contiguous array."""
     data = context.make_array(array_type)(context, builder, array).data
     return builder.bitcast(builder.gep(data, [offset]), _LLVM_VECTOR.as_pointer())
+
+
+@intrinsic
+def tile_n(typingctx):
+    """TILE_N as a constant in compiled code (no global is read there): it follows from the CPU
+    features Numba compiles for, by which its disk cache keys every kernel."""
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, TILE_N)
+
+    return types.intp(), codegen
 
 
 @intrinsic
@@ -143,8 +151,8 @@ def pack(W, transposed, P):
         K, N = W.shape
     for p in range(P.shape[0] // K if K > 0 else 0):
         for k in range(K):
-            for c in range(TILE_N):
-                n = p * TILE_N + c
+            for c in range(tile_n()):
+                n = p * tile_n() + c
                 if n >= N:
                     P[p * K + k, c] = 0.0
                 elif transposed:
@@ -161,17 +169,17 @@ def _tile(A, i, P, p, C):
     r0, r1, r2 = i, min(i + 1, M - 1), min(i + 2, M - 1)
     r3, r4, r5 = min(i + 3, M - 1), min(i + 4, M - 1), min(i + 5, M - 1)
     c0, c1, c2, c3, c4, c5 = _zero(), _zero(), _zero(), _zero(), _zero(), _zero()
-    line = p * K * TILE_N
+    line = p * K * tile_n()
     for k in range(K):
-        w = _load(P, line + k * TILE_N)
+        w = _load(P, line + k * tile_n())
         c0 = _fma(_broadcast(A[r0, k]), w, c0)
         c1 = _fma(_broadcast(A[r1, k]), w, c1)
         c2 = _fma(_broadcast(A[r2, k]), w, c2)
         c3 = _fma(_broadcast(A[r3, k]), w, c3)
         c4 = _fma(_broadcast(A[r4, k]), w, c4)
         c5 = _fma(_broadcast(A[r5, k]), w, c5)
-    j = p * TILE_N
-    if j + TILE_N <= N:
+    j = p * tile_n()
+    if j + tile_n() <= N:
         _store(C, r0 * N + j, c0)
         _store(C, r1 * N + j, c1)
         _store(C, r2 * N + j, c2)
@@ -187,13 +195,15 @@ def _tile(A, i, P, p, C):
 @kernel
 def matmul_packed(A, P, C, p0=0, p1=-1):
     """C = A @ W.T for A (M, K), W packed (packed()), C (M, N), all C-contiguous; single-threaded;
-    only panels p0..p1 (columns p0*TILE_N up to p1*TILE_N; p1 < 0: to the end) if given. Each
+    only panels p0..p1 (columns p0 x TILE_N up to p1 x TILE_N; p1 < 0: to the end) if given. Each
     panel goes through all rows, six at a time (the last six, overlapping, for what is left), so
     that it is read from the nearest cache."""
     M, K = A.shape
-    panels = -(-C.shape[1] // TILE_N)
-    if P.shape[1] != TILE_N or P.shape[0] != panels * K:
+    panels = -(-C.shape[1] // tile_n())
+    if P.shape[1] != tile_n() or P.shape[0] != panels * K:
         raise ValueError("matmul_packed: P is not W packed for these shapes")
+    if C.shape[0] > 1 and C.strides[0] != 4 * C.shape[1] or C.shape[1] > 1 and C.strides[1] != 4:
+        raise ValueError("matmul_packed: C's rows are not contiguous")  # (_tile stores whole rows)
     for p in range(p0, panels if p1 < 0 else p1):
-        for q in range(-(-M // TILE_M)):
-            _tile(A, max(min(TILE_M * q, M - TILE_M), 0), P, p, C)
+        for q in range(-(-M // 6)):
+            _tile(A, max(min(6 * q, M - 6), 0), P, p, C)
