@@ -29,7 +29,8 @@ from importlib import metadata
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from rnncli.kernels.cpu.packed import TILE_N, _broadcast, _fma, _lane, _zero, packed
+from rnncli.kernels.cpu.packed import TILE_N, _broadcast, _fma, _lane, _zero
+from rnncli.kernels.cpu.packed import packed as pack_weights
 from rnncli.kernels.jit import kernel
 
 SHAPES = [  # (what, M rows in all, K, N, threads)
@@ -115,7 +116,7 @@ def methods(M, K, N, threads, mkl):
         # (threadpoolctl sets MKL's threads too, once it is loaded)
         out["mkl"], out["mkl packed"] = (blas_threads(threads), plain), (blas_threads(threads), packed)
     # rnncli's paths: `threads` kernel threads, each on its M / threads rows by single-threaded code
-    Wp, WT3, P3 = gemm.padded(W[None]), WT[None], packed(W)[None]
+    Wp, WT3, P3 = gemm.padded(W[None]), WT[None], pack_weights(W)[None]
     for path, name in enumerate(gemm.PATHS):
         run = lambda p=path: gemm.time_product(A, Wp, P3 if p == gemm.PACKED else WT3, C, p, 1, threads)
         out[f"rnncli {name}"] = (blas_threads(1), run)

@@ -1,6 +1,7 @@
 """C = A @ W.T for the recurrent products: a few batch rows times the same weights at every step.
 
-OpenBLAS repacks the weights on every such call. Two kernels here read both operands in place:
+OpenBLAS repacks the weights on every such call. packed.py packs them once per time loop for an
+outer-product kernel (the PACKED path); two kernels here read both operands in place:
 - matmul_nt, dot products along rows of W (N, K): two rows of A against eight of W at a time, in
   16 vector accumulators reduced once each at the end. Good when K is long (the reductions are
   then a small share).
