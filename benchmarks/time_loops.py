@@ -41,9 +41,18 @@ def main():
     rng = np.random.default_rng(0)
     W_hh, b_hh = (rng.standard_normal((G, H)) * 0.05).astype(np.float32), np.zeros(G, np.float32)
     gx = (rng.standard_normal((T, B, G)) * 0.5).astype(np.float32)
-    hs, cs, act = np.zeros((T + 1, B, H), np.float32), np.zeros((T + 1, B, C), np.float32), np.zeros((T, B, A), np.float32)
+    hs, cs, act = (
+        np.zeros((T + 1, B, H), np.float32),
+        np.zeros((T + 1, B, C), np.float32),
+        np.zeros((T, B, A), np.float32),
+    )
     dhs = (rng.standard_normal((T, B, H)) * 0.1).astype(np.float32)
-    dh, dc, tmp, gh = np.zeros((B, H), np.float32), np.zeros((B, C), np.float32), np.zeros((B, H), np.float32), np.zeros((B, G), np.float32)
+    dh, dc, tmp, gh = (
+        np.zeros((B, H), np.float32),
+        np.zeros((B, C), np.float32),
+        np.zeros((B, H), np.float32),
+        np.zeros((B, G), np.float32),
+    )
     dgx = np.zeros((T, B, G), np.float32)
     dgh = np.zeros((T, B, G), np.float32) if args.cell == "gru" else dgx
     scratch = cpu.Scratch()

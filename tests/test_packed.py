@@ -15,7 +15,9 @@ from rnncli.kernels.cpu import packed as pk
 from tests.helpers import assert_close
 
 
-@pytest.mark.parametrize("M,K,N", [(1, 1, 1), (6, 5, 16), (7, 33, 17), (13, 64, 70), (12, 0, 20), (31, 257, 300)])
+@pytest.mark.parametrize(
+    "M,K,N", [(1, 1, 1), (6, 5, 16), (7, 33, 17), (13, 64, 70), (12, 0, 20), (31, 257, 300)]
+)
 def test_the_packed_product_matches_float64(M, K, N):
     rng = np.random.default_rng(M * 1000 + K * 10 + N)
     A, W = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
@@ -24,7 +26,9 @@ def test_the_packed_product_matches_float64(M, K, N):
     assert np.array_equal(pk.packed(np.ascontiguousarray(W.T), transposed=True), P)
     C = np.full((M, N), np.nan, np.float32)
     pk.matmul_packed(A, P, C)
-    assert_close(C, A.astype(np.float64) @ W.T.astype(np.float64), atol=1e-5 * np.sqrt(max(K, 1)), what="A @ W.T")
+    assert_close(
+        C, A.astype(np.float64) @ W.T.astype(np.float64), atol=1e-5 * np.sqrt(max(K, 1)), what="A @ W.T"
+    )
     # panels p0..p1 only: the columns of the others are left alone
     if N > pk.TILE_N:
         D = np.full((M, N), 7.0, np.float32)
@@ -48,7 +52,8 @@ lines = next(iter(pk._tile.inspect_asm().values())).splitlines()
 first = next(i for i, line in enumerate(lines) if "vfmadd" in line)
 start = next(i for i in range(first, -1, -1) if re.match(r"^\\.LBB\\w+:", lines[i]))
 label = lines[start][:-1]
-end = next(i for i in range(first, len(lines)) if re.search(r"\\bj\\w+\\s+" + re.escape(label) + "$", lines[i]))
+jump = re.compile(r"\\bj\\w+\\s+" + re.escape(label) + "$")
+end = next(i for i in range(first, len(lines)) if jump.search(lines[i]))
 print(pk.TILE_N)
 print("\\n".join(lines[start : end + 1]))
 """
@@ -63,7 +68,9 @@ def inner_loop(tmp_path, cpu_name=None, features=None):
     env.pop("NUMBA_CACHE_DIR", None)
     if cpu_name:
         env.update(NUMBA_CPU_NAME=cpu_name, NUMBA_CPU_FEATURES=features)
-    out = subprocess.run([sys.executable, "-c", LOOP_PROBE], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP_PROBE], env=env, capture_output=True, text=True, check=True
+    )
     tile_n, *loop = out.stdout.splitlines()
     return int(tile_n), loop
 
@@ -85,5 +92,7 @@ def test_the_inner_loop_is_multiply_adds_in_registers(tmp_path, target):
     per_k = pk.TILE_M * tile_n // lanes
     assert fmas and len(fmas) % per_k == 0, "\n".join(loop)
     # (the first operand may be a panel line or a broadcast read from memory)
-    assert all(re.search(rf"vfmadd\d+ps\s+\S+, %{reg}\d+, %{reg}\d+$", f.strip()) for f in fmas), "\n".join(fmas)
+    assert all(re.search(rf"vfmadd\d+ps\s+\S+, %{reg}\d+, %{reg}\d+$", f.strip()) for f in fmas), "\n".join(
+        fmas
+    )
     assert not [line for line in loop if re.search(r"\((%rsp|%rbp)|gather", line)], "\n".join(loop)

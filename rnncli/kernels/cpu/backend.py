@@ -19,8 +19,8 @@ from rnncli.kernels.api import API
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PACKED, PAD, ROWS, ROWS4, padded
-from rnncli.kernels.cpu.packed import TILE_N, packed
 from rnncli.kernels.cpu.narrow import ONE, SPREAD, WIDE
+from rnncli.kernels.cpu.packed import TILE_N, packed
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)

@@ -2,8 +2,10 @@
 
 The recurrent product of a step, C (M, N) = A (M, K) @ W.T with M the rows one thread owns, can go
 five ways (kernels/cpu/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W,
-our row-building kernel, or, in a layer's time loop, our outer-product kernel on W packed once. Which is fastest depends on the shape and on the CPU (its vector width,
-its registers, its caches). The first time a shape is met on a machine, each path is timed as the
+our row-building kernel, or, in a layer's time loop, our outer-product kernel on W packed once
+(packed.py; the column split of large weights chooses between it and BLAS, keys ending in
+",cols"). Which is fastest depends on the shape and on the CPU (its vector width, its registers,
+its caches). The first time a shape is met on a machine, each path is timed as the
 sequence drivers run it (every thread on its own rows at once; about 0.1 s a shape, silently: a first
 run says it is compiling and timing the kernels) and the fastest is kept in
 `tune.json` beside the compiled kernels, keyed by the CPU's model and vector features; later runs
@@ -153,7 +155,9 @@ def _remove(path, folder_only: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
-def path(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True, columns: bool = False) -> int:
+def path(
+    M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True, columns: bool = False
+) -> int:
     """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T, with `weights` such
     products taken in turn (1: a layer's time loop; generation's step goes through several), by
     packed weights too if `packed` (generation keeps none). With `columns`, the threads share one
@@ -171,7 +175,9 @@ def path(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = Tr
     return gemm.PATHS.index(table[key])
 
 
-def measure(M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True, columns: bool = False) -> int:
+def measure(
+    M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True, columns: bool = False
+) -> int:
     """Time every path (the best of ROUNDS, the paths taking turns, after a warm-up of each) and
     return the fastest, unless the rule's path or else BLAS is within MARGIN of it (ties that the
     timing cannot split: BLAS, the library, keeps them). `columns`: BLAS against PACKED, the
