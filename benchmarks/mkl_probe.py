@@ -1,7 +1,9 @@
 """One recurrent step's product, C (M, N) = A (M, K) @ B, on this CPU: NumPy's OpenBLAS, MKL, MKL with
 B packed once (cblas_sgemm_pack, then cblas_sgemm_compute at every call), each library threading the
-whole batch itself, and rnncli's paths (gemm.PATHS) run as the sequence drivers run them, every
-kernel thread on its own rows by single-threaded code. On one thread, the MKL columns are what each
+whole batch itself, and rnncli's paths (gemm.PATHS, the packed kernel among them) run as the
+sequence drivers run them, every kernel thread on its own rows by single-threaded code. First, one
+core's multiply-add peak (12 independent vector multiply-adds on registers), the yardstick for the
+one-thread shapes. On one thread, the MKL columns are what each
 kernel thread would get from a packed-MKL path (issue 23; docs/performance.md has the numbers).
 GFLOP/s, medians over rounds; each round times every method (best of 3) in an order that turns round
 by round, so that a slow spell of a shared machine falls on all of them.
@@ -26,6 +28,10 @@ from importlib import metadata
 
 import numpy as np
 from threadpoolctl import threadpool_limits
+
+from rnncli.kernels.cpu.packed import TILE_N, _broadcast, _fma, _lane, _zero
+from rnncli.kernels.cpu.packed import packed as pack_weights
+from rnncli.kernels.jit import kernel
 
 SHAPES = [  # (what, M rows in all, K, N, threads)
     ("small lstm, forward", 50, 128, 512, 2),
@@ -110,11 +116,29 @@ def methods(M, K, N, threads, mkl):
         # (threadpoolctl sets MKL's threads too, once it is loaded)
         out["mkl"], out["mkl packed"] = (blas_threads(threads), plain), (blas_threads(threads), packed)
     # rnncli's paths: `threads` kernel threads, each on its M / threads rows by single-threaded code
-    Wp, WT3 = gemm.padded(W[None]), WT[None]
+    Wp, WT3, P3 = gemm.padded(W[None]), WT[None], pack_weights(W)[None]
     for path, name in enumerate(gemm.PATHS):
-        run = lambda p=path: gemm.time_product(A, Wp, WT3, C, p, 1, threads)
+        run = lambda p=path: gemm.time_product(A, Wp, P3 if p == gemm.PACKED else WT3, C, p, 1, threads)
         out[f"rnncli {name}"] = (blas_threads(1), run)
     return out
+
+
+@kernel
+def _fma_peak(n):
+    """n rounds of 12 independent vector multiply-adds on registers (packed.py's tile without
+    its loads): the most multiply-adds one core runs."""
+    a, b = _broadcast(np.float32(0.999)), _broadcast(np.float32(0.001))
+    c0, c1, c2, c3, c4, c5 = _zero(), _zero(), _zero(), _zero(), _zero(), _zero()
+    for _ in range(n):
+        c0, c1, c2 = _fma(c0, a, b), _fma(c1, a, b), _fma(c2, a, b)
+        c3, c4, c5 = _fma(c3, a, b), _fma(c4, a, b), _fma(c5, a, b)
+    return _lane(c0, 0) + _lane(c1, 0) + _lane(c2, 0) + _lane(c3, 0) + _lane(c4, 0) + _lane(c5, 0)
+
+
+def peak_gflops(seconds: float, clock) -> float:
+    """One core's float32 multiply-add rate, GFLOP/s (_fma_peak)."""
+    n = 1 << 20
+    return 12.0 * TILE_N * n / timed(lambda: _fma_peak(n), seconds, clock) / 1e9
 
 
 def main():
@@ -136,8 +160,10 @@ def main():
 
     mkl = load_mkl()
     print(f"mkl: {'loaded' if mkl is not None else 'not installed'}", file=sys.stderr)
-    with open("/proc/cpuinfo") as f:
-        print(next((ln.split(":")[1].strip() for ln in f if ln.startswith("model name")), "?"))
+    from rnncli.base.machine import cpu_description
+
+    print(cpu_description()[0])
+    print(f"one core's multiply-add peak: {peak_gflops(args.seconds, clock):.0f} GFLOP/s", flush=True)
     for what, M, K, N, threads in SHAPES:
         if args.threads not in (None, threads):
             continue

@@ -8,7 +8,8 @@ import pytest
 from rnncli.kernels import reference
 from rnncli.kernels.cells import sigmoid32, tanh32
 from rnncli.kernels.cpu import tune
-from rnncli.kernels.cpu.gemm import PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
+from rnncli.kernels.cpu.gemm import PACKED, PATHS, ROWS, ROWS4, matmul_nn, matmul_nt, product, rule
+from rnncli.kernels.cpu.packed import packed
 from rnncli.kernels.jit import kernel
 from rnncli.model.config import TrainConfig
 from rnncli.model.model import Model
@@ -40,8 +41,12 @@ def force_path(monkeypatch, path=None):
     """Every recurrent product by `path` (gemm.PATHS), or by gemm.rule when None: not by what the
     tuner measured on this machine."""
 
-    def chosen(M, N, K, parts, weights=1):
-        return int(rule(N, K)) if path is None else PATHS.index(path)
+    def chosen(M, N, K, parts, weights=1, packed=True, columns=False):
+        if columns:  # (the column split's paths: BLAS or PACKED)
+            return PACKED if path == "packed" else PATHS.index("blas")
+        if path is None or (path == "packed" and not packed):  # (generation keeps no packed weights)
+            return int(rule(N, K))
+        return PATHS.index(path)
 
     monkeypatch.setattr(tune, "path", chosen)
 
@@ -79,12 +84,15 @@ def test_every_product_path_matches_reference(monkeypatch, cell, shape, path):
     assert_matches(run_kernels(*case), run_reference(*case), f"(seed {SEEDS[shape]}, path {path})")
 
 
+@pytest.mark.parametrize("path", ["blas", "packed"])
 @pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("shape", ["tiny", "b1", "t1", "wide"])
-def test_column_split_matches_reference(monkeypatch, cell, shape):
-    """The time loops that share each step's product by columns of W_hh (large weights; here forced)."""
+def test_column_split_matches_reference(monkeypatch, cell, shape, path):
+    """The time loops that share each step's product by columns of W_hh (large weights; here forced),
+    by BLAS and by the packed kernel (each thread its panels)."""
     from rnncli.kernels.cpu import backend as cpu
 
+    force_path(monkeypatch, path)
     monkeypatch.setattr(cpu, "_by_columns", lambda B, W_hh: True)
     monkeypatch.setattr(cpu, "threads", lambda: 3)  # (uneven blocks, whatever the machine's cores)
     V, E, H, L, T, B = SHAPES[shape]
@@ -167,7 +175,8 @@ def test_fast_tanh_and_sigmoid_are_accurate():
     "M,K,N", [(1, 3, 1), (2, 8, 8), (5, 300, 13), (6, 17, 24), (25, 131, 512), (3, 1100, 9), (4, 16, 400)]
 )
 def test_products_match_float64(M, K, N):
-    """Every path of the recurrent product (both kernels of gemm.py, both tile widths, BLAS, through
+    """Every path of the recurrent product (both kernels of gemm.py, both tile widths, BLAS, the packed
+    outer-product kernel (packed from W and from W.T alike), through
     `product` as the drivers call it) on shapes with rows, columns and k's left over from their tiles."""
     rng = np.random.default_rng(M * K * N)
     A, W = rng.standard_normal((M, K)).astype(np.float32), rng.standard_normal((N, K)).astype(np.float32)
@@ -178,10 +187,12 @@ def test_products_match_float64(M, K, N):
     padded[:, :K] = W
 
     def only(p):
-        return (padded, empty) if p in (ROWS, ROWS4) else (empty, WT)
+        return (padded, empty) if p in (ROWS, ROWS4) else (empty, P if p == PACKED else WT)
 
+    P = packed(W)
+    assert np.array_equal(packed(WT, transposed=True), P)
     runs = [lambda C: matmul_nt(A, W, C), lambda C: matmul_nt(A, W, C, 4), lambda C: matmul_nn(A, WT, C)]
-    runs += [lambda C, p=p: product(A, W, WT, C, p) for p in range(len(PATHS))]
+    runs += [lambda C, p=p: product(A, W, P if p == PACKED else WT, C, p) for p in range(len(PATHS))]
     runs += [lambda C, p=p: product(A, *only(p), C, p) for p in range(len(PATHS))]
     assert rule(N, K) in range(len(PATHS))
     for run in runs:

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from rnncli.kernels.cpu import gemm, tune
+from rnncli.kernels.cpu import gemm, packed, steps, tune
 
 SHAPE = (8, 512, 128, 1)  # M rows a thread, N outputs, K inputs, threads: above tune.SMALL
 
@@ -86,15 +86,15 @@ def test_the_rules_tile_is_the_one_the_compiling_cpus_registers_hold(monkeypatch
     """Eight rows of W (16 accumulators) with 32 vector registers, four with 16: fixed when the
     kernels are compiled, for the CPU they are compiled for."""
     assert gemm.rule(512, 2048) == (gemm.ROWS if gemm.vector_registers() >= 32 else gemm.ROWS4)
-    monkeypatch.setattr(gemm.llvm, "get_process_triple", lambda: "x86_64-unknown-linux-gnu")
-    monkeypatch.setattr(gemm.config, "CPU_FEATURES", "+avx,+avx2,+fma,+avx512f,+avx512bw")
-    assert gemm.vector_registers() == 32
-    monkeypatch.setattr(gemm.config, "CPU_FEATURES", "+avx,+avx2,+fma,-avx512f")
+    monkeypatch.setattr(packed.llvm, "get_process_triple", lambda: "x86_64-unknown-linux-gnu")
+    monkeypatch.setattr(packed.config, "CPU_FEATURES", "+avx,+avx2,+fma,+avx512f,+avx512bw")
+    assert gemm.vector_registers() == 32 and packed.target_vector_shape() == (16, 32)
+    monkeypatch.setattr(packed.config, "CPU_FEATURES", "+avx,+avx2,+fma,-avx512f")
+    assert gemm.vector_registers() == 16 and packed.target_vector_shape() == (8, 16)
+    monkeypatch.setattr(packed.config, "CPU_FEATURES", "")  # NUMBA_CPU_NAME=generic: baseline x86-64
     assert gemm.vector_registers() == 16
-    monkeypatch.setattr(gemm.config, "CPU_FEATURES", "")  # NUMBA_CPU_NAME=generic: baseline x86-64
-    assert gemm.vector_registers() == 16
-    monkeypatch.setattr(gemm.llvm, "get_process_triple", lambda: "aarch64-unknown-linux-gnu")
-    assert gemm.vector_registers() == 32
+    monkeypatch.setattr(packed.llvm, "get_process_triple", lambda: "aarch64-unknown-linux-gnu")
+    assert gemm.vector_registers() == 32 and packed.target_vector_shape() == (4, 32)
 
 
 def _timed(monkeypatch, seconds, slow_calls=0):
@@ -106,16 +106,20 @@ def _timed(monkeypatch, seconds, slow_calls=0):
         calls[0] += 1
         now[0] += seconds[path] * reps * (6 if calls[0] <= slow_calls else 1)
 
+    def time_columns(A, W, P, C, reps, parts):  # (P empty: BLAS)
+        time_product(A, W, P, C, gemm.PACKED if len(P) else gemm.BLAS, reps, parts)
+
     monkeypatch.setattr(gemm, "time_product", time_product)
+    monkeypatch.setattr(steps, "time_columns", time_columns)
     monkeypatch.setattr(tune, "clock", lambda: now[0])
 
 
 @pytest.mark.parametrize("rows4,chosen", [(0.97, gemm.BLAS), (0.5, gemm.ROWS4)])
 def test_a_near_tie_with_blas_goes_to_blas(monkeypatch, rows4, chosen):
-    """Paths timed at BLAS 1.0, rows 2.0, rows4 `rows4`, cols 2.0 (the rule's path for SHAPE is cols):
-    a kernel within MARGIN of BLAS does not replace it; a clearly faster one does."""
+    """Paths timed at BLAS 1.0, rows 2.0, rows4 `rows4`, cols 2.0, packed 2.0 (the rule's path for
+    SHAPE is cols): a kernel within MARGIN of BLAS does not replace it; a clearly faster one does."""
     assert gemm.rule(512, 128) == gemm.COLS
-    _timed(monkeypatch, {gemm.BLAS: 1.0, gemm.ROWS: 2.0, gemm.ROWS4: rows4, gemm.COLS: 2.0})
+    _timed(monkeypatch, {gemm.BLAS: 1.0, gemm.ROWS: 2.0, gemm.ROWS4: rows4, gemm.COLS: 2.0, gemm.PACKED: 2.0})
     assert tune.measure(*SHAPE) == chosen
 
 
@@ -123,7 +127,8 @@ def test_a_slow_start_does_not_decide(monkeypatch):
     """The first path timed in a fresh process ran several times slower than later (BLAS on a Zen 3):
     with the paths taking turns, each is timed again after the slow start, and BLAS keeps its win.
     (Timed one path after the other, BLAS's three timings all fell in it, and cols won.)"""
-    _timed(monkeypatch, {gemm.BLAS: 1.0, gemm.ROWS: 2.0, gemm.ROWS4: 1.6, gemm.COLS: 1.4}, slow_calls=5)
+    times = {gemm.BLAS: 1.0, gemm.ROWS: 2.0, gemm.ROWS4: 1.6, gemm.COLS: 1.4, gemm.PACKED: 1.5}
+    _timed(monkeypatch, times, slow_calls=6)
     assert tune.measure(*SHAPE) == gemm.BLAS
 
 
@@ -131,9 +136,25 @@ def test_products_taken_in_turn_are_measured_and_kept_apart(tuning, monkeypatch)
     """Generation's products (several weight matrices a step) get their own entries."""
     seen = []
     monkeypatch.setattr(tune, "measure", lambda *a: seen.append(a) or gemm.BLAS)
-    assert tune.path(*SHAPE) == gemm.BLAS and tune.path(*SHAPE, 4) == gemm.BLAS
-    assert seen == [SHAPE + (1,), SHAPE + (4,)]
-    assert set(json.loads(tune.path_file().read_text())["paths"]) == {"8,512,128,1", "8,512,128,1,4w"}
+    assert tune.path(*SHAPE) == gemm.BLAS and tune.path(*SHAPE, 4, False) == gemm.BLAS
+    assert seen == [SHAPE + (1, True, False), SHAPE + (4, False, False)]
+    assert set(json.loads(tune.path_file().read_text())["paths"]) == {"8,512,128,1", "8,512,128,1,4w,flat"}
+
+
+@pytest.mark.parametrize("packed_time,chosen", [(0.97, gemm.BLAS), (0.5, gemm.PACKED)])
+def test_a_product_shared_by_columns_is_blas_or_packed(tuning, monkeypatch, packed_time, chosen):
+    """The column split (large weights) times BLAS against the packed kernel alone, kept apart."""
+    times = dict.fromkeys(range(len(gemm.PATHS)), 0.1)  # (the other paths, were they timed, would win)
+    _timed(monkeypatch, times | {gemm.BLAS: 1.0, gemm.PACKED: packed_time})
+    assert tune.path(*SHAPE, columns=True) == chosen
+    assert json.loads(tune.path_file().read_text())["paths"] == {"8,512,128,1,cols": gemm.PATHS[chosen]}
+
+
+def test_generation_never_gets_the_packed_path(tuning, monkeypatch):
+    """Generation keeps no packed weights: its products are timed without that path."""
+    _timed(monkeypatch, dict.fromkeys(range(len(gemm.PATHS)), 1.0) | {gemm.PACKED: 0.1})
+    assert tune.path(*SHAPE, 1, False) != gemm.PACKED and tune.path(*SHAPE, 4, False) != gemm.PACKED
+    assert tune.path(*SHAPE) == gemm.PACKED
 
 
 def test_measuring_several_weight_matrices_runs_every_path(monkeypatch):

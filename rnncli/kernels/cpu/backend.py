@@ -18,12 +18,14 @@ import numpy as np
 from rnncli.kernels.api import API
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
-from rnncli.kernels.cpu.gemm import PAD, ROWS, ROWS4, padded
+from rnncli.kernels.cpu.gemm import PACKED, PAD, ROWS, ROWS4, padded
 from rnncli.kernels.cpu.narrow import ONE, SPREAD, WIDE
+from rnncli.kernels.cpu.packed import TILE_N, packed
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
 _EMPTY = np.zeros((0, 0), np.float32)
+_NO_PANELS = np.zeros((0, TILE_N), np.float32)  # (the column split then runs BLAS)
 # Below this many weights in a recurrent product (G x H), rows decoded together are shared among the
 # kernel threads (each calling single-threaded BLAS); from it on, one call over all rows, threaded by
 # BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
@@ -136,13 +138,20 @@ def weight_grad(scratch: Scratch, d, x, g_weight, g_bias) -> None:
     _k.matmul_tn(d, np.ascontiguousarray(x), g_weight, g_bias, *parts)
 
 
-def _path(B: int, N: int, K: int, weights: int = 1) -> int:
-    """The path of a product over B rows shared among the threads, one of `weights` taken in turn
-    (tune.py)."""
+def _path(B: int, N: int, K: int, weights: int = 1, packed: bool = True) -> int:
+    """The path of a product over B rows shared among the threads, one of `weights` taken in turn,
+    PACKED among them if `packed` (tune.py)."""
     from rnncli.kernels.cpu import tune
 
     parts = min(threads(), B)
-    return tune.path(-(-B // parts), N, K, parts, weights)
+    return tune.path(-(-B // parts), N, K, parts, weights, packed)
+
+
+def _columns_path(B: int, N: int, K: int) -> int:
+    """BLAS or PACKED: how the threads share a product over B rows by columns (tune.py)."""
+    from rnncli.kernels.cpu import tune
+
+    return tune.path(B, N, K, threads(), columns=True)
 
 
 def _by_columns(B: int, W_hh) -> bool:
@@ -168,11 +177,14 @@ def compiles_first(B: int, W_hh) -> bool:
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
     if _by_columns(gx.shape[1], W_hh):
         scratch.W_hhT[layer] = _EMPTY
-        return _k.sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, threads())
+        P = packed(W_hh) if _columns_path(gx.shape[1], *W_hh.shape) == PACKED else _NO_PANELS
+        return _k.sequence_forward_cols(cell, gx, W_hh, P, b_hh, hs, cs, act, gh, threads())
     path = _path(gx.shape[1], *W_hh.shape)
-    # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms)
-    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4) else np.ascontiguousarray(W_hh.T)
-    _k.sequence_forward(cell, gx, W_hh, scratch.W_hhT[layer], b_hh, hs, cs, act, gh, threads(), path)
+    # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms); packed
+    # weights for this call alone
+    scratch.W_hhT[layer] = _EMPTY if path in (ROWS, ROWS4, PACKED) else np.ascontiguousarray(W_hh.T)
+    WT = packed(W_hh) if path == PACKED else scratch.W_hhT[layer]
+    _k.sequence_forward(cell, gx, W_hh, WT, b_hh, hs, cs, act, gh, threads(), path)
 
 
 def sequence_backward(
@@ -180,13 +192,17 @@ def sequence_backward(
 ) -> None:
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
     if _by_columns(dhs.shape[1], W_hh):
+        H, G = W_hh.shape[1], W_hh.shape[0]
+        P = packed(W_hh, transposed=True) if _columns_path(dhs.shape[1], H, G) == PACKED else _NO_PANELS
         return _k.sequence_backward_cols(
-            cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
+            cell, W_hh, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
         )
     path = _path(dhs.shape[1], W_hh.shape[1], W_hh.shape[0])
     W_hhT = scratch.W_hhT.get(layer, _EMPTY)
     if len(W_hhT) == 0 and path in (ROWS, ROWS4):  # (for the dot-product kernel: rows padded)
         W_hhT = scratch.W_hhT[layer] = padded(W_hh.T)
+    if path == PACKED:  # (the product's W is W_hh.T, and its operand goes where W_hh does)
+        W_hh, W_hhT = packed(W_hh, transposed=True), _EMPTY
     _k.sequence_backward(
         cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads(), path
     )
@@ -243,9 +259,10 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None, fmt: str = "f3
     use_threads(n_threads)
     parts = min(threads(), rows)
     if fmt != "f32":
-        return parts, np.array([_path(rows, G, E, 2 * L)] + [WIDE] * (2 * L), np.int64)
+        return parts, np.array([_path(rows, G, E, 2 * L, False)] + [WIDE] * (2 * L), np.int64)
     # measured as a step runs them: each among the step's 2L layer products, which share the caches
-    paths = np.array([_path(rows, N, K, 2 * L) for N, K in shapes[:-1]] + [_path(rows, V, H)], np.int64)
+    paths = [_path(rows, N, K, 2 * L, False) for N, K in shapes[:-1]] + [_path(rows, V, H, 1, False)]
+    paths = np.array(paths, np.int64)
     if parts > 1 and (paths.any() or model_cfg.gates * H * H < SHARE_ROWS_BELOW):
         return parts, paths
     threadpool_limits(thread_count(n_threads), user_api="blas")

@@ -1,6 +1,7 @@
 """C = A @ W.T for the recurrent products: a few batch rows times the same weights at every step.
 
-OpenBLAS repacks the weights on every such call. Two kernels here read both operands in place:
+OpenBLAS repacks the weights on every such call. packed.py packs them once per time loop for an
+outer-product kernel (the PACKED path); two kernels here read both operands in place:
 - matmul_nt, dot products along rows of W (N, K): two rows of A against eight of W at a time, in
   16 vector accumulators reduced once each at the end. Good when K is long (the reductions are
   then a small share).
@@ -23,22 +24,20 @@ matmul_nt reads W of any format generation keeps (kernels/formats.py): each weig
 registers (kernels/cpu/narrow.py applies int8's row scales).
 """
 
-import llvmlite.binding as llvm
 import numpy as np
 from llvmlite import ir
 from numba import prange, types
-from numba.core import config
-from numba.core.codegen import get_host_cpu_features
 from numba.extending import intrinsic
 
-from rnncli.base.machine import vector_shape
 from rnncli.kernels.cpu.blas import gemm
+from rnncli.kernels.cpu.packed import matmul_packed, target_vector_shape
 from rnncli.kernels.jit import kernel
 
 # the recurrent product's paths (`product`'s `path`): BLAS on W.T; our dot-product kernel on W with
-# tiles of 8 or 4 rows; our row-building kernel on W.T
-BLAS, ROWS, ROWS4, COLS = 0, 1, 2, 3
-PATHS = ("blas", "rows", "rows4", "cols")
+# tiles of 8 or 4 rows; our row-building kernel on W.T; the outer-product kernel on W packed
+# (packed.py), for a layer's time loop only (generation keeps no packed weights)
+BLAS, ROWS, ROWS4, COLS, PACKED = 0, 1, 2, 3, 4
+PATHS = ("blas", "rows", "rows4", "cols", "packed")
 PAD = 16  # floats added to each row of a W the dot-product kernel reads
 
 
@@ -51,13 +50,9 @@ def padded(W: np.ndarray) -> np.ndarray:
 
 
 def vector_registers() -> int:
-    """The vector registers of the CPU Numba compiles for, as its code generator sees it (the host's
-    features, unless NUMBA_CPU_NAME or NUMBA_CPU_FEATURES say otherwise, less AVX under
-    NUMBA_ENABLE_AVX=0): 32 on ARM64 and with AVX-512, else 16."""
-    if llvm.get_process_triple().startswith(("aarch64", "arm64")):
-        return 32
-    features = config.CPU_FEATURES if config.CPU_FEATURES is not None else get_host_cpu_features()
-    return vector_shape({f[1:] for f in features.split(",") if f.startswith("+")})[1]
+    """The vector registers of the CPU Numba compiles for (packed.target_vector_shape): 32 on ARM64
+    and with AVX-512, else 16."""
+    return target_vector_shape()[1]
 
 
 @intrinsic
@@ -261,10 +256,12 @@ def rule(N, K):
 
 @kernel
 def product(A, W, WT, C, path):
-    """C = A @ W.T by `path` (PATHS), WT being W.T made contiguous: only the operand that path
-    reads is used (W for the rows paths, else WT); the other may be empty, and W's rows may be
-    longer than K (padding)."""
-    if path == ROWS:
+    """C = A @ W.T by `path` (PATHS), WT being W.T made contiguous, or for PACKED W packed
+    (packed.packed): only the operand that path reads is used (W for the rows paths, else WT);
+    the other may be empty, and W's rows may be longer than K (padding)."""
+    if path == PACKED:
+        matmul_packed(A, WT, C)
+    elif path == ROWS:
         matmul_nt(A, W, C, 8)
     elif path == ROWS4:
         matmul_nt(A, W, C, 4)

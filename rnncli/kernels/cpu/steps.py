@@ -10,7 +10,8 @@ streams are independent), with one recurrent product (gemm.product: our own kern
 the path rnncli/kernels/cpu/tune.py chose for the shape) and the cell's pointwise math (cells.py) per
 step, allocating nothing.
 For weights too large for one core's caches the `_cols` drivers share each step's product by columns
-of W_hh instead, and wait for each other twice a step (cpu._by_columns chooses). Arrays are float32.
+of W_hh instead (by BLAS or by the packed kernel, as measured), and wait for each other twice a
+step (cpu._by_columns chooses). Arrays are float32.
 """
 
 import numpy as np
@@ -19,6 +20,7 @@ from numba import prange
 from rnncli.kernels.cells import backward_step, forward_step
 from rnncli.kernels.cpu.blas import gemm
 from rnncli.kernels.cpu.gemm import product
+from rnncli.kernels.cpu.packed import matmul_packed, tile_n
 from rnncli.kernels.jit import kernel
 
 
@@ -134,38 +136,71 @@ def sequence_backward(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx
         _backward_rows(cell, W_hh, W_hhT, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, b0, b1, path)
 
 
+@kernel
+def _column_parts(N, P, parts):
+    """The threads sharing a product of N columns by columns: at most one a column, or a panel of
+    P when the packed kernel runs it (P not empty)."""
+    return min(parts, -(-N // tile_n()) if P.shape[0] > 0 else N)
+
+
+@kernel
+def _columns(A, W, transposed, P, C, by_cols, k):
+    """Thread k's block of the columns of C = A @ W.T (A @ W if `transposed`), by_cols threads
+    sharing them: by the packed kernel on its panels of P (packed.py) when P is not empty, else
+    by BLAS on its rows of W (its columns if `transposed`), cut at cache lines."""
+    if P.shape[0] > 0:
+        p0, p1 = _share(-(-C.shape[1] // tile_n()), by_cols, k)
+        matmul_packed(A, P, C, p0, p1)
+    else:
+        j0, j1 = _share_lines(C.shape[1], by_cols, k)
+        if transposed:
+            gemm(A, W[:, j0:j1], C[:, j0:j1])
+        else:
+            gemm(A, W[j0:j1].T, C[:, j0:j1])
+
+
 @kernel(parallel=True)
-def sequence_forward_cols(cell, gx, W_hh, b_hh, hs, cs, act, gh, parts):
+def time_columns(A, W, P, C, reps, parts):
+    """`reps` products C = A @ W.T shared by columns as sequence_forward_cols shares them, by the
+    packed kernel if P is not empty, else by BLAS (rnncli/kernels/cpu/tune.py times this)."""
+    by_cols = _column_parts(C.shape[1], P, parts)
+    for _ in range(reps):
+        for k in prange(by_cols):
+            _columns(A, W, False, P, C, by_cols, k)
+
+
+@kernel(parallel=True)
+def sequence_forward_cols(cell, gx, W_hh, P, b_hh, hs, cs, act, gh, parts):
     """sequence_forward with each step in two parallel parts: the product shared by columns (each
-    thread one block of W_hh's rows, by BLAS, for all B rows at once), then the cell's math by rows.
-    Each thread then reads only its share of W_hh at every step, where the row split has every
-    thread read all of it: for weights larger than the caches, half the memory traffic on two
-    threads, and BLAS runs better on B rows than on B / parts. The price is two waits a step."""
+    thread one block of W_hh's rows for all B rows at once: by the packed kernel on W_hh packed
+    (P), or by BLAS if P is empty), then the cell's math by rows. Each thread then reads only its
+    share of W_hh at every step, where the row split has every thread read all of it: for
+    weights larger than the caches, half the memory traffic on two threads, and the product runs
+    better on B rows than on B / parts. The price is two waits a step."""
     B, G = gh.shape
-    by_cols, by_rows = min(parts, G), min(parts, B)
+    by_cols, by_rows = _column_parts(G, P, parts), min(parts, B)
     for t in range(gx.shape[0]):
         for k in prange(by_cols):
-            g0, g1 = _share_lines(G, by_cols, k)
-            gemm(hs[t], W_hh[g0:g1].T, gh[:, g0:g1])
+            _columns(hs[t], W_hh, False, P, gh, by_cols, k)
         for k in prange(by_rows):
             b0, b1 = _share(B, by_rows, k)
             _forward_step_rows(cell, gx, b_hh, hs, cs, act, gh, t, b0, b1)
 
 
 @kernel(parallel=True)
-def sequence_backward_cols(cell, W_hh, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
+def sequence_backward_cols(cell, W_hh, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, parts):
     """sequence_backward split as sequence_forward_cols is: the cell's math by rows, then the
-    product dgh_t @ W_hh by columns (each thread one block of W_hh's columns, by BLAS)."""
+    product dgh_t @ W_hh by columns (each thread one block of W_hh's columns: by the packed
+    kernel on W_hh.T packed (P), or by BLAS if P is empty)."""
     T = dhs.shape[0]
     B, H = tmp.shape
-    by_cols, by_rows = min(parts, H), min(parts, B)
+    by_cols, by_rows = _column_parts(H, P, parts), min(parts, B)
     for t in range(T - 1, -1, -1):
         for k in prange(by_rows):
             b0, b1 = _share(B, by_rows, k)
             _backward_step_rows(cell, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, t, b0, b1, t < T - 1)
         for k in prange(by_cols):
-            h0, h1 = _share_lines(H, by_cols, k)
-            gemm(dgh[t], W_hh[:, h0:h1], tmp[:, h0:h1])
+            _columns(dgh[t], W_hh, True, P, tmp, by_cols, k)
     if T > 0:
         for k in prange(by_rows):
             b0, b1 = _share(B, by_rows, k)

@@ -1,9 +1,11 @@
 """Measured, not assumed: which path each recurrent product takes on this CPU.
 
 The recurrent product of a step, C (M, N) = A (M, K) @ W.T with M the rows one thread owns, can go
-four ways (kernels/cpu/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W, or
-our row-building kernel. Which is fastest depends on the shape and on the CPU (its vector width,
-its registers, its caches). The first time a shape is met on a machine, each path is timed as the
+five ways (kernels/cpu/gemm.py PATHS): BLAS, our dot-product kernel with tiles of 8 or 4 rows of W,
+our row-building kernel, or, in a layer's time loop, our outer-product kernel on W packed once
+(packed.py; the column split of large weights chooses between it and BLAS, keys ending in
+",cols"). Which is fastest depends on the shape and on the CPU (its vector width, its registers,
+its caches). The first time a shape is met on a machine, each path is timed as the
 sequence drivers run it (every thread on its own rows at once; about 0.1 s a shape, silently: a first
 run says it is compiling and timing the kernels) and the fastest is kept in
 `tune.json` beside the compiled kernels, keyed by the CPU's model and vector features; later runs
@@ -28,9 +30,11 @@ from rnncli.base import paths
 from rnncli.base.paths import cache_root
 
 # 2: BLAS through NumPy's OpenBLAS (kernels/cpu/blas.py), whose timings differ; 3: the paths timed in
-# turns (ROUNDS): files made before hold choices biased against BLAS, measured first
-FORMAT = 3
-SMALL = 1 << 15  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
+# turns (ROUNDS): files made before hold choices biased against BLAS, measured first; 4: the packed
+# path (kernels/cpu/packed.py), which files made before never measured
+FORMAT = 4
+SMALL = 1 << 14  # shapes with fewer weights (N x K) take the rule: too quick to time, too quick to matter
+# (16,384 weights, the small rnn's W_hh, is timed: its time loops ran 1.15x faster packed than by BLAS)
 MARGIN = 0.05  # a path must beat the rule's, and BLAS, by this share to be chosen (the rest is noise)
 TARGET_S = 0.004  # seconds one timing aims at
 # Timings per path, taken in turns: timed one path after the other, BLAS (the first) ran 3-9x
@@ -151,51 +155,72 @@ def _remove(path, folder_only: bool = False) -> None:
         path.unlink(missing_ok=True)
 
 
-def path(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
+def path(
+    M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True, columns: bool = False
+) -> int:
     """The path for `parts` threads each computing C (M, N) = A (M, K) @ W.T, with `weights` such
-    products taken in turn (1: a layer's time loop; generation's step goes through several)."""
+    products taken in turn (1: a layer's time loop; generation's step goes through several), by
+    packed weights too if `packed` (generation keeps none). With `columns`, the threads share one
+    such product by columns instead, and the path is BLAS or PACKED (steps.time_columns)."""
     from rnncli.kernels.cpu import gemm
 
     if not enabled() or N * K < SMALL or M < 1:
-        return int(gemm.rule(N, K))
+        return gemm.BLAS if columns else int(gemm.rule(N, K))
     table = _load()
-    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "")
+    key = f"{M},{N},{K},{parts}" + (f",{weights}w" if weights > 1 else "") + ("" if packed else ",flat")
+    key += ",cols" if columns else ""
     if key not in table:
-        table[key] = gemm.PATHS[measure(M, N, K, parts, weights)]
+        table[key] = gemm.PATHS[measure(M, N, K, parts, weights, packed, columns)]
         _save(table)
     return gemm.PATHS.index(table[key])
 
 
-def measure(M: int, N: int, K: int, parts: int, weights: int = 1) -> int:
+def measure(
+    M: int, N: int, K: int, parts: int, weights: int = 1, packed: bool = True, columns: bool = False
+) -> int:
     """Time every path (the best of ROUNDS, the paths taking turns, after a warm-up of each) and
     return the fastest, unless the rule's path or else BLAS is within MARGIN of it (ties that the
-    timing cannot split: BLAS, the library, keeps them)."""
+    timing cannot split: BLAS, the library, keeps them). `columns`: BLAS against PACKED, the
+    threads sharing one product of M rows by columns."""
     import numpy as np
 
-    from rnncli.kernels.cpu import gemm
+    from rnncli.kernels.cpu import gemm, steps
+    from rnncli.kernels.cpu.packed import TILE_N
+    from rnncli.kernels.cpu.packed import packed as packed_weights
 
     rng = np.random.default_rng(0)
-    weights = max(1, min(weights, WEIGHT_BYTES // (4 * N * K)))
-    A = rng.standard_normal((M * parts, K)).astype(np.float32)
+    weights = 1 if columns else max(1, min(weights, WEIGHT_BYTES // (4 * N * K)))
+    A = rng.standard_normal((M if columns else M * parts, K)).astype(np.float32)
     W = rng.standard_normal((weights, N, K)).astype(np.float32)
-    W, WT = (
-        gemm.padded(W),
-        np.ascontiguousarray(W.transpose(0, 2, 1)),
-    )  # (W as the models keep it for these paths)
-    C = np.empty((M * parts, N), np.float32)
+    P = np.stack([packed_weights(w) for w in W]) if packed else None
+    C = np.empty((A.shape[0], N), np.float32)
     reps = max(1, int(TARGET_S * 20e9 / (2.0 * M * N * K * weights)))  # (at a guessed 20 GFLOP/s a thread)
-    paths = range(len(gemm.PATHS))
+    if columns:
+        paths, rule = (gemm.BLAS, gemm.PACKED), gemm.BLAS
+        reps *= parts
+        no_panels = np.zeros((0, TILE_N), np.float32)
+
+        def run(p):
+            steps.time_columns(A, W[0], P[0] if p == gemm.PACKED else no_panels, C, reps, parts)
+
+    else:
+        paths, rule = range(len(gemm.PATHS) if packed else gemm.PACKED), int(gemm.rule(N, K))  # (PACKED last)
+        W, WT = gemm.padded(W), np.ascontiguousarray(W.transpose(0, 2, 1))  # (W as the models keep it)
+
+        def run(p):
+            gemm.time_product(A, W, P if p == gemm.PACKED else WT, C, p, reps, parts)
+
     for p in paths:  # warm-up (and, on a cold cache, the compile)
-        gemm.time_product(A, W, WT, C, p, reps, parts)
-    times = [[] for _ in paths]
+        run(p)
+    times = {p: [] for p in paths}
     for _ in range(ROUNDS):  # the paths in turn, round after round
         for p in paths:
             t0 = clock()
-            gemm.time_product(A, W, WT, C, p, reps, parts)
+            run(p)
             times[p].append(clock() - t0)
-    best = [min(t) for t in times]
-    fastest = int(np.argmin(best))
-    for near in (int(gemm.rule(N, K)), gemm.BLAS):
+    best = {p: min(t) for p, t in times.items()}
+    fastest = min(best, key=best.get)
+    for near in (rule, gemm.BLAS):
         if best[fastest] >= (1 - MARGIN) * best[near]:
             return near
     return fastest
