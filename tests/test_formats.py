@@ -63,19 +63,21 @@ def test_int8_is_within_half_a_step_of_each_rows_scale():
 @pytest.mark.parametrize("fmt", ["f32", "bf16", "int8"])
 @pytest.mark.parametrize(
     "M,path",
-    [(1, narrow.ONE), (1, narrow.SPREAD), (3, gemm.ROWS), (5, gemm.ROWS4), (3, narrow.WIDE)],
+    [(1, narrow.ONE), (1, narrow.SPREAD), (3, gemm.ROWS), (5, gemm.ROWS4), (3, gemm.BLAS), (4, gemm.COLS)],
     ids=str,
 )
 def test_narrow_products_equal_the_float64_product_of_the_widened_weights(fmt, M, path):
-    """Within a float32 sum's rounding of sum_k |a_k w_jk|, every output; N and K not multiples of a tile."""
+    """Within a float32 sum's rounding of sum_k |a_k w_jk|, every output; N and K not multiples of a
+    tile. BLAS and COLS read the transpose the decoder lays out: the narrow values widened, unscaled."""
     rng = np.random.default_rng(2)
-    W = rng.standard_normal((37 if path != narrow.WIDE else 101, 45)).astype(np.float32)  # (WIDE: 2 blocks)
+    W = rng.standard_normal((37, 45)).astype(np.float32)
     A = rng.standard_normal((M, 45)).astype(np.float32)
     Q, scale = formats.compress(W, fmt)
     wide = formats.widen(Q, scale).astype(np.float64)
     C = np.full((M, len(W)), np.nan, np.float32)
     empty = np.zeros(0, np.float32) if scale is None else scale
-    narrow.product_any(A, gemm.padded(Q), np.zeros((0, 0), np.float32), empty, C, path)
+    WT = np.ascontiguousarray(formats.widen(Q).T)  # (decode.layout's)
+    narrow.product_any(A, gemm.padded(Q), WT, empty, C, path)
     reference = A.astype(np.float64) @ wide.T
     assert (np.abs(C - reference) <= 1e-5 * (np.abs(A) @ np.abs(wide).T)).all()
 

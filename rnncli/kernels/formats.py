@@ -74,11 +74,12 @@ def compress(W: np.ndarray, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
 
 
 def widen(Q: np.ndarray, scale: np.ndarray | None = None) -> np.ndarray:
-    """compress's inverse: float32 from a narrow matrix (and its scales, for int8)."""
+    """compress's inverse: float32 from a narrow matrix (and its scales, for int8; without them, the
+    int8 values themselves, as the decoder's products read them before scaling each output)."""
     if Q.dtype == np.uint16:
         return from_bf16(Q)
     if Q.dtype == np.int8:
-        return from_int8(Q, scale)
+        return from_int8(Q, scale) if scale is not None else Q.astype(np.float32)
     return Q
 
 

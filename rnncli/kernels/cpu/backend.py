@@ -19,7 +19,7 @@ from rnncli.kernels.api import API
 from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PACKED, PAD, ROWS, ROWS4, padded
-from rnncli.kernels.cpu.narrow import ONE, SPREAD, WIDE
+from rnncli.kernels.cpu.narrow import ONE, SPREAD
 from rnncli.kernels.cpu.packed import TILE_N, packed
 
 NAME = "cpu"
@@ -242,9 +242,9 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None, fmt: str = "f3
     row, or large products that only BLAS runs well on this CPU: one thread drives BLAS, which
     threads the products itself on `n_threads`. Otherwise each kernel thread takes a share of the
     rows and runs every product by the path measured for its shape in a step (tune.py). With
-    narrow weights (fmt bf16 or int8) those products go by narrow.py's kernels: one row by tiles in
-    one thread, or shared among the threads by outputs from SPREAD_FROM weights on; more rows by
-    blocks of the weights widened for BLAS (WIDE)."""
+    narrow weights (fmt bf16 or int8) one row goes by narrow.py's kernels: by tiles in one thread,
+    or shared among the threads by outputs from SPREAD_FROM weights on; more rows go as float32
+    does, reading the same values widened (decode.layout), then scaled (int8)."""
     from threadpoolctl import threadpool_limits
 
     L = model_cfg.layers
@@ -258,8 +258,6 @@ def prepare_decoding(model_cfg, rows: int, n_threads: int | None, fmt: str = "f3
         return 1, paths
     use_threads(n_threads)
     parts = min(threads(), rows)
-    if fmt != "f32":
-        return parts, np.array([_path(rows, G, E, 2 * L, False)] + [WIDE] * (2 * L), np.int64)
     # measured as a step runs them: each among the step's 2L layer products, which share the caches
     paths = [_path(rows, N, K, 2 * L, False) for N, K in shapes[:-1]] + [_path(rows, V, H, 1, False)]
     paths = np.array(paths, np.int64)

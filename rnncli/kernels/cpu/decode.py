@@ -7,8 +7,9 @@ chose for its shape, as the training drivers do; kernels/cpu/backend.py's prepar
 
 The cell math is the same forward_step the training driver uses, run on (B, H) rows in place.
 Weights arrive stacked per layer, in both layouts the products read (`layout` builds them; the
-records are kernels/decoding.py's), or with the large matrices narrow (bf16, int8), in the row
-layout alone, for narrow.py's products, which widen them in registers.
+records are kernels/decoding.py's). With the large matrices narrow (bf16, int8) the row layout is
+narrow, for narrow.py's one-row products, which widen them in registers; the transposes hold the
+same values in float32 (unscaled), for several rows, which go at float32's speed.
 """
 
 import numpy as np
@@ -37,10 +38,11 @@ def layout(layers, emb, table0, head_weight, head_bias, fmt: str = "f32") -> Wei
     narrow = [formats.compress(W, fmt) for W in (W_ih, W_hh, head_weight)]
     # (f32, bf16: no scales, as arrays of the same number of dimensions with no columns)
     scales = [s if s is not None else np.zeros(Q.shape[:-2] + (0,), np.float32) for Q, s in narrow]
-    if fmt == "f32":
-        W_ihT, W_hhT, W_outT = c(W_ih.transpose(0, 2, 1)), c(W_hh.transpose(0, 2, 1)), c(head_weight.T)
-    else:  # (the narrow products read only the padded rows; a layer's empty transpose is still there)
-        W_ihT, W_hhT, W_outT = np.zeros((L - 1, 0, 0), np.float32), np.zeros((L, 0, 0), np.float32), _EMPTY
+    # the transposes BLAS and the row-building kernel read: for narrow weights, of the narrow values
+    # widened but not scaled (product_any scales the outputs), read when several rows are decoded
+    # together, where the products are bound by arithmetic rather than bytes
+    W_ihT, W_hhT = (c(formats.widen(Q).transpose(0, 2, 1)) for Q, _ in narrow[:2])
+    W_outT = c(formats.widen(narrow[2][0]).T)
     return Weights(
         c(table0, dtype=np.float32),
         c(emb),
@@ -67,7 +69,7 @@ def step(cell, w, paths, h, c, r, b0, b1):
     """Advance every layer of rows b0..b1 by their tokens r.toks[b] and leave the next token's
     logits in r.logits[b0:b1]. h, c (L, B, H) are updated in place; the tokens join r.recent.
     paths (2L + 1,): each layer's input and recurrent product's path, then the head's (gemm.PATHS,
-    or for narrow weights narrow.ONE, SPREAD or WIDE)."""
+    or for narrow weights one row's narrow.ONE or SPREAD)."""
     L = h.shape[0]
     G = r.gx.shape[1]
     R = r.recent.shape[1]

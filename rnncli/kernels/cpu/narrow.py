@@ -5,9 +5,11 @@ weight widened to float32 in registers as it is read (gemm.widen). A narrow step
 
 Several rows of A (batched generation, where the products are bound by arithmetic, not bytes) go
 either through gemm.matmul_nt, generic in W's format (ROWS, ROWS4: each weight widened once per two
-rows of A), or (WIDE) a block of W's rows at a time widened and scaled into a float32 buffer that
-stays in the caches, then multiplied by BLAS for all the rows, so that the widening is paid once
-per block and the product runs at BLAS's rate. One row, the streaming case, goes through tiles of
+rows of A), or by BLAS or the row-building kernel on WT, the same weights widened to float32 once
+when the decoder is laid out (decode.layout): at float32's speed, the outputs scaled after (int8).
+(A block of W widened into a buffer for BLAS at every product ran batched generation at 2.4-3.1x
+one stream's speed for the medium GRU and LSTM, against float32's 3.2-4.0x.) One row, the
+streaming case, goes through tiles of
 one row against 4 rows of W, in the calling thread (ONE) or, for large weights, shared among the
 kernel threads by outputs (SPREAD). float32 weights take any of gemm's paths, as before; `scale`
 is empty for f32 and bf16.
@@ -16,13 +18,12 @@ is empty for f32 and bf16.
 import numpy as np
 from numba import prange
 
-from rnncli.kernels.cpu.blas import gemm
 from rnncli.kernels.cpu.gemm import PATHS, _dot, product, widen
 from rnncli.kernels.jit import kernel
 
 # paths beyond gemm.PATHS for narrow weights: one row in this thread; one row, outputs shared by the
-# threads; several rows by blocks of W widened for BLAS
-ONE, SPREAD, WIDE = len(PATHS), len(PATHS) + 1, len(PATHS) + 2
+# threads
+ONE, SPREAD = len(PATHS), len(PATHS) + 1
 
 
 @kernel(reassociate=True)
@@ -70,35 +71,14 @@ def spread(A, W, scale, C):
     _scaled(C, scale)
 
 
-@kernel
-def _wide(A, W, scale, C):
-    """WIDE: C = A @ (widen(W) * scale[:, None]).T, 64 rows of W at a time widened and scaled into a
-    float32 buffer (64 x K: 128 KiB at K = 512, in L2), then one BLAS product for every row of A
-    into the matching block of C's columns. The buffer is made once a call (about a microsecond,
-    against a product of 0.1-2 ms at the shapes that take this path)."""
-    N, K = W.shape[0], A.shape[1]
-    nb = 64
-    buf = np.empty((min(nb, N), K), np.float32)
-    for j0 in range(0, N, nb):
-        j1 = min(j0 + nb, N)
-        for j in range(j0, j1):
-            s = scale[j] if scale.shape[0] > 0 else np.float32(1.0)
-            for k in range(K):
-                buf[j - j0, k] = widen(W[j, k]) * s
-        gemm(A, buf[: j1 - j0].T, C[:, j0:j1])
-
-
 @kernel(inline=True)
 def product_any(A, W, WT, scale, C, path):
-    """C = (A @ widen(W).T) * scale by `path`: ONE or SPREAD for one row, WIDE for several, else
-    gemm.product's path (for narrow W, ROWS or ROWS4: the others read WT, which only float32 weights
-    have)."""
+    """C = (A @ widen(W).T) * scale by `path`: ONE or SPREAD for one row, else gemm.product's path
+    (ROWS, ROWS4 widen W in registers; BLAS and COLS read WT: widen(W).T in float32)."""
     if path == SPREAD:
         spread(A, W, scale, C)
     elif path == ONE:
         _one(A, W, scale, C)
-    elif path == WIDE:
-        _wide(A, W, scale, C)
     else:
         product(A, W, WT, C, path)
         _scaled(C, scale)
