@@ -24,8 +24,6 @@ from rnncli.kernels.decoding import Rows, Weights  # noqa: F401 (Rows: for this 
 from rnncli.kernels.jit import kernel
 from rnncli.kernels.sampling import choose
 
-_EMPTY = np.zeros((0, 0), np.float32)
-
 
 def layout(layers, emb, table0, head_weight, head_bias, fmt: str = "f32") -> Weights:
     """Host Weights from each layer's (W_ih, W_hh, b_ih, b_hh), the embedding, layer 0's token table
