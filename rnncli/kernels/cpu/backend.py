@@ -20,12 +20,11 @@ from rnncli.kernels.cpu import decode as _decode
 from rnncli.kernels.cpu import steps as _k
 from rnncli.kernels.cpu.gemm import PACKED, PAD, ROWS, ROWS4, padded
 from rnncli.kernels.cpu.narrow import ONE, SPREAD
-from rnncli.kernels.cpu.packed import TILE_N, packed
+from rnncli.kernels.cpu.packed import NO_PANELS, packed
 
 NAME = "cpu"
 _NO_BIAS = np.zeros(0, np.float32)
 _EMPTY = np.zeros((0, 0), np.float32)
-_NO_PANELS = np.zeros((0, TILE_N), np.float32)  # (the column split then runs BLAS)
 # Below this many weights in a recurrent product (G x H), rows decoded together are shared among the
 # kernel threads (each calling single-threaded BLAS); from it on, one call over all rows, threaded by
 # BLAS, is faster. Measured on a Zen 2 at 64 rows: sharing 1.15-1.25x faster for 2x128 models,
@@ -177,7 +176,7 @@ def compiles_first(B: int, W_hh) -> bool:
 def sequence_forward(scratch: Scratch, layer: int, cell: int, gx, W_hh, b_hh, hs, cs, act, gh) -> None:
     if _by_columns(gx.shape[1], W_hh):
         scratch.W_hhT[layer] = _EMPTY
-        P = packed(W_hh) if _columns_path(gx.shape[1], *W_hh.shape) == PACKED else _NO_PANELS
+        P = packed(W_hh) if _columns_path(gx.shape[1], *W_hh.shape) == PACKED else NO_PANELS
         return _k.sequence_forward_cols(cell, gx, W_hh, P, b_hh, hs, cs, act, gh, threads())
     path = _path(gx.shape[1], *W_hh.shape)
     # W_hh.T only if this direction's products read it (a 2048 x 512 transpose costs ~4 ms); packed
@@ -193,7 +192,7 @@ def sequence_backward(
     """Backward through the layer whose forward ran last with these weights (its W_hh.T is reused)."""
     if _by_columns(dhs.shape[1], W_hh):
         H, G = W_hh.shape[1], W_hh.shape[0]
-        P = packed(W_hh, transposed=True) if _columns_path(dhs.shape[1], H, G) == PACKED else _NO_PANELS
+        P = packed(W_hh, transposed=True) if _columns_path(dhs.shape[1], H, G) == PACKED else NO_PANELS
         return _k.sequence_backward_cols(
             cell, W_hh, P, hs, cs, act, dhs, dh_next, dc_next, dgx, dgh, tmp, threads()
         )

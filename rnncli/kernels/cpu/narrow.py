@@ -9,10 +9,9 @@ rows of A), or by BLAS or the row-building kernel on WT, the same weights widene
 when the decoder is laid out (decode.layout): at float32's speed, the outputs scaled after (int8).
 (A block of W widened into a buffer for BLAS at every product ran batched generation at 2.4-3.1x
 one stream's speed for the medium GRU and LSTM, against float32's 3.2-4.0x.) One row, the
-streaming case, goes through tiles of
-one row against 4 rows of W, in the calling thread (ONE) or, for large weights, shared among the
-kernel threads by outputs (SPREAD). float32 weights take any of gemm's paths, as before; `scale`
-is empty for f32 and bf16.
+streaming case, goes through tiles of one row against 4 rows of W, in the calling thread (ONE) or,
+for large weights, shared among the kernel threads by outputs (SPREAD). float32 weights take any
+of gemm's paths, as before; `scale` is empty for f32 and bf16.
 """
 
 import numpy as np

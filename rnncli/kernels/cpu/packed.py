@@ -40,7 +40,8 @@ def target_vector_shape() -> tuple[int, int]:
 
 
 TILE_M = 6
-TILE_N = target_vector_shape()[0] * target_vector_shape()[1] // 8
+_LANES, _REGISTERS = target_vector_shape()
+TILE_N = _LANES * _REGISTERS // 8
 
 
 class _Vector(types.Type):
@@ -132,6 +133,9 @@ def _lane(typingctx, v, i):
         return builder.extract_element(args[0], args[1])
 
     return types.float32(VECTOR, types.intp), codegen
+
+
+NO_PANELS = np.zeros((0, TILE_N), np.float32)  # (where drivers take panels or none: none, BLAS runs)
 
 
 def packed(W: np.ndarray, transposed: bool = False) -> np.ndarray:

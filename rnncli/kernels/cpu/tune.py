@@ -185,7 +185,7 @@ def measure(
     import numpy as np
 
     from rnncli.kernels.cpu import gemm, steps
-    from rnncli.kernels.cpu.packed import TILE_N
+    from rnncli.kernels.cpu.packed import NO_PANELS
     from rnncli.kernels.cpu.packed import packed as packed_weights
 
     rng = np.random.default_rng(0)
@@ -198,10 +198,9 @@ def measure(
     if columns:
         paths, rule = (gemm.BLAS, gemm.PACKED), gemm.BLAS
         reps *= parts
-        no_panels = np.zeros((0, TILE_N), np.float32)
 
         def run(p):
-            steps.time_columns(A, W[0], P[0] if p == gemm.PACKED else no_panels, C, reps, parts)
+            steps.time_columns(A, W[0], P[0] if p == gemm.PACKED else NO_PANELS, C, reps, parts)
 
     else:
         paths, rule = range(len(gemm.PATHS) if packed else gemm.PACKED), int(gemm.rule(N, K))  # (PACKED last)
